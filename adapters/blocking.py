@@ -1,0 +1,482 @@
+"""The blocking adapter: the core driven on the standard ``sqlite3`` module.
+
+Each thread gets its own connection (and core session), so a ``Broker`` is
+safe to share between threads. After ``fork()`` the child opens fresh
+connections and never touches the parent's.
+
+    with Broker("app.db") as broker:
+        queue = Queue("tasks", broker)
+        queue.write("hello")
+        print(queue.read())
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar, overload
+
+from sansio_broker import BrokerCore, Config, Message, QueueStats, Session
+from sansio_broker.commands import Operation
+from sansio_broker.errors import InvalidInputError
+from sansio_broker.streams import ClaimStream, PeekStream, Stream
+from sansio_broker.validation import check_queue_name
+
+from ._sync import SyncDriver, connect
+
+T = TypeVar("T")
+
+DEFAULT_PATH = ".broker.db"
+
+# Connections inherited across fork(): kept referenced so they are never
+# finalized (closing them in the child could drop the parent's locks).
+_INHERITED: list[object] = []
+_BROKERS: weakref.WeakSet[Broker] = weakref.WeakSet()
+
+
+def resolve_config(config: Config | Mapping[str, Any] | None) -> Config:
+    """``None`` reads ``BROKER_*`` from the environment; a mapping is parsed."""
+    if isinstance(config, Config):
+        return config
+    return Config.from_mapping(os.environ if config is None else config)
+
+
+class _Connection:
+    """One sqlite3 connection with its driver and core session."""
+
+    __slots__ = ("driver", "session")
+
+    def __init__(self, driver: SyncDriver, session: Session) -> None:
+        self.driver = driver
+        self.session = session
+
+    def run(self, operation: Operation[T]) -> T:
+        return self.driver.run(operation)
+
+
+class Broker:
+    """A broker on one SQLite file; every operation of the core, blocking.
+
+    ``config=None`` reads ``BROKER_*`` environment variables. The file is
+    created (schema v6) or checked when the broker is constructed, so a
+    foreign or incompatible file fails here, with nothing written.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_PATH, *, config: Config | Mapping[str, Any] | None = None
+    ) -> None:
+        self.path = os.fspath(path)
+        self.config = resolve_config(config)
+        self._core = BrokerCore(self.config)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[_Connection] = []
+        self._opened = False
+        self._closed = False
+        _BROKERS.add(self)
+        self._connection()
+
+    # ----------------------------------------------------------- connections
+    def _connection(self) -> _Connection:
+        try:
+            return self._local.connection  # type: ignore[no-any-return]
+        except AttributeError:
+            return self._new_connection()
+
+    def _new_connection(self) -> _Connection:
+        if self._closed:
+            raise RuntimeError("this Broker is closed")
+        raw = connect(self.path, self.config)
+        connection = _Connection(SyncDriver(raw, self.path), self._core.session())
+        try:
+            connection.run(connection.session.setup_connection())
+            with self._lock:
+                if not self._opened:
+                    connection.run(connection.session.open_database(self.path))
+                    self._opened = True
+                self._connections.append(connection)
+        except BaseException:
+            connection.driver.close()
+            raise
+        self._local.connection = connection
+        return connection
+
+    def _run(self, operation: Operation[T]) -> T:
+        return self._connection().run(operation)
+
+    def _session(self) -> Session:
+        return self._connection().session
+
+    def _forget_after_fork(self) -> None:
+        _INHERITED.extend(c.driver for c in self._connections)
+        self._connections = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every connection this broker opened (in every thread).
+
+        Call it once the threads using the broker are done with it.
+        """
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for connection in connections:
+            connection.driver.close()
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------- transactions
+    @contextmanager
+    def transaction(self) -> Iterator[Broker]:
+        """Make the operations inside commit or roll back together.
+
+        Claims, writes and moves this thread makes inside the block are one
+        ``BEGIN IMMEDIATE`` transaction: "take a message, write the result
+        elsewhere" is atomic. An exception rolls everything back.
+        """
+        connection = self._connection()
+        session = connection.session
+        connection.run(session.begin_transaction())
+        try:
+            yield self
+        except BaseException:
+            connection.run(session.rollback_transaction())
+            raise
+        connection.run(session.commit_transaction())
+
+    # ---------------------------------------------------------------- writes
+    def write(self, queue: str, message: str) -> int:
+        """Append ``message`` to ``queue``; returns its ID once committed."""
+        connection = self._connection()
+        return connection.run(connection.session.write(queue, message))
+
+    def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
+        """Append messages in order in one transaction; returns their IDs."""
+        return self._run(self._session().write_many(queue, messages))
+
+    def broadcast(self, message: str, *, pattern: str | None = None) -> int:
+        """Write to every existing queue (or those matching the glob); returns how many."""
+        return self._run(self._session().broadcast(message, pattern=pattern))
+
+    # ---------------------------------------------------------------- claims
+    def claim(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> Message | None:
+        """Claim the oldest pending message (or the one with ``message_id``)."""
+        connection = self._connection()
+        return connection.run(
+            connection.session.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+        )
+
+    def claim_many(
+        self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim up to ``limit`` messages in one transaction."""
+        return self._run(self._session().claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
+
+    def claim_all(
+        self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim every pending message in one transaction (all returned, or none claimed)."""
+        return self._run(self._session().claim_all(queue, after=after_timestamp, before=before_timestamp))
+
+    # ----------------------------------------------------------------- peeks
+    def peek(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> Message | None:
+        """The oldest pending message (or one by ID), not claimed."""
+        return self._run(
+            self._session().peek(
+                queue,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            )
+        )
+
+    def peek_many(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> list[Message]:
+        """Up to ``limit`` oldest messages, not claimed."""
+        return self._run(
+            self._session().peek_many(
+                queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
+            )
+        )
+
+    # --------------------------------------------------------------- streams
+    def stream(
+        self,
+        queue: str,
+        *,
+        peek: bool = False,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> Iterator[Message]:
+        """Every message of ``queue``, oldest first, as an iterator.
+
+        ``commit_interval=1`` claims exactly once, one transaction per
+        message. ``commit_interval=N>1`` claims batches of N at least once:
+        a batch commits when the next one is asked for and is rolled back
+        (delivered again) if the iterator is closed early. Close it (or use
+        it in a ``for`` loop over a temporary) to release the write lock.
+        ``peek=True`` pages through without claiming.
+        """
+        session = self._session()
+        source: Stream
+        if peek:
+            source = PeekStream(
+                session, queue, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
+            )
+        else:
+            source = ClaimStream(
+                session, queue, commit_interval=commit_interval, after=after_timestamp, before=before_timestamp
+            )
+        return _iterate(self._connection(), source)
+
+    # ----------------------------------------------------------------- moves
+    def move(
+        self,
+        source: str,
+        destination: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        require_unclaimed: bool | None = None,
+    ) -> Message | None:
+        """Move the oldest pending message (or one by ID, even if claimed)."""
+        return self._run(
+            self._session().move(
+                source,
+                destination,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                require_unclaimed=require_unclaimed,
+            )
+        )
+
+    def move_many(
+        self,
+        source: str,
+        destination: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> list[Message]:
+        """Move up to ``limit`` pending messages in one transaction."""
+        return self._run(
+            self._session().move_many(source, destination, limit, after=after_timestamp, before=before_timestamp)
+        )
+
+    def move_all(
+        self, source: str, destination: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> int:
+        """Move every pending message; returns how many moved."""
+        return self._run(self._session().move_all(source, destination, after=after_timestamp, before=before_timestamp))
+
+    # ---------------------------------------------------------------- delete
+    def delete(self, queue: str | None = None) -> int:
+        """Delete a queue's messages, or every queue's when ``queue`` is None."""
+        session = self._session()
+        return self._run(session.delete_all() if queue is None else session.delete_queue(queue))
+
+    def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
+        """Delete messages of ``queue`` by ID; returns how many existed."""
+        return self._run(self._session().delete_messages(queue, message_ids))
+
+    # ------------------------------------------------------------ inspection
+    def list_queues(self) -> list[str]:
+        return self._run(self._session().list_queues())
+
+    def get_queue_stats(self) -> list[QueueStats]:
+        """``(queue, pending, total)`` for every queue."""
+        return self._run(self._session().all_queue_stats())
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        return self._run(self._session().queue_stats(queue))
+
+    def queue_exists(self, queue: str) -> bool:
+        return self._run(self._session().queue_exists(queue))
+
+    def vacuum(self, *, compact: bool = False) -> int:
+        """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
+        return self._run(self._session().vacuum(compact=compact))
+
+    # ------------------------------------------- the async example's shapes
+    def read(
+        self, queue: str, peek: bool = False, all_messages: bool = False, exact_timestamp: int | str | None = None
+    ) -> list[str]:
+        """Bodies, as the original async example's ``read`` returns them."""
+        if exact_timestamp is not None:
+            op = self.peek if peek else self.claim
+            found = op(queue, message_id=exact_timestamp)
+            return [] if found is None else [found.body]
+        if peek:
+            return [m.body for m in (self.stream(queue, peek=True) if all_messages else self.peek_many(queue, 1))]
+        return [m.body for m in (self.claim_all(queue) if all_messages else self.claim_many(queue, 1))]
+
+
+def _iterate(connection: _Connection, source: Stream) -> Iterator[Message]:
+    """Hand out a stream's batches; closing the iterator closes the stream."""
+    try:
+        while batch := connection.run(source.next_batch()):
+            yield from batch
+    finally:
+        connection.run(source.close())
+
+
+class Queue:
+    """One queue of a :class:`Broker`, with the async example's method names.
+
+    The example-style methods (``read``, ``read_all``, ``stream``) return
+    bodies; the others return :class:`~sansio_broker.Message` with the ID.
+    """
+
+    def __init__(self, name: str, broker: Broker) -> None:
+        self.name = check_queue_name(name)
+        self.broker = broker
+
+    def write(self, message: str) -> int:
+        return self.broker.write(self.name, message)
+
+    def write_many(self, messages: Iterable[str]) -> list[int]:
+        return self.broker.write_many(self.name, messages)
+
+    @overload
+    def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[False] = ...,
+        message_id: int | str | None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> str | None: ...
+    @overload
+    def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[True],
+        message_id: None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> list[str]: ...
+    def read(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = False,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> str | list[str] | None:
+        """The oldest message's body (claimed unless ``peek``), or ``None``.
+
+        ``all_messages=True`` returns every body: claimed in one transaction,
+        so either all are handed over or none is claimed.
+        """
+        broker, name, after, before = self.broker, self.name, after_timestamp, before_timestamp
+        if all_messages:
+            if message_id is not None:
+                raise InvalidInputError("message_id cannot be combined with all_messages")
+            if peek:
+                messages = broker.stream(name, peek=True, after_timestamp=after, before_timestamp=before)
+                return [m.body for m in messages]
+            return [m.body for m in broker.claim_all(name, after_timestamp=after, before_timestamp=before)]
+        select = broker.peek if peek else broker.claim
+        found = select(name, message_id=message_id, after_timestamp=after, before_timestamp=before)
+        return None if found is None else found.body
+
+    def read_all(self, *, peek: bool = False) -> list[str]:
+        return self.read(peek=peek, all_messages=True)
+
+    def stream(self, *, peek: bool = False, all_messages: bool = True, commit_interval: int = 1) -> Iterator[str]:
+        """Bodies until the queue is empty (``all_messages=False``: at most one)."""
+        if not all_messages:
+            body = self.read(peek=peek)
+            return iter(() if body is None else (body,))
+        return (m.body for m in self.broker.stream(self.name, peek=peek, commit_interval=commit_interval))
+
+    def claim(self, *, message_id: int | str | None = None) -> Message | None:
+        return self.broker.claim(self.name, message_id=message_id)
+
+    def claim_many(self, limit: int) -> list[Message]:
+        return self.broker.claim_many(self.name, limit)
+
+    def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
+        return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
+
+    def peek_many(self, limit: int, *, include_claimed: bool = False) -> list[Message]:
+        return self.broker.peek_many(self.name, limit, include_claimed=include_claimed)
+
+    def messages(self, *, peek: bool = False, commit_interval: int = 1) -> Iterator[Message]:
+        """Like :meth:`stream`, with IDs."""
+        return self.broker.stream(self.name, peek=peek, commit_interval=commit_interval)
+
+    def size(self) -> int:
+        """Pending (unclaimed) messages."""
+        return self.broker.queue_stats(self.name).pending
+
+    def stats(self) -> QueueStats:
+        return self.broker.queue_stats(self.name)
+
+    def exists(self) -> bool:
+        return self.broker.queue_exists(self.name)
+
+    def move_to(self, destination: str, *, message_id: int | str | None = None) -> Message | None:
+        """Move the oldest pending message, or the one with ``message_id``."""
+        return self.broker.move(self.name, destination, message_id=message_id)
+
+    def move_many(self, destination: str, limit: int) -> list[Message]:
+        return self.broker.move_many(self.name, destination, limit)
+
+    def move_all(self, destination: str) -> int:
+        return self.broker.move_all(self.name, destination)
+
+    def delete(self, *, message_id: int | str | None = None) -> bool:
+        """Delete the whole queue, or one message; True if anything was deleted."""
+        if message_id is None:
+            return self.broker.delete(self.name) > 0
+        return self.broker.delete_messages(self.name, [message_id]) > 0
+
+
+def _after_fork_in_child() -> None:
+    for broker in list(_BROKERS):
+        broker._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,116 @@
+"""The commands an operation yields, and what each one sends back.
+
+An operation is a generator: it yields a command, the driver carries it out
+and ``send``s the result (or ``throw``s a :mod:`sansio_broker.errors` error)
+back in. These classes are the whole boundary between the core and I/O.
+
+=====================  =============================================
+command                result sent back
+=====================  =============================================
+``Execute``            rows / one row / rowcount / ``None`` (``fetch``)
+``ExecuteMany``        ``None``
+``Begin``/``Commit``/  ``None``
+``Rollback``
+``ReadClock``          wall clock, ``int`` nanoseconds since the epoch
+``Sleep``              ``None``
+``LockVacuumFile``     ``True`` if the lock was taken, ``False`` if held
+``UnlockVacuumFile``   ``None``
+=====================  =============================================
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias, TypeVar
+
+from . import sql
+
+T = TypeVar("T")
+
+
+class Fetch(enum.Enum):
+    """What an ``Execute`` sends back."""
+
+    NONE = "none"  # None
+    ONE = "one"  # first row as a tuple, or None
+    ALL = "all"  # list of row tuples
+    ROWCOUNT = "rowcount"  # number of rows changed
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run one SQL statement with bound parameters."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    fetch: Fetch = Fetch.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteMany:
+    """Run one SQL statement once per parameter row (``executemany``)."""
+
+    sql: str
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """Open a write transaction (``BEGIN IMMEDIATE``)."""
+
+    sql: ClassVar[str] = sql.BEGIN_IMMEDIATE
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Commit; an adapter that cancels during it must report "outcome unknown"."""
+
+    sql: ClassVar[str] = sql.COMMIT
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """Roll back; adapters shield it from cancellation."""
+
+    sql: ClassVar[str] = sql.ROLLBACK
+
+
+@dataclass(frozen=True, slots=True)
+class ReadClock:
+    """Ask for the wall clock (``time.time_ns()``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait before retrying; never issued while a transaction is open,
+    except while waiting for the ID clock to pass a future ``last_ts``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LockVacuumFile:
+    """Try (without blocking) to take ``<db>.vacuum.lock``, as SimpleBroker does."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockVacuumFile:
+    """Release ``<db>.vacuum.lock``."""
+
+
+Command: TypeAlias = (
+    Execute | ExecuteMany | Begin | Commit | Rollback | ReadClock | Sleep | LockVacuumFile | UnlockVacuumFile
+)
+
+Operation: TypeAlias = Generator[Command, Any, T]
+"""A broker operation: yields commands, receives results, returns its answer."""
+
+# Shared instances: the commands without fields are constants.
+BEGIN = Begin()
+COMMIT = Commit()
+ROLLBACK = Rollback()
+READ_CLOCK = ReadClock()
+LOCK_VACUUM_FILE = LockVacuumFile()
+UNLOCK_VACUUM_FILE = UnlockVacuumFile()

@@ -1,0 +1,645 @@
+"""The broker's decisions, as generators of commands.
+
+:class:`BrokerCore` holds what every connection of one broker shares (the
+configuration, the cached ID high-water mark, the auto-vacuum counter).
+:class:`Session` belongs to one database connection: it knows whether that
+connection is inside an explicit transaction or an open stream batch, and
+every broker operation is one of its methods returning an
+:data:`~sansio_broker.commands.Operation`.
+
+Arguments are validated when the method is called, before any command exists,
+so bad input can never reach the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, TypeVar
+
+from . import schema, timestamps
+from .commands import (
+    BEGIN,
+    COMMIT,
+    LOCK_VACUUM_FILE,
+    READ_CLOCK,
+    ROLLBACK,
+    UNLOCK_VACUUM_FILE,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    Operation,
+    Sleep,
+)
+from .config import Config
+from .errors import (
+    BusyError,
+    DatabaseError,
+    IntegrityError,
+    InvalidInputError,
+    InvalidTypeError,
+    TimestampError,
+    TransactionError,
+)
+from .sql import SQLITE, SQLiteDialect, where_params
+from .types import Message, QueueStats
+from .validation import (
+    check_body,
+    check_message_id,
+    check_positive,
+    check_queue_name,
+    check_selection,
+)
+
+T = TypeVar("T")
+
+# Vacuum runs whatever the threshold once this many rows are claimed (SimpleBroker's rule).
+VACUUM_CLAIMED_CEILING = 10_000
+# Waiting for the ID clock to pass a future last_ts gives up after this long.
+MAX_CLOCK_WAIT_NS = 5_000_000_000
+# Compare-and-advance of meta.last_ts: attempts before giving up (SimpleBroker: 6).
+ADVANCE_ATTEMPTS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Back-off for transactions that find the database locked.
+
+    SQLite already waits ``busy_timeout`` inside each attempt; these sleeps
+    come on top, between attempts, outside any transaction.
+    """
+
+    attempts: int = 8
+    first_delay: float = 0.05
+    max_delay: float = 0.25
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 1)))
+
+
+class BrokerCore:
+    """State shared by every connection of one broker."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        dialect: SQLiteDialect = SQLITE,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.config = config if config is not None else Config()
+        self.sql = dialect
+        self.retry = retry
+        # A hint only: the compare-and-advance on meta.last_ts is the authority.
+        self.last_id = 0
+        self.mutations = 0
+        self.last_vacuum_error: BaseException | None = None
+
+    def session(self) -> Session:
+        """A new session for one fresh connection."""
+        return Session(self)
+
+    def record_mutations(self, count: int) -> bool:
+        """Count committed mutations; True when an auto-vacuum check is due."""
+        self.mutations += count
+        return self.config.auto_vacuum and self.mutations >= self.config.auto_vacuum_interval
+
+    def vacuum_is_due(self, claimed: int, total: int) -> bool:
+        threshold = total * self.config.vacuum_threshold_percent / 100.0
+        return total > 0 and claimed > 0 and (claimed >= threshold or claimed > VACUUM_CLAIMED_CEILING)
+
+
+class Session:
+    """One connection's view: transaction scope, stream guard, operations."""
+
+    def __init__(self, core: BrokerCore) -> None:
+        self.core = core
+        self.sql = core.sql
+        self.in_transaction = False
+        self._transaction_mutations = 0
+        # An at-least-once stream whose batch holds this connection's write lock.
+        self.stream_holding_lock: object | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def setup_connection(self) -> Operation[None]:
+        """Per-connection PRAGMAs (nothing persisted)."""
+        return schema.setup_connection(self.sql, self.core.config)
+
+    def open_database(self, label: str) -> Operation[None]:
+        """Create schema v6 on a new file, or admit an existing one (refusing
+        foreign files before writing anything). ``label`` names the file in errors."""
+        return schema.open_database(self.sql, label, self._write_transaction)
+
+    # ------------------------------------------------------------ transactions
+    def begin_transaction(self) -> Operation[None]:
+        """Open an explicit transaction: later operations join it until commit."""
+        self.check_lock_free("open a transaction")
+        if self.in_transaction:
+            raise TransactionError(
+                "a transaction is already open on this connection; nested transactions are not supported"
+            )
+        return self._begin_explicit()
+
+    def _begin_explicit(self) -> Operation[None]:
+        yield from self.begin_with_retry()
+        self.in_transaction = True
+        self._transaction_mutations = 0
+
+    def commit_transaction(self) -> Operation[None]:
+        if not self.in_transaction:
+            raise TransactionError("no transaction is open on this connection")
+        return self._commit_explicit()
+
+    def _commit_explicit(self) -> Operation[None]:
+        self.in_transaction = False
+        try:
+            yield COMMIT
+        except BaseException:
+            yield from self.rollback_quietly()
+            raise
+        yield from self.after_commit(self._transaction_mutations)
+
+    def rollback_transaction(self) -> Operation[None]:
+        if not self.in_transaction:
+            raise TransactionError("no transaction is open on this connection")
+        self.in_transaction = False
+        return self.rollback_quietly()
+
+    def check_lock_free(self, action: str) -> None:
+        if self.stream_holding_lock is not None:
+            raise TransactionError(
+                f"cannot {action}: an at-least-once stream batch on this connection holds "
+                "the write lock; finish or close() the stream first, or read with "
+                "commit_interval=1, or claim inside broker.transaction() to make "
+                "claim-and-write atomic"
+            )
+
+    def begin_with_retry(self) -> Operation[None]:
+        attempt = 0
+        while True:
+            try:
+                yield BEGIN
+                return
+            except BusyError:
+                attempt += 1
+                if attempt >= self.core.retry.attempts:
+                    raise
+            yield Sleep(self.core.retry.delay(attempt))
+
+    def rollback_quietly(self) -> Operation[None]:
+        # A failed COMMIT may already have rolled back; "no transaction" is fine.
+        with contextlib.suppress(DatabaseError):
+            yield ROLLBACK
+
+    def _write_transaction(
+        self,
+        body: Callable[[], Operation[T]],
+        mutations: Callable[[T], int] = lambda _: 0,
+        *,
+        resync_ids: bool = False,
+    ) -> Operation[T]:
+        """Run ``body`` in BEGIN IMMEDIATE … COMMIT, retrying when locked.
+
+        Inside an explicit transaction the body just joins it. ``resync_ids``:
+        on a duplicate ID, advance meta.last_ts past the stored rows and retry
+        once, as SimpleBroker does for databases whose last_ts fell behind.
+        """
+        self.check_lock_free("write")
+        if self.in_transaction:
+            result = yield from body()
+            self._transaction_mutations += mutations(result)
+            return result
+        attempt = 0
+        resynced = not resync_ids
+        while True:
+            began = False
+            try:
+                yield BEGIN
+                began = True
+                result = yield from body()
+                yield COMMIT
+            except BusyError:
+                if began:
+                    yield from self.rollback_quietly()
+                attempt += 1
+                if attempt >= self.core.retry.attempts:
+                    raise
+                yield Sleep(self.core.retry.delay(attempt))
+                continue
+            except IntegrityError:
+                yield from self.rollback_quietly()
+                if resynced:
+                    raise
+                resynced = True
+                yield from self._write_transaction(self._resync_last_id)
+                continue
+            except GeneratorExit:
+                raise  # closed by its driver: nothing may be yielded now
+            except BaseException:
+                if began:
+                    yield from self.rollback_quietly()
+                raise
+            yield from self.after_commit(mutations(result))
+            return result
+
+    def after_commit(self, mutations: int) -> Operation[None]:
+        if mutations and self.core.record_mutations(mutations):
+            yield from self._auto_vacuum()
+
+    # ------------------------------------------------------------------ IDs
+    def _allocate_ids(self, count: int) -> Operation[range]:
+        """Reserve ``count`` IDs by compare-and-advance of meta.last_ts.
+
+        Must run inside the inserting transaction, so the high-water mark and
+        the rows become visible in the same commit.
+        """
+        sql = self.sql
+        now = yield READ_CLOCK
+        last = self.core.last_id
+        waited = 0
+        for _ in range(ADVANCE_ATTEMPTS):
+            block = timestamps.next_block(now, last, count)
+            while block is None:
+                pause = timestamps.wait_ns(now, last)
+                waited += pause
+                if waited > MAX_CLOCK_WAIT_NS:
+                    raise TimestampError(
+                        f"logical counter exhausted: meta.last_ts {last} is ahead of the clock "
+                        f"({now}) and the clock did not catch up"
+                    )
+                yield Sleep(max(pause, 1000) / 1e9)
+                now = yield READ_CLOCK
+                block = timestamps.next_block(now, last, count)
+            row = yield Execute(sql.ADVANCE_LAST_TS, (block[-1], block[0]), Fetch.ONE)
+            if row is not None:
+                self.core.last_id = block[-1]
+                return block
+            row = yield Execute(sql.READ_LAST_TS, (), Fetch.ONE)
+            if row is None:
+                raise TimestampError("meta.last_ts is missing")
+            last = int(row[0])
+        raise TimestampError(f"could not advance meta.last_ts after {ADVANCE_ATTEMPTS} attempts")
+
+    def _resync_last_id(self) -> Operation[None]:
+        yield from schema.resync_last_ts(self.sql)
+        self.core.last_id = 0
+
+    # ---------------------------------------------------------------- writes
+    def write(self, queue: str, body: str) -> Operation[int]:
+        """Append one message; returns its ID once committed."""
+        check_queue_name(queue)
+        check_body(body, self.core.config.max_message_size)
+        return self._write_transaction(lambda: self._insert(queue, (body,)), _one, resync_ids=True)
+
+    def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
+        """Append messages in order, in one transaction; returns their IDs."""
+        check_queue_name(queue)
+        if isinstance(bodies, str | bytes):
+            raise InvalidTypeError("write_many takes an iterable of str bodies, not a single str")
+        limit = self.core.config.max_message_size
+        items = tuple(check_body(b, limit) for b in bodies)
+        return self._write_transaction(lambda: self._insert_many(queue, items), len, resync_ids=True)
+
+    def _insert(self, queue: str, bodies: tuple[str]) -> Operation[int]:
+        ids = yield from self._allocate_ids(1)
+        yield Execute(self.sql.INSERT_MESSAGE, (queue, bodies[0], ids[0]))
+        return ids[0]
+
+    def _insert_many(self, queue: str, bodies: tuple[str, ...]) -> Operation[list[int]]:
+        if not bodies:
+            return []
+        ids = yield from self._allocate_ids(len(bodies))
+        rows = [(queue, body, id_) for body, id_ in zip(bodies, ids, strict=True)]
+        yield ExecuteMany(self.sql.INSERT_MESSAGE, rows)
+        return list(ids)
+
+    def broadcast(self, body: str, *, pattern: str | None = None) -> Operation[int]:
+        """Write ``body`` to every existing queue (or those matching a glob), atomically."""
+        check_body(body, self.core.config.max_message_size)
+        if pattern is not None and not isinstance(pattern, str):
+            raise InvalidTypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
+        return self._write_transaction(lambda: self._broadcast(body, pattern), _same)
+
+    def _broadcast(self, body: str, pattern: str | None) -> Operation[int]:
+        rows = yield Execute(self.sql.LIST_QUEUES, (), Fetch.ALL)
+        targets = [r[0] for r in rows if pattern is None or fnmatchcase(r[0], pattern)]
+        if not targets:
+            return 0
+        ids = yield from self._allocate_ids(len(targets))
+        yield ExecuteMany(
+            self.sql.INSERT_MESSAGE,
+            [(queue, body, id_) for queue, id_ in zip(targets, ids, strict=True)],
+        )
+        return len(targets)
+
+    # ---------------------------------------------------------------- claims
+    def claim(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> Operation[Message | None]:
+        """Claim the oldest pending message (or one by ID); committed before returned."""
+        rows = self._claim_rows(queue, 1, message_id, after, before)
+        return self._first(rows)
+
+    def claim_many(
+        self, queue: str, limit: int, *, after: int | None = None, before: int | None = None
+    ) -> Operation[list[Message]]:
+        """Claim up to ``limit`` oldest pending messages in one transaction."""
+        return self._claim_rows(queue, check_positive(limit, "limit"), None, after, before)
+
+    def claim_all(self, queue: str, *, after: int | None = None, before: int | None = None) -> Operation[list[Message]]:
+        """Claim every pending message in one transaction: all handed over, or none claimed."""
+        return self._claim_rows(queue, -1, None, after, before)
+
+    def _claim_rows(
+        self, queue: str, limit: int, message_id: object, after: object, before: object
+    ) -> Operation[list[Message]]:
+        statement = self.claim_statement(queue, limit, message_id, after, before)
+        return self._write_transaction(lambda: self.select(statement), len)
+
+    def claim_statement(
+        self, queue: str, limit: int, message_id: object = None, after: object = None, before: object = None
+    ) -> Execute:
+        """The validated claim statement (``limit`` -1: all); streams reuse it."""
+        check_queue_name(queue)
+        mid, lo, hi = check_selection(message_id, after, before)
+        where = self.sql.where(by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None)
+        params = (*where_params(queue, message_id=mid, after=lo, before=hi), limit)
+        return Execute(self.sql.claim(where), params, Fetch.ALL)
+
+    def select(self, statement: Execute) -> Operation[list[Message]]:
+        """Run a statement returning ``(body, ts)`` rows, as messages in ID order."""
+        rows = yield statement
+        if len(rows) > 1:
+            rows.sort(key=_by_id)  # RETURNING order is unspecified: hand over in ID order
+        return [Message(body, ts) for body, ts in rows]
+
+    def _first(self, rows: Operation[list[Message]]) -> Operation[Message | None]:
+        found = yield from rows
+        return found[0] if found else None
+
+    # ----------------------------------------------------------------- moves
+    def move(
+        self,
+        source: str,
+        destination: str,
+        *,
+        message_id: int | str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        require_unclaimed: bool | None = None,
+    ) -> Operation[Message | None]:
+        """Move the oldest pending message (or one by ID) to ``destination``.
+
+        By ID, claimed messages move too and stay claimed (SimpleBroker 8)
+        unless ``require_unclaimed=True``.
+        """
+        return self._first(self._move_rows(source, destination, 1, message_id, after, before, require_unclaimed))
+
+    def move_many(
+        self,
+        source: str,
+        destination: str,
+        limit: int,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> Operation[list[Message]]:
+        """Move up to ``limit`` oldest pending messages in one transaction."""
+        return self._move_rows(source, destination, check_positive(limit, "limit"), None, after, before, True)
+
+    def move_all(
+        self, source: str, destination: str, *, after: int | None = None, before: int | None = None
+    ) -> Operation[int]:
+        """Move every pending message, in transactions of ``GENERATOR_BATCH_SIZE``; returns the count."""
+        batch = self.core.config.generator_batch_size
+        first = self._move_rows(source, destination, batch, None, after, before, True)
+        return self._move_all(first, lambda: self._move_rows(source, destination, batch, None, after, before, True))
+
+    def _move_all(
+        self, first: Operation[list[Message]], more: Callable[[], Operation[list[Message]]]
+    ) -> Operation[int]:
+        batch = self.core.config.generator_batch_size
+        moved = yield from first
+        total = len(moved)
+        while len(moved) == batch:
+            moved = yield from more()
+            total += len(moved)
+        return total
+
+    def _move_rows(
+        self,
+        source: str,
+        destination: str,
+        limit: int,
+        message_id: object,
+        after: object,
+        before: object,
+        require_unclaimed: bool | None,
+    ) -> Operation[list[Message]]:
+        check_queue_name(source)
+        check_queue_name(destination)
+        if source == destination:
+            raise InvalidInputError("Source and destination queues cannot be the same")
+        mid, lo, hi = check_selection(message_id, after, before)
+        if require_unclaimed is None:
+            require_unclaimed = mid is None
+        where = self.sql.where(
+            by_id=mid is not None, unclaimed_only=require_unclaimed, after=lo is not None, before=hi is not None
+        )
+        params = (destination, *where_params(source, message_id=mid, after=lo, before=hi), limit)
+        statement = Execute(self.sql.move(where), params, Fetch.ALL)
+        return self._write_transaction(lambda: self.select(statement), len)
+
+    # ----------------------------------------------------------------- peeks
+    def peek(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        include_claimed: bool = False,
+    ) -> Operation[Message | None]:
+        """The oldest pending message (or one by ID) without claiming it."""
+        return self._first(self._peek_rows(queue, 1, message_id, after, before, include_claimed))
+
+    def peek_many(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        include_claimed: bool = False,
+    ) -> Operation[list[Message]]:
+        """Up to ``limit`` oldest messages, oldest first, without claiming them."""
+        return self._peek_rows(queue, check_positive(limit, "limit"), None, after, before, include_claimed)
+
+    def _peek_rows(
+        self, queue: str, limit: int, message_id: object, after: object, before: object, include_claimed: bool
+    ) -> Operation[list[Message]]:
+        check_queue_name(queue)
+        mid, lo, hi = check_selection(message_id, after, before)
+        where = self.sql.where(
+            by_id=mid is not None, unclaimed_only=not include_claimed, after=lo is not None, before=hi is not None
+        )
+        params = (*where_params(queue, message_id=mid, after=lo, before=hi), limit)
+        return self._read(self.sql.peek(where), params)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> Operation[list[Message]]:
+        rows = yield Execute(sql, params, Fetch.ALL)
+        return [Message(body, ts) for body, ts in rows]
+
+    # ---------------------------------------------------------------- delete
+    def delete_queue(self, queue: str) -> Operation[int]:
+        """Remove every message of ``queue``, pending and claimed; returns the count."""
+        check_queue_name(queue)
+        statement = Execute(self.sql.DELETE_QUEUE, (queue,), Fetch.ROWCOUNT)
+        return self._write_transaction(lambda: _run(statement))
+
+    def delete_all(self) -> Operation[int]:
+        """Remove every message of every queue; returns the count."""
+        statement = Execute(self.sql.DELETE_ALL, (), Fetch.ROWCOUNT)
+        return self._write_transaction(lambda: _run(statement))
+
+    def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> Operation[int]:
+        """Remove the listed messages of ``queue`` (claimed or not); returns how many existed."""
+        check_queue_name(queue)
+        if isinstance(message_ids, str | bytes | int):
+            raise InvalidTypeError("message_ids must be an iterable of IDs")
+        ids = [(check_message_id(m),) for m in message_ids]
+        return self._write_transaction(lambda: self._delete_listed(queue, ids))
+
+    def _delete_listed(self, queue: str, ids: list[tuple[int]]) -> Operation[int]:
+        if not ids:
+            return 0
+        sql = self.sql
+        yield Execute(sql.CREATE_DELETE_IDS_TABLE)
+        yield Execute(sql.CLEAR_DELETE_IDS)
+        yield ExecuteMany(sql.INSERT_DELETE_ID, ids)
+        deleted: int = yield Execute(sql.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
+        yield Execute(sql.CLEAR_DELETE_IDS)
+        return deleted
+
+    # ------------------------------------------------------------ inspection
+    def list_queues(self) -> Operation[list[str]]:
+        """Queues with at least one row (claimed-only queues included), sorted."""
+        return _column(Execute(self.sql.LIST_QUEUES, (), Fetch.ALL))
+
+    def queue_stats(self, queue: str) -> Operation[QueueStats]:
+        check_queue_name(queue)
+        return self._queue_stats(queue)
+
+    def _queue_stats(self, queue: str) -> Operation[QueueStats]:
+        pending, total = yield Execute(self.sql.QUEUE_STATS, (queue,), Fetch.ONE)
+        return QueueStats(queue, int(pending), int(total))
+
+    def all_queue_stats(self) -> Operation[list[QueueStats]]:
+        return self._all_queue_stats()
+
+    def _all_queue_stats(self) -> Operation[list[QueueStats]]:
+        rows = yield Execute(self.sql.ALL_QUEUE_STATS, (), Fetch.ALL)
+        return [QueueStats(q, int(pending), int(total)) for q, pending, total in rows]
+
+    def queue_exists(self, queue: str) -> Operation[bool]:
+        check_queue_name(queue)
+        return self._exists(queue)
+
+    def _exists(self, queue: str) -> Operation[bool]:
+        row = yield Execute(self.sql.QUEUE_EXISTS, (queue,), Fetch.ONE)
+        return bool(row[0])
+
+    # ---------------------------------------------------------------- vacuum
+    def vacuum(self, *, compact: bool = False) -> Operation[int]:
+        """Delete claimed rows in batches under ``<db>.vacuum.lock``; returns the count.
+
+        Skipped (returns 0) when another process holds the lock. ``compact``
+        also rebuilds the file (``VACUUM``) to return space to the OS.
+        """
+        if self.in_transaction:
+            raise TransactionError("vacuum cannot run inside a transaction")
+        self.check_lock_free("vacuum")
+        return self._vacuum(compact)
+
+    def _vacuum(self, compact: bool) -> Operation[int]:
+        acquired = yield LOCK_VACUUM_FILE
+        if not acquired:
+            return 0
+        try:
+            deleted = 0
+            while True:
+                batch = yield from self._write_transaction(self._delete_claimed_batch)
+                if not batch:
+                    break
+                deleted += batch
+                yield Sleep(0.001)  # let other writers in between batches
+            if compact:
+                yield Execute(self.sql.SET_AUTO_VACUUM_INCREMENTAL)
+                yield Execute(self.sql.COMPACT)
+            elif deleted:
+                yield from self._incremental_vacuum()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield UNLOCK_VACUUM_FILE
+            raise
+        yield UNLOCK_VACUUM_FILE
+        return deleted
+
+    def _delete_claimed_batch(self) -> Operation[int]:
+        (any_claimed,) = yield Execute(self.sql.ANY_CLAIMED, (), Fetch.ONE)
+        if not any_claimed:
+            return 0
+        deleted: int = yield Execute(
+            self.sql.DELETE_CLAIMED_BATCH, (self.core.config.vacuum_batch_size,), Fetch.ROWCOUNT
+        )
+        return deleted
+
+    def _incremental_vacuum(self) -> Operation[None]:
+        # Only files created with auto_vacuum=INCREMENTAL can shrink this way.
+        try:
+            (mode,) = yield Execute(self.sql.GET_AUTO_VACUUM, (), Fetch.ONE)
+            if mode == 2:
+                yield Execute(self.sql.INCREMENTAL_VACUUM, (), Fetch.ALL)
+        except DatabaseError:
+            pass
+
+    def _auto_vacuum(self) -> Operation[None]:
+        # The caller's mutation already committed: a failure here must not
+        # turn its success into an error. It is remembered and retried later.
+        try:
+            claimed, total = yield Execute(self.sql.OVERALL_STATS, (), Fetch.ONE)
+            self.core.mutations %= self.core.config.auto_vacuum_interval
+            if self.core.vacuum_is_due(int(claimed or 0), int(total or 0)):
+                yield from self._vacuum(compact=False)
+            self.core.last_vacuum_error = None
+        except DatabaseError as exc:
+            self.core.last_vacuum_error = exc
+
+
+def _by_id(row: tuple[str, int]) -> int:
+    return row[1]
+
+
+def _one(_: int) -> int:
+    return 1
+
+
+def _same(count: int) -> int:
+    return count
+
+
+def _run(statement: Execute) -> Operation[Any]:
+    return (yield statement)
+
+
+def _column(statement: Execute) -> Operation[list[str]]:
+    rows = yield statement
+    return [r[0] for r in rows]

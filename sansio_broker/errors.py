@@ -1,0 +1,132 @@
+"""The one exception hierarchy users catch.
+
+Every error the broker raises on purpose derives from :class:`BrokerError`.
+Input errors also derive from ``ValueError``/``TypeError`` so code written
+against SimpleBroker's conventions keeps catching them.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Root of every error raised by sansio-broker."""
+
+
+class ConfigError(BrokerError, ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        super().__init__(f"invalid configuration {key}={value!r}: expected {expected}")
+        self.key = key
+        self.value = value
+        self.expected = expected
+
+
+class InvalidInputError(BrokerError, ValueError):
+    """An argument was refused before anything touched the database."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type (also a ``TypeError``)."""
+
+
+class QueueNameError(InvalidInputError):
+    """A queue name does not match the allowed pattern or length."""
+
+
+class MessageError(InvalidInputError):
+    """A message body is not a UTF-8 encodable ``str`` or is too large."""
+
+
+class MessageIdError(InvalidInputError):
+    """A message ID or timestamp bound is malformed or out of range."""
+
+
+class IncompatibleDatabaseError(BrokerError):
+    """The file is not a database this broker may use; nothing was written."""
+
+
+class NotADatabaseError(IncompatibleDatabaseError):
+    """The file exists but is not an SQLite database."""
+
+
+class ForeignDatabaseError(IncompatibleDatabaseError):
+    """An SQLite database that belongs to something other than a broker."""
+
+
+class SchemaVersionError(IncompatibleDatabaseError):
+    """The broker schema is older or newer than this version supports."""
+
+
+class TimestampError(BrokerError):
+    """No message ID could be allocated (clock or counter exhausted)."""
+
+
+class TransactionError(BrokerError):
+    """An operation would conflict with a transaction this caller holds."""
+
+
+class OutcomeUnknownError(BrokerError):
+    """A COMMIT was interrupted: the transaction may or may not have landed."""
+
+
+class DatabaseError(BrokerError):
+    """SQLite reported an error the broker does not handle itself.
+
+    ``code`` is SQLite's primary result code when the driver knows it.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BusyError(DatabaseError):
+    """The database stayed locked by another connection past every retry."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint failed (for example a duplicate message ID)."""
+
+
+class StatementInterruptedError(DatabaseError):
+    """A statement was interrupted by the adapter (cancellation)."""
+
+
+# SQLite primary result codes the core reacts to.
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+SQLITE_INTERRUPT = 9
+SQLITE_CONSTRAINT = 19
+SQLITE_NOTADB = 26
+
+_BUSY_TEXT = (
+    "database is locked",
+    "database table is locked",
+    "database schema is locked",
+    "database is busy",
+    "database busy",
+)
+
+
+def from_driver(message: str, code: int | None) -> DatabaseError:
+    """Classify a driver error so retry and refusal policy can live in the core.
+
+    Adapters pass the driver's text and extended result code (or ``None``).
+    """
+    primary = None if code is None else code & 0xFF
+    lowered = message.lower()
+    if primary in (SQLITE_BUSY, SQLITE_LOCKED) or any(t in lowered for t in _BUSY_TEXT):
+        return BusyError(message, primary)
+    if primary == SQLITE_CONSTRAINT:
+        return IntegrityError(message, primary)
+    if primary == SQLITE_INTERRUPT:
+        return StatementInterruptedError(message, primary)
+    if primary == SQLITE_NOTADB or "file is not a database" in lowered:
+        return NotADatabaseDriverError(message, primary)
+    return DatabaseError(message, primary)
+
+
+class NotADatabaseDriverError(DatabaseError):
+    """Raw driver signal that the file is not SQLite; the core turns it into
+    :class:`NotADatabaseError` with the path in the message."""

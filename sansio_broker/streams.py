@@ -1,0 +1,174 @@
+"""Streams: iterate a queue in batches, one operation per batch.
+
+A driver loops ``batch = run(stream.next_batch())``, hands the messages out
+one by one until a batch comes back empty, and runs ``stream.close()`` when
+the consumer stops early. All delivery semantics live here:
+
+* claim, ``commit_interval == 1``: exactly-once, one transaction per message,
+  committed before the message is handed over;
+* claim, ``commit_interval > 1``: at-least-once. A batch is claimed in an open
+  transaction that commits only when the consumer asks for the next batch;
+  closing early rolls it back, so the whole batch is delivered again. The
+  write lock is held while the consumer works, as in SimpleBroker;
+* peek: keyset pages (``ts >`` the last ID seen), never claims.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .commands import COMMIT, Operation
+from .core import Session
+from .errors import TransactionError
+from .types import Message
+from .validation import check_bound, check_positive, check_queue_name
+
+
+class Stream(Protocol):
+    """What a driver needs to iterate any stream."""
+
+    def next_batch(self) -> Operation[list[Message]]: ...
+    def close(self) -> Operation[None]: ...
+
+
+class ClaimStream:
+    """Claims from one queue; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        session: Session,
+        queue: str,
+        *,
+        commit_interval: int = 1,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> None:
+        self._session = session
+        self._queue = check_queue_name(queue)
+        self._interval = check_positive(commit_interval, "commit_interval")
+        self._after = check_bound(after, "after_timestamp")
+        self._before = check_bound(before, "before_timestamp")
+        if self._interval > 1 and session.in_transaction:
+            raise TransactionError(
+                "an at-least-once stream (commit_interval > 1) commits and rolls back on its own, "
+                "so it cannot run inside broker.transaction(); use commit_interval=1 there"
+            )
+        self._statement = session.claim_statement(queue, self._interval, None, self._after, self._before)
+        self._batch_size = 0  # > 0 while a claimed batch awaits its commit
+        self.done = False
+
+    @property
+    def at_least_once(self) -> bool:
+        return self._interval > 1
+
+    def next_batch(self) -> Operation[list[Message]]:
+        """Commit the previous batch (if any), then claim the next one."""
+        if self._interval == 1:
+            return self._next_single()
+        return self._next_batch()
+
+    def _next_single(self) -> Operation[list[Message]]:
+        if self.done:
+            return []
+        message = yield from self._session.claim(self._queue, after=self._after, before=self._before)
+        if message is None:
+            self.done = True
+            return []
+        return [message]
+
+    def _next_batch(self) -> Operation[list[Message]]:
+        session = self._session
+        if self._batch_size:
+            yield from self._commit_batch()
+        if self.done:
+            return []
+        session.check_lock_free("start another stream batch")
+        yield from session.begin_with_retry()
+        try:
+            messages = yield from session.select(self._statement)
+        except BaseException:
+            self.done = True
+            yield from session.rollback_quietly()
+            raise
+        if not messages:
+            self.done = True
+            yield from session.rollback_quietly()
+            return []
+        self._batch_size = len(messages)
+        session.stream_holding_lock = self
+        return messages
+
+    def close(self) -> Operation[None]:
+        """Stop: an uncommitted batch is rolled back and will be delivered again."""
+        self.done = True
+        if self._batch_size:
+            self._release()
+            yield from self._session.rollback_quietly()
+
+    def _commit_batch(self) -> Operation[None]:
+        count = self._batch_size
+        self._release()
+        try:
+            yield COMMIT
+        except BaseException:
+            self.done = True
+            yield from self._session.rollback_quietly()
+            raise
+        yield from self._session.after_commit(count)
+
+    def _release(self) -> None:
+        self._batch_size = 0
+        self._session.stream_holding_lock = None
+
+
+class PeekStream:
+    """Every matching message, oldest first, in pages; never claims."""
+
+    def __init__(
+        self,
+        session: Session,
+        queue: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        include_claimed: bool = False,
+        page_size: int | None = None,
+    ) -> None:
+        self._session = session
+        self._queue = check_queue_name(queue)
+        self._after = check_bound(after, "after_timestamp")
+        self._before = check_bound(before, "before_timestamp")
+        self._include_claimed = include_claimed
+        self._page = check_positive(
+            page_size if page_size is not None else session.core.config.generator_batch_size, "page_size"
+        )
+        self.done = False
+
+    def next_batch(self) -> Operation[list[Message]]:
+        if self.done:
+            return _nothing()
+        return self._next_page()
+
+    def _next_page(self) -> Operation[list[Message]]:
+        page = yield from self._session.peek_many(
+            self._queue, self._page, after=self._after, before=self._before, include_claimed=self._include_claimed
+        )
+        if len(page) < self._page:
+            self.done = True
+        if page:
+            self._after = page[-1].id
+        return page
+
+    def close(self) -> Operation[None]:
+        self.done = True
+        return _nothing_none()
+
+
+def _nothing() -> Operation[list[Message]]:
+    return []
+    yield  # a generator that yields no command
+
+
+def _nothing_none() -> Operation[None]:
+    return None
+    yield
