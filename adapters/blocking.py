@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, overload
 
-from sansio_broker import BrokerCore, Config, Message, QueueStats, Session
+from sansio_broker import BrokerClosedError, BrokerCore, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
 from sansio_broker.errors import InvalidInputError
 from sansio_broker.streams import ClaimStream, PeekStream, Stream
@@ -81,19 +81,21 @@ class Broker:
 
     # ----------------------------------------------------------- connections
     def _connection(self) -> _Connection:
+        if self._closed:
+            raise BrokerClosedError(f"the broker on {self.path} is closed")
         try:
             return self._local.connection  # type: ignore[no-any-return]
         except AttributeError:
             return self._new_connection()
 
     def _new_connection(self) -> _Connection:
-        if self._closed:
-            raise RuntimeError("this Broker is closed")
         raw = connect(self.path, self.config)
         connection = _Connection(SyncDriver(raw, self.path), self._core.session())
         try:
             connection.run(connection.session.setup_connection())
             with self._lock:
+                if self._closed:
+                    raise BrokerClosedError(f"the broker on {self.path} is closed")
                 if not self._opened:
                     connection.run(connection.session.open_database(self.path))
                     self._opened = True
@@ -347,6 +349,24 @@ class Broker:
             return [m.body for m in (self.stream(queue, peek=True) if all_messages else self.peek_many(queue, 1))]
         return [m.body for m in (self.claim_all(queue) if all_messages else self.claim_many(queue, 1))]
 
+    def stream_read(
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> Iterator[str]:
+        """Bodies, as the original async example's ``stream_read`` yields them."""
+        if exact_timestamp is not None or not all_messages:
+            if after_timestamp is not None and exact_timestamp is None:
+                one = (self.peek if peek else self.claim)(queue, after_timestamp=after_timestamp)
+                return iter(() if one is None else (one.body,))
+            return iter(self.read(queue, peek=peek, exact_timestamp=exact_timestamp))
+        messages = self.stream(queue, peek=peek, commit_interval=commit_interval, after_timestamp=after_timestamp)
+        return (m.body for m in messages)
+
 
 def _iterate(connection: _Connection, source: Stream) -> Iterator[Message]:
     """Hand out a stream's batches; closing the iterator closes the stream."""
@@ -423,12 +443,25 @@ class Queue:
     def read_all(self, *, peek: bool = False) -> list[str]:
         return self.read(peek=peek, all_messages=True)
 
-    def stream(self, *, peek: bool = False, all_messages: bool = True, commit_interval: int = 1) -> Iterator[str]:
-        """Bodies until the queue is empty (``all_messages=False``: at most one)."""
-        if not all_messages:
-            body = self.read(peek=peek)
-            return iter(() if body is None else (body,))
-        return (m.body for m in self.broker.stream(self.name, peek=peek, commit_interval=commit_interval))
+    def stream(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = True,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> Iterator[str]:
+        """Bodies until the queue is empty (``all_messages=False``: at most one).
+
+        ``commit_interval > 1`` is at-least-once: see :meth:`Broker.stream`.
+        """
+        return self.broker.stream_read(
+            self.name,
+            peek=peek,
+            all_messages=all_messages,
+            commit_interval=commit_interval,
+            after_timestamp=after_timestamp,
+        )
 
     def claim(self, *, message_id: int | str | None = None) -> Message | None:
         return self.broker.claim(self.name, message_id=message_id)

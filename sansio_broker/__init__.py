@@ -22,6 +22,7 @@ from .commands import (
 from .config import Config
 from .core import BrokerCore, RetryPolicy, Session
 from .errors import (
+    BrokerClosedError,
     BrokerError,
     BusyError,
     ConfigError,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Begin",
     "BrokerCore",
+    "BrokerClosedError",
     "BrokerError",
     "BusyError",
     "ClaimStream",

@@ -66,6 +66,10 @@ class TransactionError(BrokerError):
     """An operation would conflict with a transaction this caller holds."""
 
 
+class BrokerClosedError(BrokerError, RuntimeError):
+    """The broker was closed; open a new one to continue."""
+
+
 class OutcomeUnknownError(BrokerError):
     """A COMMIT was interrupted: the transaction may or may not have landed."""
 
