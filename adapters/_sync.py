@@ -88,7 +88,12 @@ class VacuumFileLock:
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)  # closing the descriptor drops the lock
+            os.close(fd)  # closing the last descriptor drops the lock
+
+    def forget(self) -> None:
+        """In a forked child: drop the inherited descriptor so it cannot keep
+        the parent's lock alive. Closing it does not unlock the parent's."""
+        self.release()
 
 
 class SyncDriver:
@@ -161,6 +166,9 @@ class SyncDriver:
 
     def _unlock_vacuum_file(self, command: UnlockVacuumFile) -> None:
         self._vacuum_lock.release()
+
+    def forget_vacuum_lock(self) -> None:
+        self._vacuum_lock.forget()
 
     def close(self) -> None:
         self._vacuum_lock.release()

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, overload
 
-from sansio_broker import BrokerClosedError, BrokerCore, Config, Message, QueueStats, Session
+from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
-from sansio_broker.errors import InvalidInputError
+from sansio_broker.errors import InvalidInputError, TransactionError
 from sansio_broker.streams import ClaimStream, PeekStream, Stream
 from sansio_broker.validation import check_queue_name
 
@@ -75,14 +75,15 @@ class Broker:
         self._local = threading.local()
         self._connections: list[_Connection] = []
         self._opened = False
-        self._closed = False
+        # Set once the broker must refuse all use: it makes the error to raise.
+        self._unusable: Callable[[], BrokerError] | None = None
         _BROKERS.add(self)
         self._connection()
 
     # ----------------------------------------------------------- connections
     def _connection(self) -> _Connection:
-        if self._closed:
-            raise BrokerClosedError(f"the broker on {self.path} is closed")
+        if self._unusable is not None:
+            raise self._unusable()
         try:
             return self._local.connection  # type: ignore[no-any-return]
         except AttributeError:
@@ -92,10 +93,10 @@ class Broker:
         raw = connect(self.path, self.config)
         connection = _Connection(SyncDriver(raw, self.path), self._core.session())
         try:
-            connection.run(connection.session.setup_connection())
+            connection.run(connection.session.setup_connection(self.path))
             with self._lock:
-                if self._closed:
-                    raise BrokerClosedError(f"the broker on {self.path} is closed")
+                if self._unusable is not None:
+                    raise self._unusable()
                 if not self._opened:
                     connection.run(connection.session.open_database(self.path))
                     self._opened = True
@@ -113,18 +114,37 @@ class Broker:
         return self._connection().session
 
     def _forget_after_fork(self) -> None:
-        _INHERITED.extend(c.driver for c in self._connections)
-        self._connections = []
+        """In a forked child: never touch the parent's connections again.
+
+        They stay referenced (finalizing them could disturb the parent's
+        file state); their vacuum-lock descriptors are closed so a lock the
+        parent holds is released when the parent releases it.
+        """
+        inherited, self._connections = self._connections, []
+        _INHERITED.extend(inherited)
         self._local = threading.local()
         self._lock = threading.Lock()
+        for connection in inherited:
+            connection.driver.forget_vacuum_lock()
+        if any(c.driver.connection.in_transaction for c in inherited):
+            # SQLite keeps one lock table per process; the copy in this child
+            # still shows the parent's transaction and cannot be cleared here.
+            path = self.path
+            self._unusable = lambda: TransactionError(
+                f"this process was forked while the broker on {path} had a transaction open; "
+                "SQLite's inherited lock state makes the file unusable in the child: fork "
+                "outside transactions and streams, or use multiprocessing's 'spawn' start method"
+            )
 
     def close(self) -> None:
         """Close every connection this broker opened (in every thread).
 
         Call it once the threads using the broker are done with it.
         """
+        path = self.path
         with self._lock:
-            self._closed = True
+            if self._unusable is None:
+                self._unusable = lambda: BrokerClosedError(f"the broker on {path} is closed")
             connections, self._connections = self._connections, []
         self._local = threading.local()
         for connection in connections:

@@ -49,8 +49,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Begin",
-    "BrokerCore",
     "BrokerClosedError",
+    "BrokerCore",
     "BrokerError",
     "BusyError",
     "ClaimStream",

@@ -58,7 +58,7 @@ class Config:
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
     def parse(key: str, value: Any) -> int:
-        expected = f"an integer >= {minimum}"
+        expected = "an integer" if minimum < -(2**62) else f"an integer >= {minimum}"
         if isinstance(value, bool):
             raise ConfigError(key, value, expected)
         if isinstance(value, int):
@@ -83,15 +83,16 @@ def _sync_mode(key: str, value: Any) -> str:
     raise ConfigError(key, value, "one of " + ", ".join(SYNC_MODES) + " (any case)")
 
 
-def _flag(key: str, value: Any) -> bool:
-    # SimpleBroker enables auto-vacuum only for the value 1.
+def _only_one_enables(key: str, value: Any) -> bool:
+    # SimpleBroker accepts any integer and enables the feature only for 1.
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip() in ("0", "1"):
-        return value.strip() == "1"
-    raise ConfigError(key, value, "0 or 1")
+    return _int(-(2**63))(key, value) == 1
+
+
+def _at_least_one(key: str, value: Any) -> int:
+    # SimpleBroker accepts any integer here and treats values below 1 as 1.
+    return max(1, _int(-(2**63))(key, value))
 
 
 def _percent(key: str, value: Any) -> float:
@@ -113,8 +114,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
     "sync_mode": ("BROKER_SYNC_MODE", _sync_mode, str),
     "wal_autocheckpoint": ("BROKER_WAL_AUTOCHECKPOINT", _int(0), str),
     "max_message_size": ("BROKER_MAX_MESSAGE_SIZE", _int(1), str),
-    "auto_vacuum": ("BROKER_AUTO_VACUUM", _flag, lambda v: "1" if v else "0"),
-    "auto_vacuum_interval": ("BROKER_AUTO_VACUUM_INTERVAL", _int(1), str),
+    "auto_vacuum": ("BROKER_AUTO_VACUUM", _only_one_enables, lambda v: "1" if v else "0"),
+    "auto_vacuum_interval": ("BROKER_AUTO_VACUUM_INTERVAL", _at_least_one, str),
     "vacuum_threshold_percent": ("BROKER_VACUUM_THRESHOLD", _percent, repr),
     "vacuum_batch_size": ("BROKER_VACUUM_BATCH_SIZE", _int(1), str),
     "generator_batch_size": ("BROKER_GENERATOR_BATCH_SIZE", _int(1), str),

@@ -123,9 +123,9 @@ class Session:
         self.stream_holding_lock: object | None = None
 
     # ------------------------------------------------------------------ set-up
-    def setup_connection(self) -> Operation[None]:
-        """Per-connection PRAGMAs (nothing persisted)."""
-        return schema.setup_connection(self.sql, self.core.config)
+    def setup_connection(self, label: str) -> Operation[None]:
+        """Per-connection PRAGMAs (nothing persisted). ``label`` names the file in errors."""
+        return schema.setup_connection(self.sql, self.core.config, label)
 
     def open_database(self, label: str) -> Operation[None]:
         """Create schema v6 on a new file, or admit an existing one (refusing

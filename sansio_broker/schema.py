@@ -46,11 +46,19 @@ class _Transactor(Protocol):
     ) -> Operation[T]: ...
 
 
-def setup_connection(sql: SQLiteDialect, config: Config) -> Operation[None]:
-    for pragma in sql.connection_pragmas(
+def setup_connection(sql: SQLiteDialect, config: Config, label: str) -> Operation[None]:
+    pragmas = sql.connection_pragmas(
         config.busy_timeout_ms, config.cache_mb, config.sync_mode, config.wal_autocheckpoint
-    ):
-        yield Execute(pragma)
+    )
+    try:
+        for pragma in pragmas:
+            yield Execute(pragma)
+    except NotADatabaseDriverError:
+        raise _not_a_database(label) from None
+
+
+def _not_a_database(label: str) -> NotADatabaseError:
+    return NotADatabaseError(f"{label} is not an SQLite database (invalid header)")
 
 
 def open_database(sql: SQLiteDialect, label: str, transaction: _Transactor) -> Operation[None]:
@@ -60,7 +68,7 @@ def open_database(sql: SQLiteDialect, label: str, transaction: _Transactor) -> O
     try:
         tables = yield from _tables(sql)
     except NotADatabaseDriverError:
-        raise NotADatabaseError(f"{label} is not an SQLite database (invalid header)") from None
+        raise _not_a_database(label) from None
     if not tables:
         yield from _create(sql, label, transaction)
     else:

@@ -16,10 +16,10 @@ _valid_names: set[str] = set()  # names already checked: the hot path skips the 
 
 def check_queue_name(name: object) -> str:
     """Return ``name`` if SimpleBroker would accept it as a queue name."""
-    if name in _valid_names:
-        return name
     if not isinstance(name, str):
         raise InvalidTypeError(f"queue name must be a str, not {type(name).__name__}")
+    if name in _valid_names:
+        return name
     if not name or len(name) > MAX_QUEUE_NAME_LENGTH or not _QUEUE_NAME.fullmatch(name):
         raise QueueNameError(
             f"Invalid queue name {name[:80]!r}: must be 1-{MAX_QUEUE_NAME_LENGTH} characters, "
