@@ -8,6 +8,7 @@ more ``BROKER_*`` settings) are ignored so one environment serves both.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import ConfigError
 
 SYNC_MODES = ("FULL", "NORMAL", "OFF", "EXTRA")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ def _int(minimum: int) -> Callable[[str, Any], int]:
             number = value
         elif isinstance(value, str):
             text = value.strip()
-            if not text.lstrip("-").isdigit() or not text.isascii():
+            if not _INTEGER.fullmatch(text):
                 raise ConfigError(key, value, expected)
             number = int(text)
         else:

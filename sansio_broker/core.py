@@ -186,6 +186,12 @@ class Session:
                 attempt += 1
                 if attempt >= self.core.retry.attempts:
                     raise
+            except GeneratorExit:
+                raise
+            except BaseException:
+                # Interrupted while BEGIN ran: it may have taken effect.
+                yield from self.rollback_quietly()
+                raise
             yield Sleep(self.core.retry.delay(attempt))
 
     def rollback_quietly(self) -> Operation[None]:
@@ -214,7 +220,7 @@ class Session:
         attempt = 0
         resynced = not resync_ids
         while True:
-            began = False
+            began = False  # a BusyError at BEGIN leaves nothing to roll back
             try:
                 yield BEGIN
                 began = True
@@ -238,8 +244,9 @@ class Session:
             except GeneratorExit:
                 raise  # closed by its driver: nothing may be yielded now
             except BaseException:
-                if began:
-                    yield from self.rollback_quietly()
+                # Also when interrupted during BEGIN itself, which may have
+                # taken effect; "no transaction is active" is swallowed.
+                yield from self.rollback_quietly()
                 raise
             yield from self.after_commit(mutations(result))
             return result

@@ -38,6 +38,14 @@ class MessageError(InvalidInputError):
     """A message body is not a UTF-8 encodable ``str`` or is too large."""
 
 
+class QueueNameTypeError(QueueNameError, InvalidTypeError):
+    """A queue name that is not a ``str``."""
+
+
+class MessageTypeError(MessageError, InvalidTypeError):
+    """A message body that is not a ``str`` (bytes are refused: SimpleBroker stores TEXT)."""
+
+
 class MessageIdError(InvalidInputError):
     """A message ID or timestamp bound is malformed or out of range."""
 

@@ -167,7 +167,7 @@ def _schema_version(label: str, value: Any) -> int:
         return 1  # SimpleBroker reads a missing row as v1
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     raise SchemaVersionError(f"{label}: database schema version {value!r} is not an integer")
 

@@ -48,14 +48,17 @@ class ClaimStream:
         self._interval = check_positive(commit_interval, "commit_interval")
         self._after = check_bound(after, "after_timestamp")
         self._before = check_bound(before, "before_timestamp")
-        if self._interval > 1 and session.in_transaction:
+        self._refuse_inside_transaction()
+        self._statement = session.claim_statement(queue, self._interval, None, self._after, self._before)
+        self._batch_size = 0  # > 0 while a claimed batch awaits its commit
+        self.done = False
+
+    def _refuse_inside_transaction(self) -> None:
+        if self._interval > 1 and self._session.in_transaction:
             raise TransactionError(
                 "an at-least-once stream (commit_interval > 1) commits and rolls back on its own, "
                 "so it cannot run inside broker.transaction(); use commit_interval=1 there"
             )
-        self._statement = session.claim_statement(queue, self._interval, None, self._after, self._before)
-        self._batch_size = 0  # > 0 while a claimed batch awaits its commit
-        self.done = False
 
     @property
     def at_least_once(self) -> bool:
@@ -82,6 +85,7 @@ class ClaimStream:
             yield from self._commit_batch()
         if self.done:
             return []
+        self._refuse_inside_transaction()
         session.check_lock_free("start another stream batch")
         yield from session.begin_with_retry()
         try:

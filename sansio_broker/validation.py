@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import InvalidInputError, InvalidTypeError, MessageError, MessageIdError, QueueNameError
+from .errors import (
+    InvalidInputError,
+    InvalidTypeError,
+    MessageError,
+    MessageIdError,
+    MessageTypeError,
+    QueueNameError,
+    QueueNameTypeError,
+)
 
 MAX_QUEUE_NAME_LENGTH = 512
 MAX_MESSAGE_ID = 2**63 - 1
@@ -17,7 +25,7 @@ _valid_names: set[str] = set()  # names already checked: the hot path skips the 
 def check_queue_name(name: object) -> str:
     """Return ``name`` if SimpleBroker would accept it as a queue name."""
     if not isinstance(name, str):
-        raise InvalidTypeError(f"queue name must be a str, not {type(name).__name__}")
+        raise QueueNameTypeError(f"queue name must be a str, not {type(name).__name__}")
     if name in _valid_names:
         return name
     if not name or len(name) > MAX_QUEUE_NAME_LENGTH or not _QUEUE_NAME.fullmatch(name):
@@ -34,7 +42,7 @@ def check_queue_name(name: object) -> str:
 def check_body(body: object, max_size: int) -> str:
     """Return ``body`` if it is a ``str`` whose UTF-8 form fits ``max_size`` bytes."""
     if not isinstance(body, str):
-        raise InvalidTypeError(f"message body must be a str, not {type(body).__name__}")
+        raise MessageTypeError(f"message body must be a str, not {type(body).__name__}")
     # A str needs at most 4 bytes per character: short bodies skip the encode.
     if len(body) * 4 > max_size or not body.isascii():
         try:

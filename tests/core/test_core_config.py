@@ -1,0 +1,288 @@
+"""Config: BROKER_* keys, strict parsing, errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sansio_broker import Config, ConfigError
+from sansio_broker.config import CONFIG_KEYS
+
+DEFAULTS = {
+    "busy_timeout_ms": 5000,
+    "cache_mb": 10,
+    "sync_mode": "FULL",
+    "wal_autocheckpoint": 1000,
+    "max_message_size": 10 * 1024 * 1024,
+    "auto_vacuum": True,
+    "auto_vacuum_interval": 100,
+    "vacuum_threshold_percent": 10.0,
+    "vacuum_batch_size": 1000,
+    "generator_batch_size": 100,
+}
+
+
+def test_defaults() -> None:
+    assert dataclasses.asdict(Config()) == DEFAULTS
+    assert Config.from_mapping({}) == Config()
+
+
+def test_defaults_equal_simplebrokers() -> None:
+    constants = pytest.importorskip("simplebroker._constants")
+    sb = {key: field.default for key, field in constants.DEFAULT_CONFIG.items()}
+    ours = Config()
+    assert ours.busy_timeout_ms == sb["BUSY_TIMEOUT"]
+    assert ours.cache_mb == sb["CACHE_MB"]
+    assert ours.sync_mode == sb["SYNC_MODE"]
+    assert ours.wal_autocheckpoint == sb["WAL_AUTOCHECKPOINT"]
+    assert ours.max_message_size == sb["MAX_MESSAGE_SIZE"]
+    assert ours.auto_vacuum == (sb["AUTO_VACUUM"] == 1)
+    assert ours.auto_vacuum_interval == sb["AUTO_VACUUM_INTERVAL"]
+    assert ours.vacuum_threshold_percent == sb["VACUUM_THRESHOLD"]
+    assert ours.vacuum_batch_size == sb["VACUUM_BATCH_SIZE"]
+    assert ours.generator_batch_size == sb["GENERATOR_BATCH_SIZE"]
+
+
+def test_config_keys() -> None:
+    assert CONFIG_KEYS == (
+        "BROKER_BUSY_TIMEOUT",
+        "BROKER_CACHE_MB",
+        "BROKER_SYNC_MODE",
+        "BROKER_WAL_AUTOCHECKPOINT",
+        "BROKER_MAX_MESSAGE_SIZE",
+        "BROKER_AUTO_VACUUM",
+        "BROKER_AUTO_VACUUM_INTERVAL",
+        "BROKER_VACUUM_THRESHOLD",
+        "BROKER_VACUUM_BATCH_SIZE",
+        "BROKER_GENERATOR_BATCH_SIZE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "text", "value"),
+    [
+        ("BROKER_BUSY_TIMEOUT", "busy_timeout_ms", "250", 250),
+        ("BROKER_BUSY_TIMEOUT", "busy_timeout_ms", "0", 0),
+        ("BROKER_CACHE_MB", "cache_mb", " 64 ", 64),
+        ("BROKER_SYNC_MODE", "sync_mode", "normal", "NORMAL"),
+        ("BROKER_WAL_AUTOCHECKPOINT", "wal_autocheckpoint", "0", 0),
+        ("BROKER_MAX_MESSAGE_SIZE", "max_message_size", "1", 1),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", "0", False),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", "1", True),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", " 1 ", True),
+        # SimpleBroker: any integer is accepted, only 1 enables
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", "2", False),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", "-1", False),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", "1", 1),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", "250", 250),
+        # SimpleBroker: any integer is accepted, values below 1 count as 1
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", "0", 1),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", "-7", 1),
+        ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", "25", 25.0),
+        ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", "0.5", 0.5),
+        ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", "100", 100.0),
+        ("BROKER_VACUUM_BATCH_SIZE", "vacuum_batch_size", "10", 10),
+        ("BROKER_GENERATOR_BATCH_SIZE", "generator_batch_size", "7", 7),
+    ],
+)
+def test_every_key_parses_from_strings(key: str, field: str, text: str, value: Any) -> None:
+    config = Config.from_mapping({key: text})
+    assert getattr(config, field) == value
+    assert type(getattr(config, field)) is type(value)
+    # everything else keeps its default
+    others = {k: v for k, v in dataclasses.asdict(config).items() if k != field}
+    assert others == {k: v for k, v in DEFAULTS.items() if k != field}
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value", "expected"),
+    [
+        ("BROKER_BUSY_TIMEOUT", "busy_timeout_ms", 123, 123),
+        ("BROKER_CACHE_MB", "cache_mb", 3, 3),
+        ("BROKER_SYNC_MODE", "sync_mode", "Off", "OFF"),
+        ("BROKER_WAL_AUTOCHECKPOINT", "wal_autocheckpoint", 10, 10),
+        ("BROKER_MAX_MESSAGE_SIZE", "max_message_size", 99, 99),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", False, False),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", 1, True),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", 0, False),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", True, True),
+        ("BROKER_AUTO_VACUUM", "auto_vacuum", 2, False),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", 5, 5),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "auto_vacuum_interval", 0, 1),
+        ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", 12, 12.0),
+        ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", 0.25, 0.25),
+        ("BROKER_VACUUM_BATCH_SIZE", "vacuum_batch_size", 2, 2),
+        ("BROKER_GENERATOR_BATCH_SIZE", "generator_batch_size", 1, 1),
+    ],
+)
+def test_every_key_parses_from_typed_values(key: str, field: str, value: Any, expected: Any) -> None:
+    assert getattr(Config.from_mapping({key: value}), field) == expected
+
+
+@pytest.mark.parametrize("text", ["FULL", "full", "Normal", "off", "EXTRA", "extra", " normal "])
+def test_sync_mode_is_case_insensitive(text: str) -> None:
+    assert Config.from_mapping({"BROKER_SYNC_MODE": text}).sync_mode == text.strip().upper()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("BROKER_BUSY_TIMEOUT", "-5", "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", "5s", "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", "", "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", "1.5", "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", 1.5, "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", None, "an integer >= 0"),
+        ("BROKER_BUSY_TIMEOUT", "\u0661\u0662", "an integer >= 0"),  # ARABIC-INDIC digits 1, 2
+        ("BROKER_CACHE_MB", "0", "an integer >= 1"),
+        ("BROKER_CACHE_MB", -1, "an integer >= 1"),
+        ("BROKER_MAX_MESSAGE_SIZE", "0", "an integer >= 1"),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "x", "an integer"),
+        ("BROKER_AUTO_VACUUM_INTERVAL", "1.0", "an integer"),
+        ("BROKER_AUTO_VACUUM_INTERVAL", 2.0, "an integer"),
+        ("BROKER_VACUUM_BATCH_SIZE", "x", "an integer >= 1"),
+        ("BROKER_GENERATOR_BATCH_SIZE", "0", "an integer >= 1"),
+        ("BROKER_WAL_AUTOCHECKPOINT", "-1", "an integer >= 0"),
+        ("BROKER_SYNC_MODE", "FAST", "one of FULL, NORMAL, OFF, EXTRA"),
+        ("BROKER_SYNC_MODE", 1, "one of FULL, NORMAL, OFF, EXTRA"),
+        ("BROKER_AUTO_VACUUM", "yes", "an integer"),
+        ("BROKER_AUTO_VACUUM", "true", "an integer"),
+        ("BROKER_AUTO_VACUUM", "", "an integer"),
+        ("BROKER_AUTO_VACUUM", 1.0, "an integer"),
+        ("BROKER_AUTO_VACUUM", None, "an integer"),
+        ("BROKER_VACUUM_THRESHOLD", "101", "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", "-1", "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", "nan", "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", "inf", "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", "ten", "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", None, "percent from 0 to 100"),
+        ("BROKER_VACUUM_THRESHOLD", True, "percent from 0 to 100"),
+    ],
+)
+def test_invalid_values_raise_config_error_naming_the_key(key: str, value: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_mapping({key: value})
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert error.key == key
+    assert error.value == value
+    assert expected in error.expected
+    assert key in str(error)
+    assert expected in str(error)
+    assert str(error) == f"invalid configuration {key}={value!r}: expected {error.expected}"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "BROKER_BUSY_TIMEOUT",
+        "BROKER_CACHE_MB",
+        "BROKER_WAL_AUTOCHECKPOINT",
+        "BROKER_MAX_MESSAGE_SIZE",
+        "BROKER_AUTO_VACUUM_INTERVAL",
+        "BROKER_VACUUM_BATCH_SIZE",
+        "BROKER_GENERATOR_BATCH_SIZE",
+    ],
+)
+@pytest.mark.parametrize("value", [True, False])
+def test_bool_is_rejected_for_integers(key: str, value: bool) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Config.from_mapping({key: value})
+
+
+def test_doubled_minus_sign_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="BROKER_CACHE_MB"):
+        Config.from_mapping({"BROKER_CACHE_MB": "--5"})
+
+
+def test_unknown_keys_are_ignored() -> None:
+    config = Config.from_mapping(
+        {
+            "BROKER_DEFAULT_DB_NAME": "x.db",
+            "BROKER_READ_COMMIT_INTERVAL": "nonsense",
+            "BROKER_sync_mode": "bogus",  # SimpleBroker warns about lowercase near-misses; we ignore them
+            "PATH": "/usr/bin",
+            "BROKER_CACHE_MB": "3",
+        }
+    )
+    assert config == Config(cache_mb=3)
+
+
+def test_typed_construction_is_checked_and_normalised() -> None:
+    assert Config(sync_mode="extra").sync_mode == "EXTRA"
+    assert Config(vacuum_threshold_percent=5).vacuum_threshold_percent == 5.0
+    assert Config(auto_vacuum_interval=-3).auto_vacuum_interval == 1
+    with pytest.raises(ConfigError, match="BROKER_CACHE_MB"):
+        Config(cache_mb=0)
+    with pytest.raises(ConfigError, match="BROKER_BUSY_TIMEOUT"):
+        Config(busy_timeout_ms=True)
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().cache_mb = 5  # type: ignore[misc]
+
+
+def test_to_mapping_renders_every_key_as_text() -> None:
+    assert Config().to_mapping() == {
+        "BROKER_BUSY_TIMEOUT": "5000",
+        "BROKER_CACHE_MB": "10",
+        "BROKER_SYNC_MODE": "FULL",
+        "BROKER_WAL_AUTOCHECKPOINT": "1000",
+        "BROKER_MAX_MESSAGE_SIZE": "10485760",
+        "BROKER_AUTO_VACUUM": "1",
+        "BROKER_AUTO_VACUUM_INTERVAL": "100",
+        "BROKER_VACUUM_THRESHOLD": "10.0",
+        "BROKER_VACUUM_BATCH_SIZE": "1000",
+        "BROKER_GENERATOR_BATCH_SIZE": "100",
+    }
+    assert Config(auto_vacuum=False).to_mapping()["BROKER_AUTO_VACUUM"] == "0"
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(
+    busy=st.integers(0, 10**6),
+    cache=st.integers(1, 10**4),
+    sync=st.sampled_from(["FULL", "NORMAL", "OFF", "EXTRA"]),
+    wal=st.integers(0, 10**6),
+    size=st.integers(1, 2**31),
+    auto=st.booleans(),
+    interval=st.integers(1, 10**6),
+    percent=st.floats(0, 100, allow_nan=False),
+    vbatch=st.integers(1, 10**6),
+    gbatch=st.integers(1, 10**6),
+)
+def test_to_mapping_round_trips(
+    busy: int,
+    cache: int,
+    sync: str,
+    wal: int,
+    size: int,
+    auto: bool,
+    interval: int,
+    percent: float,
+    vbatch: int,
+    gbatch: int,
+) -> None:
+    config = Config(busy, cache, sync, wal, size, auto, interval, percent, vbatch, gbatch)
+    mapping = config.to_mapping()
+    assert all(isinstance(v, str) for v in mapping.values())
+    assert Config.from_mapping(mapping) == config
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    key=st.sampled_from(CONFIG_KEYS),
+    text=st.one_of(st.text(max_size=8), st.text(alphabet="-+ .0123456789eE_xna", max_size=8)),
+)
+def test_any_string_either_parses_or_is_a_config_error(key: str, text: str) -> None:
+    try:
+        config = Config.from_mapping({key: text})
+    except ConfigError as error:
+        assert error.key == key
+        return
+    assert Config.from_mapping(config.to_mapping()) == config
