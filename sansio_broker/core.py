@@ -59,6 +59,8 @@ T = TypeVar("T")
 VACUUM_CLAIMED_CEILING = 10_000
 # Waiting for the ID clock to pass a future last_ts gives up after this long.
 MAX_CLOCK_WAIT_NS = 5_000_000_000
+# Distinct queue names whose plain claim statement is kept ready.
+PLAIN_CLAIM_CACHE_SIZE = 1024
 # Compare-and-advance of meta.last_ts: attempts before giving up (SimpleBroker: 6).
 ADVANCE_ATTEMPTS = 6
 
@@ -96,6 +98,23 @@ class BrokerCore:
         self.last_id = 0
         self.mutations = 0
         self.last_vacuum_error: BaseException | None = None
+        self._plain_claims: dict[str, Execute] = {}
+
+    def plain_claim(self, queue: str) -> Execute:
+        """The statement claiming the oldest pending message of ``queue``.
+
+        Built once per queue name (the hot path of every reader); the cache
+        is bounded so a program cycling through endless names cannot grow it.
+        """
+        statement = self._plain_claims.get(queue) if isinstance(queue, str) else None
+        if statement is None:
+            check_queue_name(queue)
+            where = self.sql.where(by_id=False, unclaimed_only=True, after=False, before=False)
+            statement = Execute(self.sql.claim(where), (queue, 1), Fetch.ALL)
+            if len(self._plain_claims) >= PLAIN_CLAIM_CACHE_SIZE:
+                self._plain_claims.clear()
+            self._plain_claims[queue] = statement
+        return statement
 
     def session(self) -> Session:
         """A new session for one fresh connection."""
@@ -212,7 +231,8 @@ class Session:
         on a duplicate ID, advance meta.last_ts past the stored rows and retry
         once, as SimpleBroker does for databases whose last_ts fell behind.
         """
-        self.check_lock_free("write")
+        if self.stream_holding_lock is not None:
+            self.check_lock_free("write")
         if self.in_transaction:
             result = yield from body()
             self._transaction_mutations += mutations(result)
@@ -248,7 +268,9 @@ class Session:
                 # taken effect; "no transaction is active" is swallowed.
                 yield from self.rollback_quietly()
                 raise
-            yield from self.after_commit(mutations(result))
+            count = mutations(result)
+            if count and self.core.record_mutations(count):
+                yield from self._auto_vacuum()
             return result
 
     def after_commit(self, mutations: int) -> Operation[None]:
@@ -351,8 +373,11 @@ class Session:
         before: int | None = None,
     ) -> Operation[Message | None]:
         """Claim the oldest pending message (or one by ID); committed before returned."""
-        rows = self._claim_rows(queue, 1, message_id, after, before)
-        return self._first(rows)
+        if message_id is None and after is None and before is None:
+            statement = self.core.plain_claim(queue)
+        else:
+            statement = self.claim_statement(queue, 1, message_id, after, before)
+        return self._write_transaction(lambda: self.select_first(statement), _found)
 
     def claim_many(
         self, queue: str, limit: int, *, after: int | None = None, before: int | None = None
@@ -387,9 +412,10 @@ class Session:
             rows.sort(key=_by_id)  # RETURNING order is unspecified: hand over in ID order
         return [Message(body, ts) for body, ts in rows]
 
-    def _first(self, rows: Operation[list[Message]]) -> Operation[Message | None]:
-        found = yield from rows
-        return found[0] if found else None
+    def select_first(self, statement: Execute) -> Operation[Message | None]:
+        """Like :meth:`select` for a ``LIMIT 1`` statement."""
+        rows = yield statement
+        return Message(*rows[0]) if rows else None
 
     # ----------------------------------------------------------------- moves
     def move(
@@ -407,7 +433,8 @@ class Session:
         By ID, claimed messages move too and stay claimed (SimpleBroker 8)
         unless ``require_unclaimed=True``.
         """
-        return self._first(self._move_rows(source, destination, 1, message_id, after, before, require_unclaimed))
+        statement = self._move_statement(source, destination, 1, message_id, after, before, require_unclaimed)
+        return self._write_transaction(lambda: self.select_first(statement), _found)
 
     def move_many(
         self,
@@ -450,6 +477,19 @@ class Session:
         before: object,
         require_unclaimed: bool | None,
     ) -> Operation[list[Message]]:
+        statement = self._move_statement(source, destination, limit, message_id, after, before, require_unclaimed)
+        return self._write_transaction(lambda: self.select(statement), len)
+
+    def _move_statement(
+        self,
+        source: str,
+        destination: str,
+        limit: int,
+        message_id: object,
+        after: object,
+        before: object,
+        require_unclaimed: bool | None,
+    ) -> Execute:
         check_queue_name(source)
         check_queue_name(destination)
         if source == destination:
@@ -461,8 +501,7 @@ class Session:
             by_id=mid is not None, unclaimed_only=require_unclaimed, after=lo is not None, before=hi is not None
         )
         params = (destination, *where_params(source, message_id=mid, after=lo, before=hi), limit)
-        statement = Execute(self.sql.move(where), params, Fetch.ALL)
-        return self._write_transaction(lambda: self.select(statement), len)
+        return Execute(self.sql.move(where), params, Fetch.ALL)
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -475,7 +514,8 @@ class Session:
         include_claimed: bool = False,
     ) -> Operation[Message | None]:
         """The oldest pending message (or one by ID) without claiming it."""
-        return self._first(self._peek_rows(queue, 1, message_id, after, before, include_claimed))
+        rows = self._peek_rows(queue, 1, message_id, after, before, include_claimed)
+        return _first(rows)
 
     def peek_many(
         self,
@@ -629,6 +669,15 @@ class Session:
             self.core.last_vacuum_error = None
         except DatabaseError as exc:
             self.core.last_vacuum_error = exc
+
+
+def _found(message: Message | None) -> int:
+    return 0 if message is None else 1
+
+
+def _first(rows: Operation[list[Message]]) -> Operation[Message | None]:
+    found = yield from rows
+    return found[0] if found else None
 
 
 def _by_id(row: tuple[str, int]) -> int:

@@ -9,6 +9,7 @@ from core_testkit import make_session
 
 from sansio_broker import (
     Begin,
+    BrokerCore,
     Commit,
     DatabaseError,
     Execute,
@@ -464,3 +465,18 @@ def test_core_session_factory_gives_independent_sessions() -> None:
     assert other is not session
     assert other.core is session.core
     assert other.in_transaction is False and other.stream_holding_lock is None
+
+
+def test_plain_claim_statements_are_reused_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sansio_broker import core as core_module
+
+    monkeypatch.setattr(core_module, "PLAIN_CLAIM_CACHE_SIZE", 3)
+    core = BrokerCore()
+    first = core.plain_claim("q0")
+    assert core.plain_claim("q0") is first  # built once per queue
+    for n in range(1, 10):
+        statement = core.plain_claim(f"q{n}")
+        assert statement.params == (f"q{n}", 1)
+        assert len(core._plain_claims) <= 3
+    # An evicted name is rebuilt identically.
+    assert core.plain_claim("q0") == first
