@@ -446,38 +446,25 @@ class Session:
         before: int | None = None,
     ) -> Operation[list[Message]]:
         """Move up to ``limit`` oldest pending messages in one transaction."""
-        return self._move_rows(source, destination, check_positive(limit, "limit"), None, after, before, True)
+        limit = check_positive(limit, "limit")
+        return self._move_batch(self._move_statement(source, destination, limit, None, after, before, True))
 
     def move_all(
         self, source: str, destination: str, *, after: int | None = None, before: int | None = None
     ) -> Operation[int]:
         """Move every pending message, in transactions of ``GENERATOR_BATCH_SIZE``; returns the count."""
         batch = self.core.config.generator_batch_size
-        first = self._move_rows(source, destination, batch, None, after, before, True)
-        return self._move_all(first, lambda: self._move_rows(source, destination, batch, None, after, before, True))
+        return self._move_all(self._move_statement(source, destination, batch, None, after, before, True), batch)
 
-    def _move_all(
-        self, first: Operation[list[Message]], more: Callable[[], Operation[list[Message]]]
-    ) -> Operation[int]:
-        batch = self.core.config.generator_batch_size
-        moved = yield from first
-        total = len(moved)
-        while len(moved) == batch:
-            moved = yield from more()
+    def _move_all(self, statement: Execute, batch: int) -> Operation[int]:
+        total = 0
+        while True:
+            moved = yield from self._move_batch(statement)
             total += len(moved)
-        return total
+            if len(moved) < batch:
+                return total
 
-    def _move_rows(
-        self,
-        source: str,
-        destination: str,
-        limit: int,
-        message_id: object,
-        after: object,
-        before: object,
-        require_unclaimed: bool | None,
-    ) -> Operation[list[Message]]:
-        statement = self._move_statement(source, destination, limit, message_id, after, before, require_unclaimed)
+    def _move_batch(self, statement: Execute) -> Operation[list[Message]]:
         return self._write_transaction(lambda: self.select(statement), len)
 
     def _move_statement(
