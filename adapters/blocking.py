@@ -21,8 +21,8 @@ from typing import Any, Literal, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
-from sansio_broker.errors import InvalidInputError, TransactionError
-from sansio_broker.streams import ClaimStream, PeekStream, Stream
+from sansio_broker.errors import TransactionError
+from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_queue_name
 
 from ._sync import SyncDriver, connect
@@ -273,17 +273,17 @@ class Broker:
         it in a ``for`` loop over a temporary) to release the write lock.
         ``peek=True`` pages through without claiming.
         """
-        session = self._session()
-        source: Stream
-        if peek:
-            source = PeekStream(
-                session, queue, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
-            )
-        else:
-            source = ClaimStream(
-                session, queue, commit_interval=commit_interval, after=after_timestamp, before=before_timestamp
-            )
-        return _iterate(self._connection(), source)
+        connection = self._connection()
+        source = open_stream(
+            connection.session,
+            queue,
+            peek=peek,
+            commit_interval=commit_interval,
+            after=after_timestamp,
+            before=before_timestamp,
+            include_claimed=include_claimed,
+        )
+        return _iterate(connection, source)
 
     # ----------------------------------------------------------------- moves
     def move(
@@ -358,16 +358,28 @@ class Broker:
 
     # ------------------------------------------- the async example's shapes
     def read(
-        self, queue: str, peek: bool = False, all_messages: bool = False, exact_timestamp: int | str | None = None
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
     ) -> list[str]:
-        """Bodies, as the original async example's ``read`` returns them."""
-        if exact_timestamp is not None:
-            op = self.peek if peek else self.claim
-            found = op(queue, message_id=exact_timestamp)
-            return [] if found is None else [found.body]
-        if peek:
-            return [m.body for m in (self.stream(queue, peek=True) if all_messages else self.peek_many(queue, 1))]
-        return [m.body for m in (self.claim_all(queue) if all_messages else self.claim_many(queue, 1))]
+        """Bodies, as the original async example's ``read`` returns them: the
+        oldest message, or every one (claimed in one transaction) with
+        ``all_messages``; ``peek`` claims nothing."""
+        return self._run(
+            self._session().read_bodies(
+                queue,
+                peek=peek,
+                all_messages=all_messages,
+                message_id=exact_timestamp,
+                after=after_timestamp,
+                before=before_timestamp,
+            )
+        )
 
     def stream_read(
         self,
@@ -379,13 +391,17 @@ class Broker:
         after_timestamp: int | None = None,
     ) -> Iterator[str]:
         """Bodies, as the original async example's ``stream_read`` yields them."""
-        if exact_timestamp is not None or not all_messages:
-            if after_timestamp is not None and exact_timestamp is None:
-                one = (self.peek if peek else self.claim)(queue, after_timestamp=after_timestamp)
-                return iter(() if one is None else (one.body,))
-            return iter(self.read(queue, peek=peek, exact_timestamp=exact_timestamp))
-        messages = self.stream(queue, peek=peek, commit_interval=commit_interval, after_timestamp=after_timestamp)
-        return (m.body for m in messages)
+        connection = self._connection()
+        source = open_stream(
+            connection.session,
+            queue,
+            peek=peek,
+            all_messages=all_messages,
+            commit_interval=commit_interval,
+            message_id=exact_timestamp,
+            after=after_timestamp,
+        )
+        return (m.body for m in _iterate(connection, source))
 
 
 def _iterate(connection: _Connection, source: Stream) -> Iterator[Message]:
@@ -448,17 +464,17 @@ class Queue:
         ``all_messages=True`` returns every body: claimed in one transaction,
         so either all are handed over or none is claimed.
         """
-        broker, name, after, before = self.broker, self.name, after_timestamp, before_timestamp
+        bodies = self.broker.read(
+            self.name,
+            peek=peek,
+            all_messages=all_messages,
+            exact_timestamp=message_id,
+            after_timestamp=after_timestamp,
+            before_timestamp=before_timestamp,
+        )
         if all_messages:
-            if message_id is not None:
-                raise InvalidInputError("message_id cannot be combined with all_messages")
-            if peek:
-                messages = broker.stream(name, peek=True, after_timestamp=after, before_timestamp=before)
-                return [m.body for m in messages]
-            return [m.body for m in broker.claim_all(name, after_timestamp=after, before_timestamp=before)]
-        select = broker.peek if peek else broker.claim
-        found = select(name, message_id=message_id, after_timestamp=after, before_timestamp=before)
-        return None if found is None else found.body
+            return bodies
+        return bodies[0] if bodies else None
 
     def read_all(self, *, peek: bool = False) -> list[str]:
         return self.read(peek=peek, all_messages=True)

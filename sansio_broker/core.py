@@ -417,6 +417,31 @@ class Session:
         rows = yield statement
         return Message(*rows[0]) if rows else None
 
+    def read_bodies(
+        self,
+        queue: str,
+        *,
+        peek: bool = False,
+        all_messages: bool = False,
+        message_id: int | str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> Operation[list[str]]:
+        """Bodies, the shape the async SimpleBroker example's ``read`` returns.
+
+        One message (claimed unless ``peek``) or, with ``all_messages``, every
+        pending one; all claims are one transaction, so either every claimed
+        body is handed over or nothing is claimed.
+        """
+        if all_messages and message_id is not None:
+            raise InvalidInputError("message_id cannot be combined with all_messages")
+        limit = -1 if all_messages else 1
+        if peek:
+            rows = self._peek_rows(queue, limit, message_id, after, before, False)
+        else:
+            rows = self._claim_rows(queue, limit, message_id, after, before)
+        return _bodies(rows)
+
     # ----------------------------------------------------------------- moves
     def move(
         self,
@@ -656,6 +681,11 @@ class Session:
             self.core.last_vacuum_error = None
         except DatabaseError as exc:
             self.core.last_vacuum_error = exc
+
+
+def _bodies(rows: Operation[list[Message]]) -> Operation[list[str]]:
+    messages = yield from rows
+    return [m.body for m in messages]
 
 
 def _found(message: Message | None) -> int:

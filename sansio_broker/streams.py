@@ -168,6 +168,53 @@ class PeekStream:
         return _nothing_none()
 
 
+class OnceStream:
+    """A stream of one batch: the answer of one operation (a single message,
+    or a message by ID)."""
+
+    def __init__(self, operation: Operation[list[Message]]) -> None:
+        self._operation = operation
+        self.done = False
+
+    def next_batch(self) -> Operation[list[Message]]:
+        if self.done:
+            return _nothing()
+        self.done = True
+        return self._operation
+
+    def close(self) -> Operation[None]:
+        if not self.done:
+            self.done = True
+            self._operation.close()  # never started: nothing to undo
+        return _nothing_none()
+
+
+def open_stream(
+    session: Session,
+    queue: str,
+    *,
+    peek: bool = False,
+    all_messages: bool = True,
+    commit_interval: int = 1,
+    message_id: int | str | None = None,
+    after: int | None = None,
+    before: int | None = None,
+    include_claimed: bool = False,
+) -> Stream:
+    """The stream for the async example's ``stream_read`` arguments.
+
+    ``all_messages=False`` or a ``message_id`` gives at most one message;
+    otherwise every matching message, peeked or claimed per ``commit_interval``.
+    """
+    if message_id is not None or not all_messages:
+        if peek:
+            return OnceStream(session._peek_rows(queue, 1, message_id, after, before, include_claimed))
+        return OnceStream(session._claim_rows(queue, 1, message_id, after, before))
+    if peek:
+        return PeekStream(session, queue, after=after, before=before, include_claimed=include_claimed)
+    return ClaimStream(session, queue, commit_interval=commit_interval, after=after, before=before)
+
+
 def _nothing() -> Operation[list[Message]]:
     return []
     yield  # a generator that yields no command
