@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 VACUUM_LOCK_SUFFIX = ".vacuum.lock"
 
+Guard = Callable[[Command], BaseException | None]
+"""Looks at each command before it runs; returns an exception to throw in instead."""
+
 
 def translate(exc: sqlite3.Error) -> errors.DatabaseError:
     """A driver error as the core's error type, with the original as its cause."""
@@ -114,13 +117,15 @@ class SyncDriver:
             UnlockVacuumFile: self._unlock_vacuum_file,
         }
 
-    def run(self, operation: Operation[T]) -> T:
+    def run(self, operation: Operation[T], guard: Guard | None = None) -> T:
         """Drive ``operation`` to completion and return its answer.
 
         Driver errors are thrown into the operation as core errors, so the
         core decides on rollback and retry. Anything else raised while a
         command runs (``KeyboardInterrupt``) is thrown in too, so an open
         transaction is rolled back before the exception reaches the caller.
+        ``guard`` sees each command first; an exception it returns is thrown
+        in instead of running the command (async adapters cancel this way).
         """
         handlers = self._handlers
         value: Any = None
@@ -134,6 +139,11 @@ class SyncDriver:
                     error = None
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
+            if guard is not None:
+                error = guard(command)
+                if error is not None:
+                    value = None
+                    continue
             try:
                 value = handlers[type(command)](command)
             except sqlite3.Error as exc:

@@ -186,6 +186,17 @@ class Session:
         self.in_transaction = False
         return self.rollback_quietly()
 
+    def reset(self) -> Operation[None]:
+        """Make an abandoned connection clean before it is reused.
+
+        Rolls back whatever a cancelled or abandoned transaction or stream
+        batch left open; pools run it before handing the connection out again.
+        """
+        self.in_transaction = False
+        self.stream_holding_lock = None
+        self._transaction_mutations = 0
+        return self.rollback_quietly()
+
     def check_lock_free(self, action: str) -> None:
         if self.stream_holding_lock is not None:
             raise TransactionError(

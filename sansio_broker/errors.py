@@ -78,6 +78,11 @@ class BrokerClosedError(BrokerError, RuntimeError):
     """The broker was closed; open a new one to continue."""
 
 
+class OperationCancelled(BrokerError):
+    """Thrown into an operation by an adapter whose caller was cancelled; the
+    core rolls back whatever the operation had started, then re-raises it."""
+
+
 class OutcomeUnknownError(BrokerError):
     """A COMMIT was interrupted: the transaction may or may not have landed."""
 
