@@ -90,13 +90,29 @@ class VacuumFileLock:
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the last descriptor drops the lock
+        if fd is None:
+            return
+        try:
+            # Unlock explicitly: a child forked meanwhile shares the lock
+            # through its inherited descriptor, and closing ours alone would
+            # leave it held until that child closes its copy too.
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def forget(self) -> None:
-        """In a forked child: drop the inherited descriptor so it cannot keep
-        the parent's lock alive. Closing it does not unlock the parent's."""
-        self.release()
+        """In a forked child: close the inherited descriptor without unlocking,
+        which would release the lock the parent still holds."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class SyncDriver:
