@@ -30,3 +30,66 @@ def test_blocking_example_output(tmp_path: Path) -> None:
     ).stdout
     assert "dead letters: ['job 3']" in out
     assert "job 4 done" in out
+
+
+def run_example(name: str, tmp_path: Path) -> str:
+    example = Path(__file__).parent.parent / "examples" / name
+    done = subprocess.run(
+        [sys.executable, str(example), str(tmp_path / "x.db")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_asyncio_basic_output(tmp_path: Path) -> None:
+    out = run_example("asyncio_basic.py", tmp_path)
+    assert "(increasing: True)" in out
+    write_many_line = next(row for row in out.splitlines() if row.startswith("write_many returned IDs"))
+    assert write_many_line.endswith(": True)")
+    assert "read(), claimed: hello" in out
+    assert "read_all: ['world', 'a', 'b', 'c']" in out
+    assert "read() on an empty queue: None" in out
+
+
+def test_asyncio_worker_pool_output(tmp_path: Path) -> None:
+    out = run_example("asyncio_worker_pool.py", tmp_path)
+    assert "200 of 200 jobs done exactly once; 200 done in all" in out
+    assert "left in the queue: 0" in out
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.startswith("worker-")]
+    assert sum(counts) == 200 and 1 <= len(counts) <= 4
+
+
+def test_asyncio_batch_processing_output(tmp_path: Path) -> None:
+    out = run_example("asyncio_batch_processing.py", tmp_path)
+    assert "raised TransactionError" in out
+    assert "pending after the break: 70" in out  # batch one committed, batch two rolled back
+    assert "delivered twice: 20 (event 50 .. event 69); lost: 0" in out
+    assert "pending events now: 0" in out
+
+
+def test_asyncio_priority_queues_output(tmp_path: Path) -> None:
+    out = run_example("asyncio_priority_queues.py", tmp_path)
+    order = out.split("order served: ")[1].strip()
+    levels = [level.strip("'") for level in order.strip("[]").split(", ")]
+    assert sorted(levels) == sorted(["high", "normal", "normal", "urgent", "low", "low", "low"])
+    assert levels[0] == "high"
+    # Written while the backlog is served, the urgent job overtakes the low ones
+    # (all of them in practice; at least the last one even on a slow machine).
+    assert levels.index("urgent") < len(levels) - 1
+
+
+def test_asyncio_dead_letter_queue_output(tmp_path: Path) -> None:
+    out = run_example("asyncio_dead_letter_queue.py", tmp_path)
+    assert "dead-lettered: [3, 7]" in out
+    assert "job 3: failed (bad input in job 3), attempt 3: dead-lettered" in out
+    assert "job 5: done on attempt 2" in out
+    assert "job 8: worker crashed: rolled back, pending again with attempts=0" in out
+    assert "results: 8 jobs done" in out
+    assert "pending jobs left: 0" in out
+
+
+def test_asyncio_simplebroker_interop_output(tmp_path: Path) -> None:
+    pytest.importorskip("simplebroker")
+    out = run_example("asyncio_simplebroker_interop.py", tmp_path)
+    assert out.count("same IDs: True") == 2
+    assert "one strict order across both programs: True" in out

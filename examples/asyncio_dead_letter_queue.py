@@ -1,0 +1,106 @@
+"""Retries and a dead-letter queue, each step one atomic transaction.
+
+A job is JSON that carries its own retry count. The worker claims a job and,
+in the *same* ``broker.transaction()``, writes its result, re-queues it with
+``attempts + 1`` (to the back of the queue), or, after ``MAX_ATTEMPTS``
+failures, moves it to the dead-letter queue. Because claim and write commit
+together, a job is never lost between them and never both retried and
+dead-lettered; and if the worker crashes mid-job (any other exception, or a
+cancellation), the transaction rolls back and the job is pending again,
+unchanged.
+
+A transaction holds the database's write lock until it ends, so keep the
+work inside it short; several workers would simply take turns.
+
+Run it from anywhere: ``python examples/asyncio_dead_letter_queue.py [path/to/db]``
+(default ``.broker.db`` in the current directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue, async_broker
+
+MAX_ATTEMPTS = 3
+ALWAYS_FAILING = {3, 7}  # bad input: every attempt fails
+FLAKY = 5  # fails on its first attempt only
+CRASHING = 8  # the worker crashes on its first try (not a job failure)
+crashed: set[int] = set()
+
+
+class JobFailed(Exception):
+    """The job itself failed; it may succeed on a retry."""
+
+
+async def handle(job: dict[str, Any]) -> str:
+    n = job["n"]
+    await asyncio.sleep(0.001)  # the job's work
+    if n in ALWAYS_FAILING:
+        raise JobFailed(f"bad input in job {n}")
+    if n == FLAKY and job["attempts"] == 0:
+        raise JobFailed("timed out")
+    if n == CRASHING and n not in crashed:
+        crashed.add(n)
+        raise RuntimeError("worker crashed")
+    return f"job {n}: {n * n}"
+
+
+async def process_one(broker: AsyncBroker, jobs: AsyncQueue, results: AsyncQueue, dead: AsyncQueue) -> bool:
+    """Claim one job and settle it atomically; False once the queue is empty."""
+    async with broker.transaction():
+        message = await jobs.claim()
+        if message is None:
+            return False
+        job = json.loads(message.body)
+        try:
+            result = await handle(job)
+        except JobFailed as error:
+            job["attempts"] += 1
+            job["error"] = str(error)
+            if job["attempts"] >= MAX_ATTEMPTS:
+                await dead.write(json.dumps(job))
+                print(f"job {job['n']}: failed ({error}), attempt {job['attempts']}: dead-lettered")
+            else:
+                await jobs.write(json.dumps(job))
+                print(f"job {job['n']}: failed ({error}), attempt {job['attempts']}: re-queued")
+        else:
+            await results.write(result)
+            if job["attempts"]:
+                print(f"job {job['n']}: done on attempt {job['attempts'] + 1}")
+        return True  # leaving the block commits the claim and the write together
+
+
+async def main(path: str = ".broker.db") -> None:
+    async with async_broker(path, pool_size=2) as broker:
+        jobs = AsyncQueue("asyncio_dlq.jobs", broker)
+        results = AsyncQueue("asyncio_dlq.results", broker)
+        dead = AsyncQueue("asyncio_dlq.dead", broker)
+        for queue in (jobs, results, dead):
+            await queue.delete()  # start empty, so a second run prints the same
+        await jobs.write_many([json.dumps({"n": n, "attempts": 0}) for n in range(10)])
+        print("queued 10 jobs")
+
+        while True:
+            try:
+                if not await process_one(broker, jobs, results, dead):
+                    break
+            except RuntimeError as error:
+                # The transaction rolled back: the job is pending again, as it was.
+                pending = [json.loads(m.body) for m in await jobs.peek_many(100)]
+                back = next(job for job in pending if job["n"] == CRASHING)
+                print(f"job {CRASHING}: {error}: rolled back, pending again with attempts={back['attempts']}")
+
+        print("results:", len(await results.read_all()), "jobs done")
+        dead_jobs = [json.loads(body) for body in await dead.read_all()]
+        print("dead-lettered:", sorted(job["n"] for job in dead_jobs))
+        for job in dead_jobs:
+            print(f"  job {job['n']} after {job['attempts']} attempts: {job['error']}")
+        print("pending jobs left:", await jobs.size())
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:2]))
