@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from blocking_support import rows
+from support.rawdb import rows
 
 from sansio_broker import Config, ConfigError, MessageError
 from sansio_broker.adapters.blocking import Broker

@@ -6,19 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-from blocking_support import (
-    MAGIC,
-    QUIET,
-    V5_DDL,
-    V6_DDL,
-    build_db,
-    listing,
-    meta,
-    normalized_schema,
-    raw,
-    rows,
-    snapshot,
-)
+from blocking_support import QUIET, build_db, listing, normalized_schema, snapshot
+from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_DDL
+from support.rawdb import connect, meta, rows
 
 from sansio_broker import (
     BrokerError,
@@ -44,12 +34,12 @@ def test_new_file_has_exactly_the_v6_schema(db_path: Path, tmp_path: Path) -> No
     with Broker(db_path, config=QUIET):
         pass
     reference = tmp_path / "reference.db"
-    with raw(reference) as conn:
+    with connect(reference) as conn:
         conn.execute("PRAGMA auto_vacuum=2")
         for statement in V6_DDL:
             conn.execute(statement)
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('magic', ?)", (MAGIC,))
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (6,))
+        conn.execute(INSERT_MAGIC, (MAGIC,))
+        conn.execute(INSERT_SCHEMA_VERSION, (6,))
     assert normalized_schema(db_path) == normalized_schema(reference)
     assert set(normalized_schema(db_path)) == {
         ("table", "messages"),
@@ -61,7 +51,7 @@ def test_new_file_has_exactly_the_v6_schema(db_path: Path, tmp_path: Path) -> No
         ("index", "sqlite_autoindex_queue_aliases_1"),
         ("index", "idx_queue_aliases_target"),
     }
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -82,7 +72,7 @@ def test_empty_existing_file_is_initialised(db_path: Path) -> None:
     with Broker(db_path, config=QUIET) as broker:
         broker.write("q", "a")
     assert meta(db_path)["schema_version"] == 6
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert [b for _, b, _, _ in rows(db_path)] == ["a"]
@@ -122,18 +112,18 @@ def test_not_sqlite_file_left_unchanged(db_path: Path, content: bytes) -> None:
 
 @pytest.mark.parametrize("journal_mode", [None, "wal"])
 def test_sqlite_file_of_another_program_refused(db_path: Path, journal_mode: str | None) -> None:
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         if journal_mode:
             conn.execute(f"PRAGMA journal_mode={journal_mode}")
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO users (name) VALUES ('ada')")
     assert_refused(db_path, ForeignDatabaseError)
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         assert conn.execute("SELECT name FROM users").fetchall() == [("ada",)]
 
 
 def test_sqlite_file_with_meta_but_no_messages_refused(db_path: Path) -> None:
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
     assert_refused(db_path, ForeignDatabaseError)
 
@@ -151,7 +141,7 @@ def test_unsupported_schema_version_refused(db_path: Path, version: object) -> N
 
 
 def test_v1_database_without_meta_refused(db_path: Path) -> None:
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         conn.execute(
             "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, "
             "body TEXT NOT NULL, ts INTEGER NOT NULL)"
@@ -216,7 +206,7 @@ def test_v6_created_elsewhere_in_rollback_mode_is_used(db_path: Path) -> None:
     build_db(db_path, messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
     with Broker(db_path, config=QUIET) as broker:
         assert broker.read("q") == ["a"]
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -241,7 +231,7 @@ def test_v5_database_used_without_migration(db_path: Path) -> None:
         assert broker.read("q", all_messages=True) == ["old2", "new", "n1", "n2"]
     assert meta(db_path)["schema_version"] == 5
     assert normalized_schema(db_path) == schema_before
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info('messages')")]
         assert columns == ["id", "queue", "body", "ts", "claimed"]
         stored = conn.execute("SELECT id, queue, body, ts FROM messages ORDER BY id").fetchall()
@@ -288,7 +278,7 @@ def test_far_future_last_ts_continues_with_counter(db_path: Path) -> None:
     with Broker(db_path, config=QUIET) as broker:
         broker.write("q", "seed")
     future = (time.time_ns() + 10_000_000_000) & ~0xFFF
-    with raw(db_path) as conn:
+    with connect(db_path) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
     with Broker(db_path, config=QUIET) as broker:
         assert [broker.write("q", f"m{i}") for i in range(3)] == [future + 1, future + 2, future + 3]
@@ -311,7 +301,7 @@ def test_duplicate_id_from_another_writer_is_resynced(db_path: Path) -> None:
     with Broker(db_path, config=QUIET) as broker:
         broker.write("q", "first")
         future = (time.time_ns() + 5_000_000_000) & ~0xFFF
-        with raw(db_path) as conn:
+        with connect(db_path) as conn:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
             conn.execute("INSERT INTO messages (queue, body, ts) VALUES ('q', 'exact', ?)", (future + 1,))
         # The next ID after last_ts collides with the stored row: resync, then continue past it.

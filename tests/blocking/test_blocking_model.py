@@ -7,9 +7,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocking_support import QUIET, rows
+from blocking_support import QUIET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.rawdb import rows
 
 from sansio_broker import Message, QueueStats
 from sansio_broker.adapters.blocking import Broker

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET, rows
+from blocking_support import QUIET
+from support.rawdb import rows
 
 from sansio_broker import InvalidInputError, Message, QueueStats
 from sansio_broker.adapters.blocking import Broker, Queue

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET, rows
+from blocking_support import QUIET
+from support.rawdb import rows
 
 from sansio_broker import Message, TransactionError
 from sansio_broker.adapters.blocking import Broker, Queue

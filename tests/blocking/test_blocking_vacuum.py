@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from blocking_support import rows
+from support.rawdb import rows
 
 from sansio_broker.adapters.blocking import Broker
 

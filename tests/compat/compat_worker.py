@@ -37,22 +37,19 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
+
+from support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
+
 Pairs = list[list[Any]]
-DEADLINE_SECONDS = 60.0
-
-
-def _wait_for_go() -> None:
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        sys.exit(3)
 
 
 def _mark_done(options: dict[str, Any]) -> None:
     if options.get("done_dir"):
-        with open(os.path.join(options["done_dir"], options["tag"]), "w"):
-            pass
+        mark_done(options["done_dir"], options["tag"])
 
 
 def _our_config(options: dict[str, Any]) -> dict[str, str]:
@@ -73,7 +70,7 @@ def ours_writer(db: str, queue: str, options: dict[str, Any]) -> Pairs:
     bodies = [f"{options['tag']}-{i}" for i in range(options["count"])]
     written: Pairs = []
     with Broker(db, config=_our_config(options)) as broker:
-        _wait_for_go()
+        wait_for_go()
         pause = options.get("pause", 0)
         if options.get("mode", "single") == "single":
             for body in bodies:
@@ -93,7 +90,7 @@ def sb_writer(db: str, queue: str, options: dict[str, Any]) -> Pairs:
 
     bodies = [f"{options['tag']}-{i}" for i in range(options["count"])]
     with simplebroker.Queue(queue, db_path=db, persistent=True, config=_sb_config(options)) as q:
-        _wait_for_go()
+        wait_for_go()
         written: Pairs = []
         for body in bodies:
             written.append([body, q.write(body)])
@@ -121,27 +118,9 @@ def _sb_taker(q: Any, mode: str) -> Callable[[], Pairs]:
 
 
 def _drain(take: Callable[[], Pairs], options: dict[str, Any], until_done: bool) -> Pairs:
-    got: Pairs = []
-    pause = options.get("pause", 0)
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        taken = take()
-        got.extend(taken)
-        if taken:
-            time.sleep(pause)
-            continue
-        if not until_done:
-            return got
-        if len(os.listdir(options["done_dir"])) >= options["writers"]:
-            # Every write committed before its marker: one more empty look ends it.
-            taken = take()
-            got.extend(taken)
-            if not taken:
-                return got
-            continue
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE_SECONDS}s with {len(got)} messages")
-        time.sleep(0.001)
+    if not until_done:
+        return drain(take, pause=options.get("pause", 0))
+    return drain(take, options["done_dir"], options["writers"], pause=options.get("pause", 0))
 
 
 def ours_consumer(db: str, queue: str, options: dict[str, Any], until_done: bool = False) -> Pairs:
@@ -149,7 +128,7 @@ def ours_consumer(db: str, queue: str, options: dict[str, Any], until_done: bool
 
     with Broker(db, config=_our_config(options)) as broker:
         take = _ours_taker(broker, queue, options.get("mode", "claim"))
-        _wait_for_go()
+        wait_for_go()
         return _drain(take, options, until_done)
 
 
@@ -158,7 +137,7 @@ def sb_consumer(db: str, queue: str, options: dict[str, Any], until_done: bool =
 
     with simplebroker.Queue(queue, db_path=db, persistent=True, config=_sb_config(options)) as q:
         take = _sb_taker(q, options.get("mode", "read"))
-        _wait_for_go()
+        wait_for_go()
         return _drain(take, options, until_done)
 
 
@@ -187,7 +166,7 @@ def ours_checkpoint(db: str, queue: str, options: dict[str, Any]) -> Pairs:
     from sansio_broker.adapters.blocking import Broker
 
     with Broker(db, config=_our_config(options)) as broker:
-        _wait_for_go()
+        wait_for_go()
         return _follow(
             lambda after: [[m.body, m.id] for m in broker.peek_many(queue, 100, after_timestamp=after)], options
         )
@@ -197,7 +176,7 @@ def sb_checkpoint(db: str, queue: str, options: dict[str, Any]) -> Pairs:
     import simplebroker
 
     with simplebroker.Queue(queue, db_path=db, persistent=True, config=_sb_config(options)) as q:
-        _wait_for_go()
+        wait_for_go()
 
         def peek_after(after: int) -> Pairs:
             return [list(m) for m in q.peek_many(100, after_timestamp=after, with_timestamps=True)]

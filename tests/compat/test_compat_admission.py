@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 import warnings
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import assert_file_healthy, connect, master, meta, parse_t, query, sb
+from compat_helpers import assert_file_healthy, master, parse_t, sb
+from support.rawdb import connect, meta, query
 
 from sansio_broker import IncompatibleDatabaseError, Message
 from sansio_broker.adapters.blocking import Broker
@@ -72,7 +71,7 @@ V1_DDL = [
 def test_v1_file_is_refused_untouched_then_used_after_sb_migrates_it(db: Path) -> None:
     """Our refusal writes nothing; after SimpleBroker's ladder (last_ts left at 0) we repair last_ts."""
     old = [((time.time_ns() - 10_000_000_000) & ~0xFFF) + i for i in range(3)]
-    with closing(sqlite3.connect(str(db), isolation_level=None)) as conn:
+    with connect(db) as conn:
         for statement in V1_DDL:
             conn.execute(statement)
         conn.executemany(

@@ -17,25 +17,23 @@ import pytest
 import simplebroker
 from compat_helpers import (
     BROKER_CLI,
-    CANONICAL_TABLE_INFO,
-    CONTRACT_V6_DDL,
     SUBPROCESS_TIMEOUT,
+    V6_MASTER,
     assert_file_healthy,
     claimed_flags,
-    clean_env,
     master,
-    meta,
     normalize_sql,
     parse_t,
     proof_keys,
-    query,
-    rows,
     sb,
     sb_json,
     sb_stats,
     schema_cookie,
     table_info,
 )
+from support.contract import V6_TABLE_INFO
+from support.rawdb import meta, query, rows
+from support.workers import clean_env
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
@@ -64,7 +62,7 @@ def test_case1_ours_writes_sb_cli_peeks(db: Path, open_ours: OpenOurs) -> None:
     assert meta(db)["schema_version"] == 6
     assert proof_keys(db)["schema_proof_version"] == 1
     assert proof_keys(db)["schema_proof_cookie"] == schema_cookie(db)
-    assert table_info(db) == shape_before == CANONICAL_TABLE_INFO
+    assert table_info(db) == shape_before == V6_TABLE_INFO
     assert_file_healthy(db)
 
 
@@ -84,7 +82,7 @@ def test_case2_fresh_file_matches_contract_ddl(db: Path, open_ours: OpenOurs) ->
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA auto_vacuum") == [(2,)]
     assert query(db, "PRAGMA page_size") == [(4096,)]
-    expected = [(kind, name, normalize_sql(sql)) for kind, name, sql in CONTRACT_V6_DDL]
+    expected = [(kind, name, normalize_sql(sql)) for kind, name, sql in V6_MASTER]
     assert master(db) == expected
     info = meta(db)
     assert info == {"last_ts": 0, "alias_version": 0, "magic": "simplebroker-v1", "schema_version": 6}
@@ -119,7 +117,7 @@ def test_sb_opening_our_file_changes_no_schema(db: Path, open_ours: OpenOurs) ->
 
     assert master(db) == before
     assert schema_cookie(db) == cookie
-    assert table_info(db) == CANONICAL_TABLE_INFO
+    assert table_info(db) == V6_TABLE_INFO
     assert meta(db)["schema_version"] == 6
     assert proof_keys(db) == {"schema_proof_version": 1, "schema_proof_cookie": cookie}
     assert_file_healthy(db)
@@ -485,7 +483,7 @@ def test_empty_file_is_created_as_v6_by_us_and_accepted_by_sb(db: Path, open_our
     ours = open_ours()
     ident = ours.write("q", "x")
     assert query(db, "PRAGMA auto_vacuum") == [(2,)]
-    assert master(db) == [(kind, name, normalize_sql(sql)) for kind, name, sql in CONTRACT_V6_DDL]
+    assert master(db) == [(kind, name, normalize_sql(sql)) for kind, name, sql in V6_MASTER]
     assert parse_t(sb(db, "read", "q", "-t").stdout) == [(ident, "x")]
     assert_file_healthy(db)
 

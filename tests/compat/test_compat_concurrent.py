@@ -12,21 +12,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from compat_helpers import (
-    CANONICAL_TABLE_INFO,
-    assert_file_healthy,
-    finish_workers,
-    master,
-    meta,
-    parse_t,
-    query,
-    rows,
-    sb,
-    sb_json,
-    start_workers,
-    table_info,
-    worker_command,
-)
+from compat_helpers import assert_file_healthy, master, parse_t, run_workers, sb, sb_json, table_info, worker_command
+from support.contract import V6_TABLE_INFO
+from support.rawdb import meta, query, rows
 
 from sansio_broker.adapters.blocking import Broker
 
@@ -43,6 +31,39 @@ def assert_no_warnings(label: str, stderr: str) -> None:
 
 def assert_ascending(label: str, ids: list[int]) -> None:
     assert all(a < b for a, b in pairwise(ids)), f"{label}: IDs not strictly ascending"
+
+
+def writer_role(tag: str) -> str:
+    return "ours-writer" if tag.startswith("ours") else "sb-writer"
+
+
+# Writers that run alongside readers: ``ours1`` uses write_many, the others write one by one.
+WRITER_TAGS = ["ours0", "sb0", "ours1", "sb1"]
+
+
+def writers_with_markers(db: Path, tmp_path: Path, per_writer: int) -> tuple[Path, list[list[str]]]:
+    """Create the file (v6, ours), then one writer command per tag of :data:`WRITER_TAGS`.
+
+    Each writer leaves a marker in the returned directory once all its writes
+    have committed, so readers know when the queue is empty for good.
+    """
+    done = tmp_path / "done"
+    done.mkdir()
+    with Broker(db, config={}):
+        pass
+    writers = [
+        worker_command(
+            writer_role(tag),
+            db,
+            "q",
+            tag=tag,
+            count=per_writer,
+            mode="many" if tag == "ours1" else "single",
+            done_dir=done,
+        )
+        for tag in WRITER_TAGS
+    ]
+    return done, writers
 
 
 # --------------------------------------------------------------------- case 5
@@ -69,7 +90,7 @@ def test_case5_concurrent_writers(db: Path, our_mode: str) -> None:
         for tag in tags
     ]
 
-    results = finish_workers(start_workers(commands, db.parent))
+    results = run_workers(commands, db.parent)
 
     total = WRITERS_PER_SIDE * 2 * MESSAGES_PER_WRITER
     stored = {body: ts for _, body, ts, _ in rows(db)}
@@ -121,7 +142,7 @@ def test_case6_concurrent_consumers(db: Path, our_mode: str, sb_mode: str, auto_
         for role in roles
     ]
 
-    results = finish_workers(start_workers(commands, db.parent))
+    results = run_workers(commands, db.parent)
 
     received: list[tuple[str, int]] = []
     per_side = Counter[str]()
@@ -159,18 +180,15 @@ def test_both_create_the_same_new_file_at_once(tmp_path: Path, round_: int) -> N
     """Three of ours and three SimpleBroker processes open a file that does not exist yet."""
     db = tmp_path / "fresh.db"
     tags = [tag for k in range(3) for tag in (f"sb{k}", f"ours{k}")]
-    commands = [
-        worker_command("ours-writer" if tag.startswith("ours") else "sb-writer", db, "q", tag=tag, count=20)
-        for tag in tags
-    ]
+    commands = [worker_command(writer_role(tag), db, "q", tag=tag, count=20) for tag in tags]
     # Each worker opens the file before it reports ready, so the opens race.
-    results = finish_workers(start_workers(commands, tmp_path))
+    results = run_workers(commands, tmp_path)
 
     for tag, (written, stderr) in zip(tags, results, strict=True):
         assert_no_warnings(tag, stderr)
         assert_ascending(tag, [ident for _, ident in written])
     assert len(rows(db)) == 6 * 20
-    assert table_info(db) == CANONICAL_TABLE_INFO
+    assert table_info(db) == V6_TABLE_INFO
     assert [name for _, name, _ in master(db)] == [
         "messages",
         "idx_messages_queue_ts",
@@ -194,24 +212,8 @@ def test_both_create_the_same_new_file_at_once(tmp_path: Path, round_: int) -> N
 @pytest.mark.slow
 def test_mixed_producers_and_consumers(tmp_path: Path, db: Path) -> None:
     """2+2 writers and 2+2 claimers of both programs, all at once, until everything is consumed."""
-    done = tmp_path / "done"
-    done.mkdir()
-    with Broker(db, config={}):
-        pass
-    writer_tags = ["ours0", "sb0", "ours1", "sb1"]
     per_writer = 300
-    writers = [
-        worker_command(
-            "ours-writer" if tag.startswith("ours") else "sb-writer",
-            db,
-            "q",
-            tag=tag,
-            count=per_writer,
-            mode="many" if tag == "ours1" else "single",
-            done_dir=done,
-        )
-        for tag in writer_tags
-    ]
+    done, writers = writers_with_markers(db, tmp_path, per_writer)
     claimer_roles = [
         ("ours-claimer", "claim"),
         ("sb-claimer", "read"),
@@ -219,19 +221,19 @@ def test_mixed_producers_and_consumers(tmp_path: Path, db: Path) -> None:
         ("sb-claimer", "read_many"),
     ]
     claimers = [
-        worker_command(role, db, "q", mode=mode, done_dir=done, writers=len(writer_tags))
+        worker_command(role, db, "q", mode=mode, done_dir=done, writers=len(WRITER_TAGS))
         for role, mode in claimer_roles
     ]
     commands = [cmd for pair in zip(claimers, writers, strict=True) for cmd in pair]
 
-    results = finish_workers(start_workers(commands, tmp_path))
+    results = run_workers(commands, tmp_path)
 
     for cmd, (_, stderr) in zip(commands, results, strict=True):
         assert_no_warnings(cmd[4], stderr)
     written = {body: ident for got, _ in results[1::2] for body, ident in got}
-    assert len(written) == len(writer_tags) * per_writer
+    assert len(written) == len(WRITER_TAGS) * per_writer
     assert len(set(written.values())) == len(written)
-    for tag, (got, _) in zip(writer_tags, results[1::2], strict=True):
+    for tag, (got, _) in zip(WRITER_TAGS, results[1::2], strict=True):
         assert_ascending(tag, [ident for _, ident in got])
     received = [(body, ident) for got, _ in results[0::2] for body, ident in got]
     counts = Counter(body for body, _ in received)
@@ -249,33 +251,17 @@ def test_mixed_producers_and_consumers(tmp_path: Path, db: Path) -> None:
 def test_checkpoint_readers_never_skip_a_message(tmp_path: Path, db: Path) -> None:
     """Readers that peek ``after=<highest ID seen>`` (as watchers do) miss nothing:
     an ID becomes visible only with its row, and in ID order (contract §3.2)."""
-    done = tmp_path / "done"
-    done.mkdir()
-    with Broker(db, config={}):
-        pass
-    writer_tags = ["ours0", "sb0", "ours1", "sb1"]
     per_writer = 250
-    writers = [
-        worker_command(
-            "ours-writer" if tag.startswith("ours") else "sb-writer",
-            db,
-            "q",
-            tag=tag,
-            count=per_writer,
-            mode="many" if tag == "ours1" else "single",
-            done_dir=done,
-        )
-        for tag in writer_tags
-    ]
+    done, writers = writers_with_markers(db, tmp_path, per_writer)
     readers = [
-        worker_command(role, db, "q", done_dir=done, writers=len(writer_tags))
+        worker_command(role, db, "q", done_dir=done, writers=len(WRITER_TAGS))
         for role in ("ours-checkpoint", "sb-checkpoint")
     ]
 
-    results = finish_workers(start_workers([*readers, *writers], tmp_path))
+    results = run_workers([*readers, *writers], tmp_path)
 
     written = sorted((ident, body) for got, _ in results[2:] for body, ident in got)
-    assert len(written) == len(writer_tags) * per_writer
+    assert len(written) == len(WRITER_TAGS) * per_writer
     for role, (seen, stderr) in zip(("ours-checkpoint", "sb-checkpoint"), results[:2], strict=True):
         assert_no_warnings(role, stderr)
         assert [(ident, body) for body, ident in seen] == written, f"{role} skipped or repeated messages"

@@ -14,7 +14,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import simplebroker
-from compat_helpers import assert_file_healthy, connect, meta, parse_t, rows, sb
+from compat_helpers import assert_file_healthy, parse_t, sb
+from support.rawdb import connect, meta, rows
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker

@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import (
-    BROKER_CLI,
-    SUBPROCESS_TIMEOUT,
-    assert_file_healthy,
-    clean_env,
-    meta,
-    parse_t,
-    rows,
-    sb,
-    sb_stats,
-)
+from compat_helpers import BROKER_CLI, SUBPROCESS_TIMEOUT, assert_file_healthy, parse_t, sb, sb_stats
+from support.rawdb import meta, rows
+from support.workers import clean_env
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker

@@ -6,21 +6,12 @@ rebuild it to v6 while our connections stay open, and they keep working.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
-from compat_helpers import (
-    CANONICAL_TABLE_INFO,
-    CONTRACT_V5_DDL,
-    assert_file_healthy,
-    meta,
-    parse_t,
-    query,
-    sb,
-    table_info,
-)
+from compat_helpers import assert_file_healthy, parse_t, sb, table_info
+from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_TABLE_INFO
+from support.rawdb import connect, meta, query
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
@@ -30,12 +21,14 @@ def make_v5_file(db: Path, bodies: list[str]) -> list[int]:
     """A v5 database as SimpleBroker 7 leaves it, with ``bodies`` pending in ``q``."""
     base = time.time_ns() & ~0xFFF
     ids = [base + i for i in range(len(bodies))]
-    with closing(sqlite3.connect(str(db), isolation_level=None)) as conn:
+    with connect(db) as conn:
         conn.execute("PRAGMA auto_vacuum=2")
         assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
         conn.execute("BEGIN IMMEDIATE")
-        for statement in CONTRACT_V5_DDL:
+        for statement in V5_DDL:
             conn.execute(statement)
+        conn.execute(INSERT_MAGIC, (MAGIC,))
+        conn.execute(INSERT_SCHEMA_VERSION, (5,))
         conn.executemany(
             "INSERT INTO messages (queue, body, ts) VALUES ('q', ?, ?)", list(zip(bodies, ids, strict=True))
         )
@@ -62,7 +55,7 @@ def test_v5_file_is_used_without_migration_then_sb8_migrates_under_us(db: Path) 
         listed = parse_t(sb(db, "peek", "q", "--all", "-t").stdout)
         assert listed == [(ids[1], "old1"), (ids[2], "old2"), (new_id, "ours-v5")]
         assert meta(db)["schema_version"] == 6
-        assert table_info(db) == CANONICAL_TABLE_INFO
+        assert table_info(db) == V6_TABLE_INFO
 
         after = ours.write("q", "ours-v6")
         assert after > new_id

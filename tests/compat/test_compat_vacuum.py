@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import simplebroker
-from compat_helpers import assert_file_healthy, meta, query, rows, sb, sb_json, sb_stats
+from compat_helpers import assert_file_healthy, sb, sb_json, sb_stats
+from support.rawdb import meta, query, rows
 
 from sansio_broker.adapters.blocking import Broker
 

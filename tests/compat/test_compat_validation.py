@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import assert_file_healthy, query
+from compat_helpers import assert_file_healthy
+from support.rawdb import query
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker

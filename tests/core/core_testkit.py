@@ -32,6 +32,30 @@ NOW = 1_750_000_000_000_000_000 & ~0xFFF
 TICK = 0x1000  # one physical step of the ID layout (4096 ns)
 
 
+# The select statements' SQL, written out here (not taken from sansio_broker.sql).
+PENDING = "queue = ? AND claimed = 0"
+
+
+def claim_sql(where: str) -> str:
+    return (
+        "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n"
+        f"    SELECT ts FROM messages\n    WHERE {where}\n"
+        "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
+    )
+
+
+def move_sql(where: str) -> str:
+    return (
+        "UPDATE messages\nSET queue = ?\nWHERE ts IN (\n"
+        f"    SELECT ts FROM messages\n    WHERE {where}\n"
+        "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
+    )
+
+
+def peek_sql(where: str) -> str:
+    return f"SELECT body, ts FROM messages\nWHERE {where}\nORDER BY ts ASC\nLIMIT ?"
+
+
 def make_session(retry: RetryPolicy | None = None, **config: Any) -> Session:
     """A session of a fresh core; ``config`` holds Config field names."""
     core = BrokerCore(Config(**config), retry=retry or RetryPolicy())

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from core_testkit import NOW, SQL, is_write, kinds, make_session
+from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, V6_DDL, V6_TABLE_INFO
 
 from sansio_broker import (
     Begin,
@@ -26,28 +27,9 @@ from sansio_broker.commands import Command
 from sansio_broker.errors import NotADatabaseDriverError
 from sansio_broker.testing import Stepper, run_with
 
-V6_DDL = [
-    "CREATE TABLE IF NOT EXISTS messages (\n    queue TEXT NOT NULL,\n    body TEXT NOT NULL,\n"
-    "    ts INTEGER NOT NULL PRIMARY KEY,\n    claimed INTEGER DEFAULT 0\n)",
-    "CREATE INDEX IF NOT EXISTS idx_messages_queue_ts\nON messages(queue, ts)",
-    "CREATE INDEX IF NOT EXISTS idx_messages_pending_queue_ts\nON messages(queue, ts)\nWHERE claimed = 0",
-    "CREATE TABLE IF NOT EXISTS meta (\n    key TEXT PRIMARY KEY,\n    value INTEGER NOT NULL\n)",
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('last_ts', 0)",
-    "CREATE TABLE IF NOT EXISTS queue_aliases (\n    alias TEXT PRIMARY KEY,\n    target TEXT NOT NULL\n)",
-    "CREATE INDEX IF NOT EXISTS idx_queue_aliases_target ON queue_aliases(target)",
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('alias_version', 0)",
-]
-INSERT_MAGIC = "INSERT OR IGNORE INTO meta (key, value) VALUES ('magic', ?)"
-INSERT_VERSION = "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)"
 LIST_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 # PRAGMA table_info rows: (cid, name, type, notnull, dflt_value, pk)
-V6_TABLE_INFO = [
-    (0, "queue", "TEXT", 1, None, 0),
-    (1, "body", "TEXT", 1, None, 0),
-    (2, "ts", "INTEGER", 1, None, 1),
-    (3, "claimed", "INTEGER", 0, "0", 0),
-]
 V5_TABLE_INFO = [
     (0, "id", "INTEGER", 0, None, 1),
     (1, "queue", "TEXT", 1, None, 0),
@@ -146,9 +128,9 @@ def executed(commands: list[Command]) -> list[str]:
 
 # --------------------------------------------------------------- creation
 def test_sql_constants_are_the_v6_ddl() -> None:
-    assert list(SQL.CREATE_SCHEMA_V6) == V6_DDL
+    assert list(SQL.CREATE_SCHEMA_V6) == list(V6_DDL)
     assert SQL.INSERT_MAGIC == INSERT_MAGIC
-    assert SQL.INSERT_SCHEMA_VERSION == INSERT_VERSION
+    assert SQL.INSERT_SCHEMA_VERSION == INSERT_SCHEMA_VERSION
 
 
 def test_new_file_gets_auto_vacuum_wal_and_exactly_the_v6_ddl() -> None:
@@ -164,7 +146,7 @@ def test_new_file_gets_auto_vacuum_wal_and_exactly_the_v6_ddl() -> None:
         Execute(LIST_TABLES, (), Fetch.ALL),  # re-checked under the write lock
         *[Execute(sql) for sql in V6_DDL],
         Execute(INSERT_MAGIC, ("simplebroker-v1",)),
-        Execute(INSERT_VERSION, (6,)),
+        Execute(INSERT_SCHEMA_VERSION, (6,)),
         Commit(),
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_testkit import make_session
+from core_testkit import PENDING, claim_sql, make_session, move_sql, peek_sql
 
 from sansio_broker import (
     Begin,
@@ -26,28 +26,6 @@ from sansio_broker import (
 )
 from sansio_broker.testing import Stepper, run_scripted
 
-
-def claim_sql(where: str) -> str:
-    return (
-        "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n"
-        f"    SELECT ts FROM messages\n    WHERE {where}\n"
-        "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
-    )
-
-
-def move_sql(where: str) -> str:
-    return (
-        "UPDATE messages\nSET queue = ?\nWHERE ts IN (\n"
-        f"    SELECT ts FROM messages\n    WHERE {where}\n"
-        "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
-    )
-
-
-def peek_sql(where: str) -> str:
-    return f"SELECT body, ts FROM messages\nWHERE {where}\nORDER BY ts ASC\nLIMIT ?"
-
-
-PENDING = "queue = ? AND claimed = 0"
 BY_ID_PENDING = "ts = ? AND queue = ? AND claimed = 0"
 ID = 1_750_000_000_000_004_096
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_testkit import NOW, SQL, FakeDb, kinds, make_session
+from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, kinds, make_session, peek_sql
 
 from sansio_broker import (
     Begin,
@@ -24,21 +24,6 @@ from sansio_broker import (
     TransactionError,
 )
 from sansio_broker.testing import Stepper, run_scripted, run_with
-
-
-def claim_sql(where: str) -> str:
-    return (
-        "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n"
-        f"    SELECT ts FROM messages\n    WHERE {where}\n"
-        "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
-    )
-
-
-def peek_sql(where: str) -> str:
-    return f"SELECT body, ts FROM messages\nWHERE {where}\nORDER BY ts ASC\nLIMIT ?"
-
-
-PENDING = "queue = ? AND claimed = 0"
 
 
 # ------------------------------------------------- exactly-once (interval 1)

@@ -35,26 +35,24 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
+
+from support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
 
 CHUNK = 25
-DEADLINE_SECONDS = 60.0
-
-
-def _wait_for_go() -> None:
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        sys.exit(3)
 
 
 def writer(db: str, queue: str, tag: str, count: int, mode: str, done_dir: str) -> list[list[Any]]:
     bodies = [f"{tag}-{i}" for i in range(count)]
     written: list[list[Any]] = []
     with Broker(db) as broker:
-        _wait_for_go()
+        wait_for_go()
         if mode == "single":
             written = [[body, broker.write(queue, body)] for body in bodies]
         elif mode == "many":
@@ -66,8 +64,7 @@ def writer(db: str, queue: str, tag: str, count: int, mode: str, done_dir: str) 
         else:
             raise SystemExit(f"unknown writer mode {mode!r}")
     # Every write has committed: tell the claimers.
-    with open(os.path.join(done_dir, tag), "w"):
-        pass
+    mark_done(done_dir, tag)
     return written
 
 
@@ -96,45 +93,27 @@ def _taker(broker: Broker, queue: str, mode: str) -> Callable[[], list[Message]]
 def claimer(db: str, queue: str, done_dir: str, writers: int, mode: str) -> list[list[Any]]:
     with Broker(db) as broker:
         take = _taker(broker, queue, mode)
-        _wait_for_go()
-        return _drain(take, done_dir, writers)
+        wait_for_go()
+        return drain(_pairs(take), done_dir, writers)
 
 
-def _drain(take: Callable[[], list[Message]], done_dir: str, upstream: int) -> list[list[Any]]:
-    """Take until ``upstream`` markers exist in ``done_dir`` and the source is empty."""
-    got: list[list[Any]] = []
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        taken = take()
-        got.extend([m.body, m.id] for m in taken)
-        if taken:
-            continue
-        if len(os.listdir(done_dir)) >= upstream:
-            # Everything upstream committed before its marker: one more
-            # empty look means the source is empty for good.
-            taken = take()
-            got.extend([m.body, m.id] for m in taken)
-            if not taken:
-                return got
-            continue
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE_SECONDS}s with {len(got)} messages")
-        time.sleep(0.001)
+def _pairs(take: Callable[[], list[Message]]) -> Callable[[], list[list[Any]]]:
+    """``take`` reporting ``[body, id]`` pairs."""
+    return lambda: [[m.body, m.id] for m in take()]
 
 
 def mover(db: str, source: str, target: str, done_dir: str, upstream: int, mark_dir: str, tag: str) -> list[list[Any]]:
     with Broker(db) as broker:
-        _wait_for_go()
-        moved = _drain(lambda: broker.move_many(source, target, 9), done_dir, upstream)
-    with open(os.path.join(mark_dir, tag), "w"):
-        pass
+        wait_for_go()
+        moved = drain(_pairs(lambda: broker.move_many(source, target, 9)), done_dir, upstream)
+    mark_done(mark_dir, tag)
     return moved
 
 
 def vacuumer(db: str, done_dir: str, upstream: int) -> list[list[Any]]:
     removed: list[list[Any]] = []
     with Broker(db) as broker:
-        _wait_for_go()
+        wait_for_go()
         deadline = time.monotonic() + DEADLINE_SECONDS
         while len(os.listdir(done_dir)) < upstream:
             removed.append([broker.vacuum(), 0])
@@ -146,7 +125,7 @@ def vacuumer(db: str, done_dir: str, upstream: int) -> list[list[Any]]:
 
 def holder(db: str, queue: str, batch: int, hold_after: int) -> None:
     with Broker(db) as broker:
-        _wait_for_go()
+        wait_for_go()
         for i, message in enumerate(broker.stream(queue, commit_interval=batch)):
             print(json.dumps([message.body, message.id]), flush=True)
             if i + 1 == hold_after:
@@ -157,7 +136,7 @@ def holder(db: str, queue: str, batch: int, hold_after: int) -> None:
 
 def printer(db: str, queue: str, tag: str, count: int, mode: str) -> None:
     with Broker(db) as broker:
-        _wait_for_go()
+        wait_for_go()
         bodies = [f"{tag}-{i}" for i in range(count)]
         if mode == "single":
             for body in bodies:

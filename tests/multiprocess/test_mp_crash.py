@@ -5,38 +5,21 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mp_helpers import TIMEOUT, clean_env, run_workers, worker_command
+from mp_helpers import TIMEOUT, run_workers, start_worker, worker_command
+from support.rawdb import query
+from support.workers import clean_env
 
 from sansio_broker.adapters.blocking import Broker
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-
-
-def inspect(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(str(db), isolation_level=None, timeout=30)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def start(cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=cwd
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    return proc
 
 
 def kill(proc: subprocess.Popen[str]) -> list[str]:
@@ -55,12 +38,12 @@ def test_killed_batch_holder_is_redelivered_to_the_others(tmp_path: Path) -> Non
     with Broker(db, config={}) as broker:
         ids = broker.write_many("q", [f"m{i}" for i in range(600)])
 
-    holder = start(worker_command("holder", db, "q", 50, 10), tmp_path)
+    holder = start_worker(worker_command("holder", db, "q", 50, 10), tmp_path)
     try:
         lines = [holder.stdout.readline().strip() for _ in range(11)]  # type: ignore[union-attr]
         assert lines[-1] == "holding"
         # The holder has the write lock: its batch is claimed but not committed.
-        assert inspect(db, "SELECT COUNT(*) FROM messages WHERE claimed = 1") == [(0,)]
+        assert query(db, "SELECT COUNT(*) FROM messages WHERE claimed = 1") == [(0,)]
     finally:
         lines += kill(holder)
     seen_by_holder = [tuple(json.loads(line)) for line in lines if line.startswith("[")]
@@ -74,7 +57,7 @@ def test_killed_batch_holder_is_redelivered_to_the_others(tmp_path: Path) -> Non
     assert Counter(received).most_common(1)[0][1] == 1, "delivered twice after the crash"
     assert sorted(received, key=lambda m: m[1]) == [(f"m{i}", ids[i]) for i in range(600)]
     assert set(seen_by_holder) <= set(received), "the killed holder's batch was not delivered again"
-    assert inspect(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 @pytest.mark.slow
@@ -83,7 +66,7 @@ def test_killed_writers_lose_nothing_they_returned(tmp_path: Path, mode: str) ->
     db = tmp_path / "broker.db"
     with Broker(db, config={}):
         pass
-    writers = [start(worker_command("printer", db, "q", f"w{k}", 100_000, mode), tmp_path) for k in range(3)]
+    writers = [start_worker(worker_command("printer", db, "q", f"w{k}", 100_000, mode), tmp_path) for k in range(3)]
     printed: list[list[str]] = [[] for _ in writers]
     readers = [
         threading.Thread(target=lambda p=proc, out=out: out.extend(p.stdout), daemon=True)  # type: ignore[misc]
@@ -106,7 +89,7 @@ def test_killed_writers_lose_nothing_they_returned(tmp_path: Path, mode: str) ->
             assert proc.returncode == -signal.SIGKILL
     outputs = [[line.strip() for line in out] for out in printed]
 
-    stored = dict(inspect(db, "SELECT body, ts FROM messages"))
+    stored = dict(query(db, "SELECT body, ts FROM messages"))
     for k, lines in enumerate(outputs):
         returned = [tuple(json.loads(line)) for line in lines if line.startswith("[")]
         assert len(returned) >= 30, f"writer {k} returned only {len(returned)} IDs in 30 s"
@@ -116,8 +99,8 @@ def test_killed_writers_lose_nothing_they_returned(tmp_path: Path, mode: str) ->
         mine = sorted(ident for body, ident in stored.items() if body.startswith(f"w{k}-"))
         assert mine[: len(returned)] == [ident for _, ident in returned]
         assert len(mine) - len(returned) <= (25 if mode == "many" else 1)
-    assert inspect(db, "PRAGMA integrity_check") == [("ok",)]
-    (last_ts,) = inspect(db, "SELECT value FROM meta WHERE key = 'last_ts'")[0]
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    (last_ts,) = query(db, "SELECT value FROM meta WHERE key = 'last_ts'")[0]
     assert last_ts >= max(stored.values())
 
     # The file is fully usable afterwards.

@@ -6,15 +6,14 @@ unique and increasing per writer, FIFO per claimer, and the file intact.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
-from contextlib import closing
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mp_helpers import clean_env, run_workers, worker_command
+from mp_helpers import run_workers, worker_command
+from support.rawdb import query
+from support.workers import clean_env
 
 from sansio_broker.adapters.blocking import Broker
 
@@ -26,11 +25,6 @@ CLAIMER_SETS = {
     "transactions": ["claim_many_tx"] * 4,
     "batches": ["stream_batch"] * 4,
 }
-
-
-def inspect(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(str(db), isolation_level=None, timeout=30)) as conn:
-        return conn.execute(sql).fetchall()
 
 
 @pytest.mark.slow
@@ -85,20 +79,20 @@ def test_writers_and_claimers_exactly_once(tmp_path: Path, claimer_set: str, aut
     assert sum(per_claimer.values()) == total, per_claimer
 
     # The transactional claimer's audit rows committed with its claims, and only those.
-    audit = [int(body) for (body,) in inspect(db, "SELECT body FROM messages WHERE queue = 'audit'")]
+    audit = [int(body) for (body,) in query(db, "SELECT body FROM messages WHERE queue = 'audit'")]
     in_transactions = [ident for name, pairs in claimed_by.items() if name.endswith("_tx") for _, ident in pairs]
     assert sorted(audit) == sorted(in_transactions)
 
     # The file: intact, nothing pending, last_ts at the newest ID.
-    assert inspect(db, "PRAGMA integrity_check") == [("ok",)]
-    left = inspect(db, "SELECT ts, claimed FROM messages WHERE queue = 'q'")
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    left = query(db, "SELECT ts, claimed FROM messages WHERE queue = 'q'")
     assert all(claimed == 1 for _, claimed in left)
     if auto_vacuum == "0":
         assert sorted(ts for ts, _ in left) == sorted(written.values())
     else:
         assert {ts for ts, _ in left} <= set(written.values())
-    (last_ts,) = inspect(db, "SELECT value FROM meta WHERE key = 'last_ts'")[0]
-    (newest,) = inspect(db, "SELECT MAX(ts) FROM messages")[0]
+    (last_ts,) = query(db, "SELECT value FROM meta WHERE key = 'last_ts'")[0]
+    (newest,) = query(db, "SELECT MAX(ts) FROM messages")[0]
     assert newest is None or last_ts >= newest  # auto-vacuum may have emptied the table
     assert last_ts >= max(written.values())
 
@@ -144,9 +138,9 @@ def test_pipeline_with_movers_and_a_vacuumer(tmp_path: Path) -> None:
         ids = [ident for _, ident in r]
         assert all(a < b for a, b in pairwise(ids)), "moves or claims out of FIFO order"
 
-    audit = sorted(int(body) for (body,) in inspect(db, "SELECT body FROM messages WHERE queue = 'audit'"))
+    audit = sorted(int(body) for (body,) in query(db, "SELECT body FROM messages WHERE queue = 'audit'"))
     assert audit == sorted(ident for _, ident in results[1][0])
-    assert inspect(db, "SELECT COUNT(*) FROM messages WHERE queue IN ('q', 'stage') AND claimed = 0") == [(0,)]
-    (left,) = inspect(db, "SELECT COUNT(*) FROM messages WHERE queue = 'stage'")[0]
+    assert query(db, "SELECT COUNT(*) FROM messages WHERE queue IN ('q', 'stage') AND claimed = 0") == [(0,)]
+    (left,) = query(db, "SELECT COUNT(*) FROM messages WHERE queue = 'stage'")[0]
     assert left + vacuumed == len(written), "vacuum removed something that was not a claimed message"
-    assert inspect(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]

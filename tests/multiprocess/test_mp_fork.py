@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import sqlite3
 import sys
 from collections import Counter
-from contextlib import closing
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from support.rawdb import query
 
 from sansio_broker.adapters.blocking import Broker
 
@@ -75,8 +74,7 @@ def test_children_forked_with_an_open_broker(tmp_path: Path) -> None:
         assert {m.id for m in tail} == {i for r in results for i in r["written"]} | set(parent_writes)
         assert broker.write("q", "after") > max(m.id for m in tail)
 
-    with closing(sqlite3.connect(str(db))) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        (last_ts,) = conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()
-        (newest,) = conn.execute("SELECT MAX(ts) FROM messages").fetchone()
-        assert last_ts >= newest
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    (last_ts,) = query(db, "SELECT value FROM meta WHERE key = 'last_ts'")[0]
+    (newest,) = query(db, "SELECT MAX(ts) FROM messages")[0]
+    assert last_ts >= newest
