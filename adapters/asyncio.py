@@ -73,15 +73,21 @@ class _Flight:
             return self.committing
 
     def guard(self, command: Command) -> BaseException | None:
-        """Runs in the worker thread before each command."""
+        """Runs in the worker thread before each command.
+
+        Only COMMIT needs the lock: it decides, against :meth:`cancel`,
+        whether the caller is told "outcome unknown". Elsewhere a cancel
+        seen one command late costs nothing but that command.
+        """
         kind = type(command)
-        if kind is Rollback or kind is UnlockVacuumFile:
-            return None  # clean-up always runs
-        with self._lock:
-            if self.cancelled:
-                return OperationCancelled("the caller was cancelled; rolled back")
-            if kind is Commit:
+        if kind is Commit:
+            with self._lock:
+                if self.cancelled:
+                    return _cancelled()
                 self.committing = True
+            return None
+        if self.cancelled and kind is not Rollback and kind is not UnlockVacuumFile:
+            return _cancelled()  # clean-up always runs
         return None
 
     def finish(self) -> None:
@@ -690,6 +696,10 @@ def _in_thread(aio: aiosqlite.Connection, function: Callable[..., T], *args: Any
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     aio._tx.put_nowait((future, partial(function, *args)))
     return future
+
+
+def _cancelled() -> OperationCancelled:
+    return OperationCancelled("the caller was cancelled; rolled back")
 
 
 def _run_in_thread(driver: SyncDriver, operation: Operation[T], flight: _Flight) -> T:

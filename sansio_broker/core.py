@@ -384,10 +384,7 @@ class Session:
         before: int | None = None,
     ) -> Operation[Message | None]:
         """Claim the oldest pending message (or one by ID); committed before returned."""
-        if message_id is None and after is None and before is None:
-            statement = self.core.plain_claim(queue)
-        else:
-            statement = self.claim_statement(queue, 1, message_id, after, before)
+        statement = self.claim_statement(queue, 1, message_id, after, before)
         return self._write_transaction(lambda: self.select_first(statement), _found)
 
     def claim_many(
@@ -410,6 +407,8 @@ class Session:
         self, queue: str, limit: int, message_id: object = None, after: object = None, before: object = None
     ) -> Execute:
         """The validated claim statement (``limit`` -1: all); streams reuse it."""
+        if limit == 1 and message_id is None and after is None and before is None:
+            return self.core.plain_claim(queue)
         check_queue_name(queue)
         mid, lo, hi = check_selection(message_id, after, before)
         where = self.sql.where(by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None)
