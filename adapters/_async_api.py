@@ -1,0 +1,679 @@
+"""What the async adapters share: the operations, the queue, the streams,
+and the flight that links an awaiting task to its operation in a worker thread.
+
+An adapter supplies only its runtime: how to run an operation on a
+connection (one thread hop), how to acquire, release and settle a
+connection, which task is current, and how to run clean-up in the
+background. Everything users call is written once, here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
+
+from sansio_broker import Message, QueueStats, Session
+from sansio_broker.commands import Command, Commit, Operation, Rollback, UnlockVacuumFile
+from sansio_broker.errors import OperationCancelled
+from sansio_broker.streams import Stream, open_stream
+from sansio_broker.validation import check_queue_name
+
+from ._sync import SyncDriver
+
+T = TypeVar("T")
+
+
+class Flight:
+    """One operation in a worker thread, and whether its caller gave up on it.
+
+    The event loop may cancel it; the worker thread checks before every
+    command (``guard``) and reports when it is done (``finish``), so a
+    cancelled caller never waits, yet its connection is reused only after.
+    """
+
+    __slots__ = ("_lock", "_on_finish", "cancelled", "committing", "finished")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self.committing = False
+        self.finished = False
+        self._on_finish: list[Callable[[], object]] = []
+
+    def cancel(self) -> bool:
+        """Stop the operation at its next command; True if COMMIT already began."""
+        with self._lock:
+            self.cancelled = True
+            return self.committing
+
+    def guard(self, command: Command) -> BaseException | None:
+        """Runs in the worker thread before each command.
+
+        Only COMMIT needs the lock: it decides, against :meth:`cancel`,
+        whether the caller is told "outcome unknown". Elsewhere a cancel
+        seen one command late costs nothing but that command.
+        """
+        kind = type(command)
+        if kind is Commit:
+            with self._lock:
+                if self.cancelled:
+                    return _cancelled()
+                self.committing = True
+            return None
+        if self.cancelled and kind is not Rollback and kind is not UnlockVacuumFile:
+            return _cancelled()  # clean-up always runs
+        return None
+
+    def finish(self) -> None:
+        """Runs in the worker thread when the operation has ended."""
+        with self._lock:
+            self.finished = True
+            callbacks, self._on_finish = self._on_finish, []
+        for callback in callbacks:
+            callback()
+
+    def when_finished(self, callback: Callable[[], object]) -> bool:
+        """Call ``callback`` (from the worker thread) once finished.
+
+        Returns False, registering nothing, if it has finished already.
+        """
+        with self._lock:
+            if self.finished:
+                return False
+            self._on_finish.append(callback)
+            return True
+
+
+def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Flight) -> T:
+    """The job an async adapter sends to a connection's worker thread."""
+    try:
+        return driver.run(operation, flight.guard)
+    finally:
+        flight.finish()
+
+
+def _cancelled() -> OperationCancelled:
+    return OperationCancelled("the caller was cancelled; rolled back")
+
+
+class Connection(Protocol):
+    """What the shared code needs of an adapter's connection."""
+
+    session: Session
+
+
+C = TypeVar("C", bound=Connection)
+
+
+class AsyncOperations(Generic[C]):
+    """Every broker operation, awaitable; subclasses provide the runtime."""
+
+    # Connections held by a task for a transaction or an open stream batch.
+    _held: dict[object, C]
+
+    # --- the runtime an adapter provides ------------------------------------
+    def _current_task(self) -> object:
+        raise NotImplementedError
+
+    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
+        raise NotImplementedError
+
+    async def _acquire(self) -> C:
+        raise NotImplementedError
+
+    def _release(self, connection: C) -> None:
+        """Give a connection back; must never suspend (nothing can be lost there)."""
+        raise NotImplementedError
+
+    async def _settle(self, connection: C, operation: Operation[None]) -> None:
+        """Run clean-up after any abandoned operation, shielded from cancellation."""
+        raise NotImplementedError
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        raise NotImplementedError
+
+    # --- what every async adapter does with that runtime ---------------------
+    async def open(self) -> Self:
+        """Create or check the database now, so a bad file fails here."""
+        self._release(await self._acquire())
+        return self
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _run(self, make: Callable[[Session], Operation[T]]) -> T:
+        """Run ``make(session)`` on this task's held connection or a pooled one."""
+        held = self._held.get(self._current_task())
+        if held is not None:
+            return await self._run_on(held, make(held.session))
+        connection = await self._acquire()
+        try:
+            return await self._run_on(connection, make(connection.session))
+        finally:
+            self._release(connection)
+
+    # ----------------------------------------------------------- transactions
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncOperations[C]]:
+        """Make this task's operations inside the block commit or roll back together.
+
+        Only the task that opened it joins: other tasks, even ones it starts,
+        use their own connections. An exception or cancellation rolls back.
+        """
+        task = self._current_task()
+        held = self._held.get(task)
+        if held is not None:
+            await self._run_on(held, held.session.begin_transaction())  # raises: nested
+        connection = await self._acquire()
+        self._held[task] = connection
+        try:
+            await self._run_on(connection, connection.session.begin_transaction())
+            try:
+                yield self
+            except BaseException:
+                await self._settle(connection, connection.session.rollback_transaction())
+                raise
+            await self._run_on(connection, connection.session.commit_transaction())
+        finally:
+            del self._held[task]
+            self._release(connection)
+
+    # ---------------------------------------------------------------- writes
+    async def write(self, queue: str, message: str) -> int:
+        """Append ``message`` to ``queue``; returns its ID once committed."""
+        return await self._run(lambda s: s.write(queue, message))
+
+    async def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
+        """Append messages in order in one transaction; returns their IDs."""
+        items = list(messages) if not isinstance(messages, str | bytes) else messages
+        return await self._run(lambda s: s.write_many(queue, items))
+
+    async def broadcast(self, message: str, *, pattern: str | None = None) -> int:
+        """Write to every existing queue (or those matching the glob); returns how many."""
+        return await self._run(lambda s: s.broadcast(message, pattern=pattern))
+
+    # ---------------------------------------------------------------- claims
+    async def claim(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> Message | None:
+        """Claim the oldest pending message (or the one with ``message_id``)."""
+        return await self._run(
+            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+        )
+
+    async def claim_many(
+        self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim up to ``limit`` messages in one transaction."""
+        return await self._run(lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
+
+    async def claim_all(
+        self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim every pending message in one transaction (all returned, or none claimed)."""
+        return await self._run(lambda s: s.claim_all(queue, after=after_timestamp, before=before_timestamp))
+
+    # ----------------------------------------------------------------- peeks
+    async def peek(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> Message | None:
+        """The oldest pending message (or one by ID), not claimed."""
+        return await self._run(
+            lambda s: s.peek(
+                queue,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            )
+        )
+
+    async def peek_many(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> list[Message]:
+        """Up to ``limit`` oldest messages, not claimed."""
+        return await self._run(
+            lambda s: s.peek_many(
+                queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
+            )
+        )
+
+    # --------------------------------------------------------------- streams
+    def stream(
+        self,
+        queue: str,
+        *,
+        peek: bool = False,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> AsyncIterator[Message]:
+        """Every message of ``queue``, oldest first, as an async iterator.
+
+        ``commit_interval=1`` claims exactly once, one transaction per
+        message. ``commit_interval=N>1`` claims batches of N at least once:
+        a batch commits when the next one is asked for and is rolled back
+        (delivered again) on ``break``, an exception or cancellation. While a
+        batch is open it holds the database's write lock; a write by the same
+        task raises ``TransactionError`` at once instead of waiting on it.
+        ``peek=True`` pages through without claiming.
+        """
+        return MessageStream(
+            self,
+            lambda s: open_stream(
+                s,
+                queue,
+                peek=peek,
+                commit_interval=commit_interval,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            ),
+        )
+
+    # ----------------------------------------------------------------- moves
+    async def move(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        require_unclaimed: bool | None = None,
+    ) -> Message | None:
+        """Move the oldest pending message (or one by its public ID, even if claimed)."""
+        return await self._run(
+            lambda s: s.move(
+                source_queue,
+                dest_queue,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                require_unclaimed=require_unclaimed,
+            )
+        )
+
+    async def move_many(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> list[Message]:
+        """Move up to ``limit`` pending messages in one transaction."""
+        return await self._run(
+            lambda s: s.move_many(source_queue, dest_queue, limit, after=after_timestamp, before=before_timestamp)
+        )
+
+    async def move_all(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> int:
+        """Move every pending message; returns how many moved."""
+        return await self._run(
+            lambda s: s.move_all(source_queue, dest_queue, after=after_timestamp, before=before_timestamp)
+        )
+
+    # ---------------------------------------------------------------- delete
+    async def delete(self, queue: str | None = None) -> int:
+        """Delete a queue's messages, or every queue's when ``queue`` is None."""
+        return await self._run(lambda s: s.delete_all() if queue is None else s.delete_queue(queue))
+
+    async def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
+        """Delete messages of ``queue`` by ID; returns how many existed."""
+        ids = list(message_ids) if not isinstance(message_ids, str | bytes | int) else message_ids
+        return await self._run(lambda s: s.delete_messages(queue, ids))
+
+    # ------------------------------------------------------------ inspection
+    async def list_queues(self) -> list[str]:
+        return await self._run(lambda s: s.list_queues())
+
+    async def get_queue_stats(self) -> list[QueueStats]:
+        """``(queue, pending, total)`` for every queue."""
+        return await self._run(lambda s: s.all_queue_stats())
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        return await self._run(lambda s: s.queue_stats(queue))
+
+    async def queue_exists(self, queue: str) -> bool:
+        return await self._run(lambda s: s.queue_exists(queue))
+
+    async def vacuum(self, *, compact: bool = False) -> int:
+        """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
+        return await self._run(lambda s: s.vacuum(compact=compact))
+
+    # ------------------------------------------- the async example's shapes
+    async def read(
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> list[str]:
+        """Bodies, as the original async example's ``read`` returns them: the
+        oldest message, or every one (claimed in one transaction) with
+        ``all_messages``; ``peek`` claims nothing."""
+        return await self._run(
+            lambda s: s.read_bodies(
+                queue,
+                peek=peek,
+                all_messages=all_messages,
+                message_id=exact_timestamp,
+                after=after_timestamp,
+                before=before_timestamp,
+            )
+        )
+
+    def stream_read(
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Bodies, as the original async example's ``stream_read`` yields them."""
+        return BodyStream(
+            self,
+            lambda s: open_stream(
+                s,
+                queue,
+                peek=peek,
+                all_messages=all_messages,
+                commit_interval=commit_interval,
+                message_id=exact_timestamp,
+                after=after_timestamp,
+            ),
+        )
+
+
+class MessageStream:
+    """An async iterator over a core stream, on one connection for its life.
+
+    Close it (``await stream.aclose()``, ``async with``, or iterate to the
+    end); a stream dropped without closing is closed in the background, and
+    its hold on the task is released at once, so a write right after
+    ``break`` proceeds (after the abandoned batch rolls back) instead of
+    failing or joining it.
+    """
+
+    def __init__(self, broker: AsyncOperations[Any], make: Callable[[Session], Stream]) -> None:
+        self._broker = broker
+        self._make = make
+        self._task: object | None = None
+        self._connection: Any = None
+        self._owned = False  # the connection came from the pool, not a transaction
+        self._source: Stream | None = None
+        self._batch: list[Message] = []
+        self._position = 0
+        self._closed = False
+
+    def __aiter__(self) -> MessageStream:
+        return self
+
+    async def __aenter__(self) -> MessageStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def __anext__(self) -> Message:
+        if self._position < len(self._batch):
+            self._position += 1
+            return self._batch[self._position - 1]
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            batch = await self._next_batch()
+        except BaseException:
+            await self.aclose()
+            raise
+        if not batch:
+            await self.aclose()
+            raise StopAsyncIteration
+        self._batch, self._position = batch, 1
+        return batch[0]
+
+    async def _next_batch(self) -> list[Message]:
+        broker = self._broker
+        if self._source is None:
+            self._task = broker._current_task()
+            held = broker._held.get(self._task)
+            self._owned = held is None
+            connection = held if held is not None else await broker._acquire()
+            self._connection = connection
+            try:
+                self._source = self._make(connection.session)
+            except BaseException:  # refused arguments: nothing ran
+                self._connection = None
+                if self._owned:
+                    broker._release(connection)
+                raise
+        connection = self._connection
+        assert connection is not None
+        self._release_hold()
+        batch = await broker._run_on(connection, self._source.next_batch())
+        if self._owned and connection.session.stream_holding_lock is not None:
+            # This task's own writes must meet the batch's lock on this
+            # connection (and fail at once), not wait for it elsewhere.
+            broker._held[self._task] = connection
+        return batch
+
+    def _release_hold(self) -> None:
+        connection = self._connection
+        if self._owned and connection is not None and self._broker._held.get(self._task) is connection:
+            del self._broker._held[self._task]
+
+    async def aclose(self) -> None:
+        """Stop: an uncommitted at-least-once batch is rolled back and delivered again."""
+        if self._closed:
+            return
+        self._closed = True
+        self._batch = []
+        self._release_hold()
+        connection, source = self._connection, self._source
+        if connection is None or source is None:
+            return
+        try:
+            await self._broker._settle(connection, source.close())
+        finally:
+            if self._owned:
+                self._broker._release(connection)
+
+    def __del__(self) -> None:
+        if self._closed or self._connection is None:
+            return
+        self._release_hold()
+        closing = self.aclose()
+        try:
+            self._broker._in_background(closing)
+        except RuntimeError:  # no running loop: the pool's close rolls back
+            closing.close()
+
+
+class BodyStream:
+    """A :class:`MessageStream` that yields bodies, as the async example does."""
+
+    def __init__(self, broker: AsyncOperations[Any], make: Callable[[Session], Stream]) -> None:
+        self._messages = MessageStream(broker, make)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return (await self._messages.__anext__()).body
+
+    async def __aenter__(self) -> BodyStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._messages.aclose()
+
+
+class QueueOperations:
+    """One queue of an broker, with the async example's method names.
+
+    The example-style methods (``read``, ``read_all``, ``stream``) return
+    bodies; the others return :class:`~sansio_broker.Message` with the ID.
+    """
+
+    def __init__(self, name: str, broker: AsyncOperations[Any]) -> None:
+        self.name = check_queue_name(name)
+        self.broker = broker
+
+    async def write(self, message: str) -> int:
+        return await self.broker.write(self.name, message)
+
+    async def write_many(self, messages: Iterable[str]) -> list[int]:
+        return await self.broker.write_many(self.name, messages)
+
+    @overload
+    async def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[False] = ...,
+        message_id: int | str | None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> str | None: ...
+    @overload
+    async def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[True],
+        message_id: None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> list[str]: ...
+    async def read(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = False,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> str | list[str] | None:
+        """The oldest message's body (claimed unless ``peek``), or ``None``.
+
+        ``all_messages=True`` returns every body: claimed in one transaction,
+        so either all are handed over or none is claimed.
+        """
+        bodies = await self.broker.read(
+            self.name,
+            peek=peek,
+            all_messages=all_messages,
+            exact_timestamp=message_id,
+            after_timestamp=after_timestamp,
+            before_timestamp=before_timestamp,
+        )
+        if all_messages:
+            return bodies
+        return bodies[0] if bodies else None
+
+    async def read_all(self, *, peek: bool = False) -> list[str]:
+        return await self.read(peek=peek, all_messages=True)
+
+    def stream(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = True,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Bodies until the queue is empty (``all_messages=False``: at most one).
+
+        ``commit_interval > 1`` is at-least-once: see :meth:`the broker's ``stream```.
+        """
+        return self.broker.stream_read(
+            self.name,
+            peek=peek,
+            all_messages=all_messages,
+            commit_interval=commit_interval,
+            after_timestamp=after_timestamp,
+        )
+
+    async def claim(self, *, message_id: int | str | None = None) -> Message | None:
+        return await self.broker.claim(self.name, message_id=message_id)
+
+    async def claim_many(self, limit: int) -> list[Message]:
+        return await self.broker.claim_many(self.name, limit)
+
+    async def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
+        return await self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
+
+    async def peek_many(self, limit: int, *, include_claimed: bool = False) -> list[Message]:
+        return await self.broker.peek_many(self.name, limit, include_claimed=include_claimed)
+
+    def messages(self, *, peek: bool = False, commit_interval: int = 1) -> AsyncIterator[Message]:
+        """Like :meth:`stream`, with IDs."""
+        return self.broker.stream(self.name, peek=peek, commit_interval=commit_interval)
+
+    async def size(self) -> int:
+        """Pending (unclaimed) messages."""
+        return (await self.broker.queue_stats(self.name)).pending
+
+    async def stats(self) -> QueueStats:
+        return await self.broker.queue_stats(self.name)
+
+    async def exists(self) -> bool:
+        return await self.broker.queue_exists(self.name)
+
+    async def move_to(self, dest_queue: str, *, message_id: int | str | None = None) -> Message | None:
+        """Move the oldest pending message, or the one with the public ``message_id``."""
+        return await self.broker.move(self.name, dest_queue, message_id=message_id)
+
+    async def move_many(self, dest_queue: str, limit: int) -> list[Message]:
+        return await self.broker.move_many(self.name, dest_queue, limit)
+
+    async def move_all(self, dest_queue: str) -> int:
+        return await self.broker.move_all(self.name, dest_queue)
+
+    async def delete(self, *, message_id: int | str | None = None) -> bool:
+        """Delete the whole queue, or one message; True if anything was deleted."""
+        if message_id is None:
+            return await self.broker.delete(self.name) > 0
+        return await self.broker.delete_messages(self.name, [message_id]) > 0
