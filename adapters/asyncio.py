@@ -15,7 +15,11 @@ next statement and rolls it back, so nothing is committed or claimed for a
 cancelled caller, and the connection goes back to the pool only once it is
 clean. If COMMIT had already started, the caller gets
 :class:`CommitOutcomeUnknown` (a ``CancelledError``): the change may or may
-not have landed, and nothing pretends to know which.
+not have landed, and nothing pretends to know which. Cancelling inside
+``broker.transaction()`` waits for the rollback before the error surfaces.
+
+On Python 3.11, ``asyncio.wait_for`` runs its awaitable in a new task, which
+is not part of the caller's transaction; use ``asyncio.timeout`` there.
 """
 
 from __future__ import annotations

@@ -212,10 +212,10 @@ class Session:
             try:
                 yield BEGIN
                 return
-            except BusyError:
+            except BusyError as exc:
                 attempt += 1
                 if attempt >= self.core.retry.attempts:
-                    raise
+                    raise self._gave_up(exc, attempt) from exc
             except GeneratorExit:
                 raise
             except BaseException:
@@ -223,6 +223,15 @@ class Session:
                 yield from self.rollback_quietly()
                 raise
             yield Sleep(self.core.retry.delay(attempt))
+
+    def _gave_up(self, exc: BusyError, attempts: int) -> BusyError:
+        return BusyError(
+            f"{exc}: gave up after {attempts} attempts, each waiting up to "
+            f"{self.core.config.busy_timeout_ms} ms; another connection keeps the write lock "
+            "(another process, or in this one a transaction or at-least-once stream batch "
+            "held by another thread or task)",
+            exc.code,
+        )
 
     def rollback_quietly(self) -> Operation[None]:
         # A failed COMMIT may already have rolled back; "no transaction" is fine.
@@ -257,12 +266,12 @@ class Session:
                 began = True
                 result = yield from body()
                 yield COMMIT
-            except BusyError:
+            except BusyError as exc:
                 if began:
                     yield from self.rollback_quietly()
                 attempt += 1
                 if attempt >= self.core.retry.attempts:
-                    raise
+                    raise self._gave_up(exc, attempt) from exc
                 yield Sleep(self.core.retry.delay(attempt))
                 continue
             except IntegrityError:

@@ -53,8 +53,10 @@ def test_busy_at_begin_sleeps_with_back_off_and_begins_again() -> None:
 def test_busy_at_begin_gives_up_after_the_policy_attempts() -> None:
     session = make_session()
     db = FakeDb().script(Begin, *[BusyError(f"locked {n}", 5) for n in range(8)])
-    with pytest.raises(BusyError, match="locked 7"):
+    with pytest.raises(BusyError, match="locked 7: gave up after 8 attempts") as raised:
         run_with(session.write("q", "x"), db)
+    assert "another connection keeps the write lock" in str(raised.value)
+    assert raised.value.code == 5
     assert db.sleeps == [0.05, 0.1, 0.2, 0.25, 0.25, 0.25, 0.25]
 
 
@@ -322,7 +324,7 @@ def test_begin_transaction_retries_busy_with_back_off() -> None:
 
 def test_begin_transaction_gives_up_and_stays_outside() -> None:
     session = make_session(retry=RetryPolicy(attempts=2))
-    with pytest.raises(BusyError):
+    with pytest.raises(BusyError, match="gave up after 2 attempts"):
         run_scripted(session.begin_transaction(), [BUSY, None, BUSY])
     assert session.in_transaction is False
 
