@@ -42,10 +42,18 @@ class Flight:
         self.finished = False
         self._on_finish: list[Callable[[], object]] = []
 
-    def cancel(self) -> bool:
-        """Stop the operation at its next command; True if COMMIT already began."""
+    def cancel(self, interrupt: Callable[[], object] | None = None) -> bool:
+        """Stop the operation at its next command; True if COMMIT already began.
+
+        ``interrupt`` (``sqlite3.Connection.interrupt``) also cuts a long
+        statement short. It is called only before COMMIT has begun and while
+        the operation still runs, under the lock COMMIT needs, so it can never
+        interrupt a COMMIT or another operation's statement.
+        """
         with self._lock:
             self.cancelled = True
+            if interrupt is not None and not self.committing and not self.finished:
+                interrupt()
             return self.committing
 
     def guard(self, command: Command) -> BaseException | None:
@@ -102,6 +110,17 @@ class Connection(Protocol):
     """What the shared code needs of an adapter's connection."""
 
     session: Session
+    driver: SyncDriver
+    busy: Flight | None  # an operation its caller abandoned
+
+
+def left_open(connection: Connection) -> bool:
+    """Whether an abandoned transaction or batch must be rolled back before
+    the connection is reused (ask only while no operation runs on it)."""
+    session = connection.session
+    return (
+        session.in_transaction or session.stream_holding_lock is not None or connection.driver.connection.in_transaction
+    )
 
 
 C = TypeVar("C", bound=Connection)

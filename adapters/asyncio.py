@@ -40,7 +40,7 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_positive
 
-from ._async_api import AsyncOperations, Flight, QueueOperations, run_in_thread
+from ._async_api import AsyncOperations, Flight, QueueOperations, left_open, run_in_thread
 from ._sync import SyncDriver, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -75,16 +75,9 @@ class _Connection:
     async def execute(self, *args: Any, **kwargs: Any) -> None:
         """aiosqlitepool's health check: nothing to check, no thread hop."""
 
-    def needs_reset(self) -> bool:
-        """Whether something was left open (only while no operation runs)."""
-        session = self.session
-        return (
-            session.in_transaction or session.stream_holding_lock is not None or self.driver.connection.in_transaction
-        )
-
     async def rollback(self) -> None:
         """aiosqlitepool's reset before reuse: roll back only what was left open."""
-        if self.needs_reset():
+        if left_open(self):
             await _in_thread(self.aio, self.driver.run, self.session.reset())
 
     async def close(self) -> None:
@@ -191,7 +184,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         goes back in the background once ready.
         """
         busy = connection.busy
-        if (busy is not None and not busy.finished) or connection.needs_reset():
+        if (busy is not None and not busy.finished) or left_open(connection):
             self._in_background(self._release_when_ready(connection))
         elif self._waiting or self._closed:
             connection.busy = None
@@ -220,7 +213,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             # its next command and rolls it back; the connection is reused
             # only once the worker is done with it.
             connection.busy = flight
-            if flight.cancel():
+            if flight.cancel(connection.driver.connection.interrupt):
                 raise CommitOutcomeUnknown(
                     "cancelled while COMMIT was running: the operation may or may not have taken effect"
                 ) from None

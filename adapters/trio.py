@@ -1,0 +1,326 @@
+"""The trio adapter: the core driven under trio, one thread hop per operation.
+
+Each pooled connection is a ``sqlite3`` connection with its own worker
+thread (never trio's global thread limiter or cache). A whole operation runs
+there through the blocking adapter's synchronous driver, one thread hop::
+
+    async with trio_broker("app.db", pool_size=4) as broker:
+        queue = TrioQueue("tasks", broker)
+        await queue.write("x")
+        msg = await queue.read()
+
+Cancellation (``move_on_after``, a cancelled nursery) at any point: the
+caller is released at once; the worker stops the operation before its next
+statement, interrupts a long statement where that is safe, and rolls back, so
+nothing is committed or claimed for it, and the connection is reused only
+once clean. If COMMIT had already begun, the caller gets
+:class:`CommitOutcomeUnknown` instead of ``Cancelled``: the change may or may
+not have landed. (``trio.Cancelled`` cannot be subclassed, so this is a plain
+exception, which a cancel scope does not swallow.)
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import outcome
+import trio
+
+from sansio_broker import BrokerClosedError, BrokerCore, Config, Session
+from sansio_broker.commands import Operation
+from sansio_broker.errors import OutcomeUnknownError
+from sansio_broker.validation import check_positive
+
+from ._async_api import AsyncOperations, Flight, QueueOperations, left_open, run_in_thread
+from ._sync import SyncDriver, connect
+from .blocking import DEFAULT_PATH, resolve_config
+
+T = TypeVar("T")
+
+
+class CommitOutcomeUnknown(OutcomeUnknownError):
+    """Cancelled while COMMIT was running: the change may or may not have landed."""
+
+
+class _Connection:
+    """A sqlite3 connection, its driver and core session, and the one worker
+    thread that uses it: jobs run there in order, one at a time."""
+
+    def __init__(self, worker: _Worker, driver: SyncDriver, session: Session) -> None:
+        self.worker = worker
+        self.driver = driver
+        self.session = session
+        self.busy: Flight | None = None  # an operation its caller abandoned
+
+
+class _Worker:
+    """A daemon thread running jobs in order. A submitted job always runs,
+    even if its caller was cancelled meanwhile, so every flight finishes."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="sansio-broker-trio-worker", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None) -> T:
+        """Run ``function(*args)`` here and wait for it: one thread hop.
+
+        Without ``on_cancel`` the wait cannot be cancelled. With it, a
+        cancelled caller is released at once after ``on_cancel`` ran, and
+        the job's result, arriving later, is dropped.
+        """
+        task = trio.lowlevel.current_task()
+        token = trio.lowlevel.current_trio_token()
+        waiting = True
+
+        def deliver(result: outcome.Outcome[T]) -> None:  # in the trio thread
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                trio.lowlevel.reschedule(task, result)
+
+        def job() -> None:
+            result = outcome.capture(function, *args)
+            token.run_sync_soon(deliver, result)
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            nonlocal waiting
+            if on_cancel is None:
+                return trio.lowlevel.Abort.FAILED
+            waiting = False
+            on_cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        self.submit(job)
+        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+
+class TrioBroker(AsyncOperations["_Connection"]):
+    """A broker on one SQLite file for trio; every operation of the core.
+
+    Open it with :func:`trio_broker`. Operations of one task inside
+    :meth:`transaction` share that transaction's connection; all others
+    borrow a pooled connection for one operation.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pool_size: int,
+        config: Config | Mapping[str, Any] | None,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.pool_size = check_positive(pool_size, "pool_size")
+        self.config = resolve_config(config)
+        self._core = BrokerCore(self.config)
+        self._nursery = nursery
+        self._token = trio.lowlevel.current_trio_token()
+        self._connections: list[_Connection] = []
+        self._idle: list[_Connection] = []
+        self._opening = 0  # connections being created, counted against pool_size
+        self._returned = trio.lowlevel.ParkingLot()
+        self._open_lock = trio.Lock()  # one connection opened at a time
+        self._opened = False
+        self._closed = False
+        self._cleaning = 0  # background clean-ups running
+        self._cleaned = trio.lowlevel.ParkingLot()
+        self.last_background_error: Exception | None = None
+        self._held: dict[object, _Connection] = {}
+
+    # ----------------------------------------------------------- connections
+    async def _acquire(self) -> _Connection:
+        while True:
+            if self._closed:
+                raise BrokerClosedError(f"the broker on {self.path} is closed")
+            if self._idle:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return self._idle.pop()
+            if len(self._connections) + self._opening < self.pool_size:
+                return await self._new_connection()
+            await self._returned.park()
+
+    async def _new_connection(self) -> _Connection:
+        self._opening += 1
+        try:
+            async with self._open_lock:
+                worker = _Worker()
+                try:
+                    # Not cancellable: the connection it makes is never lost.
+                    connection = await worker.call(self._connect, worker)
+                except BaseException:
+                    worker.stop()
+                    raise
+        finally:
+            self._opening -= 1
+        self._connections.append(connection)
+        return connection
+
+    def _connect(self, worker: _Worker) -> _Connection:
+        """In the new connection's worker thread: open, set up, admit the file once."""
+        raw = connect(self.path, self.config)
+        connection = _Connection(worker, SyncDriver(raw, self.path), self._core.session())
+        try:
+            connection.driver.run(connection.session.setup_connection(self.path))
+            if not self._opened:
+                connection.driver.run(connection.session.open_database(self.path))
+                self._opened = True
+        except BaseException:
+            connection.driver.close()
+            raise
+        return connection
+
+    def _release(self, connection: _Connection) -> None:
+        """Give a connection back without suspending; clean it first if needed."""
+        busy = connection.busy
+        if (busy is not None and not busy.finished) or left_open(connection):
+            self._in_background(self._release_when_ready(connection))
+            return
+        connection.busy = None
+        if not self._closed:
+            self._idle.append(connection)
+            self._returned.unpark()
+
+    async def _release_when_ready(self, connection: _Connection) -> None:
+        if self._closed:
+            return  # close() closes it once its thread is done
+        try:
+            await self._settle(connection, connection.session.reset())
+        except Exception:
+            # It cannot be made clean: retire it rather than hand it out.
+            self._connections.remove(connection)
+            with trio.CancelScope(shield=True):
+                await connection.worker.call(connection.driver.close)
+            connection.worker.stop()
+            self._returned.unpark()
+            return
+        self._release(connection)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        # Scheduled through the trio token: safe from other threads and from
+        # finalizers (a stream dropped after ``break``).
+        def start() -> None:
+            try:
+                self._nursery.start_soon(self._clean_up, work)
+            except RuntimeError:  # the broker's nursery has closed
+                work.close()
+                return
+            self._cleaning += 1
+
+        try:
+            self._token.run_sync_soon(start)
+        except trio.RunFinishedError:
+            work.close()
+
+    async def _clean_up(self, work: Coroutine[Any, Any, Any]) -> None:
+        # A failed clean-up must not crash the user's nursery; it is kept
+        # for inspection, and its connection was retired.
+        try:
+            await work
+        except Exception as exc:
+            self.last_background_error = exc
+        finally:
+            self._cleaning -= 1
+            if not self._cleaning:
+                self._cleaned.unpark_all()
+
+    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+        """Run one operation in the connection's worker thread: one hop."""
+        flight = Flight()
+        committing = False
+
+        def cancel() -> None:
+            nonlocal committing
+            connection.busy = flight
+            committing = flight.cancel(connection.driver.connection.interrupt)
+
+        try:
+            return await connection.worker.call(run_in_thread, connection.driver, operation, flight, on_cancel=cancel)
+        except trio.Cancelled:
+            if committing:
+                raise CommitOutcomeUnknown(
+                    "cancelled while COMMIT was running: the operation may or may not have taken effect"
+                ) from None
+            raise
+
+    async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
+        """Run clean-up after any abandoned operation, shielded from cancellation."""
+        with trio.CancelScope(shield=True):
+            busy = connection.busy
+            if busy is not None:
+                done = trio.Event()
+                if busy.when_finished(lambda: self._token.run_sync_soon(done.set)):
+                    await done.wait()
+                connection.busy = None
+            await self._run_on(connection, operation)
+
+    def _current_task(self) -> object:
+        return trio.lowlevel.current_task()
+
+    async def close(self) -> None:
+        """Close every connection once its worker thread is done with it.
+
+        Shielded, so a cancelled close still finishes.
+        """
+        with trio.CancelScope(shield=True):
+            if self._closed:
+                return
+            self._closed = True
+            self._returned.unpark_all()
+            while self._cleaning:
+                await self._cleaned.park()
+            for connection in self._connections:
+                # Queued behind any abandoned operation, so it runs after it.
+                await connection.worker.call(connection.driver.close)
+                connection.worker.stop()
+            self._connections.clear()
+            self._idle.clear()
+
+
+@asynccontextmanager
+async def trio_broker(
+    path: str | os.PathLike[str] = DEFAULT_PATH,
+    *,
+    pool_size: int = 4,
+    config: Config | Mapping[str, Any] | None = None,
+) -> AsyncIterator[TrioBroker]:
+    """Open a broker on ``path`` with at most ``pool_size`` connections.
+
+    ``config=None`` reads ``BROKER_*`` from the environment. Leaving the block,
+    by an exception or cancellation too, closes every connection.
+    """
+    async with trio.open_nursery() as nursery:
+        broker = TrioBroker(path, pool_size=pool_size, config=config, nursery=nursery)
+        try:
+            await broker.open()
+            yield broker
+        finally:
+            await broker.close()
+
+
+class TrioQueue(QueueOperations):
+    """One queue of a :class:`TrioBroker`, with the same methods as ``AsyncQueue``.
+
+    The example-style methods (``read``, ``read_all``, ``stream``) return
+    bodies; the others return :class:`~sansio_broker.Message` with the ID.
+    """
+
+    def __init__(self, name: str, broker: TrioBroker) -> None:
+        super().__init__(name, broker)
