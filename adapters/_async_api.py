@@ -74,6 +74,11 @@ class Flight:
             return _cancelled()  # clean-up always runs
         return None
 
+    def should_stop(self) -> bool:
+        """SQLite's progress handler: abort the running statement if cancelled
+        before COMMIT (it runs in the worker thread, between VM steps)."""
+        return self.cancelled and not self.committing
+
     def finish(self) -> None:
         """Runs in the worker thread when the operation has ended."""
         with self._lock:
@@ -95,11 +100,23 @@ class Flight:
 
 
 def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Flight) -> T:
-    """The job an async adapter sends to a connection's worker thread."""
+    """The job an async adapter sends to a connection's worker thread.
+
+    A progress handler stops a long statement (``executemany`` of many rows,
+    where ``interrupt`` is lost between rows) once the caller is cancelled,
+    never once COMMIT has begun.
+    """
+    connection = driver.connection
+    connection.set_progress_handler(flight.should_stop, PROGRESS_STEPS)
     try:
         return driver.run(operation, flight.guard)
     finally:
+        connection.set_progress_handler(None, 0)
         flight.finish()
+
+
+# SQLite virtual-machine steps between two looks at the cancel flag.
+PROGRESS_STEPS = 20_000
 
 
 def _cancelled() -> OperationCancelled:
@@ -131,6 +148,7 @@ class AsyncOperations(Generic[C]):
 
     # Connections held by a task for a transaction or an open stream batch.
     _held: dict[object, C]
+    _closed: bool
 
     # --- the runtime an adapter provides ------------------------------------
     def _current_task(self) -> object:
@@ -198,7 +216,8 @@ class AsyncOperations(Generic[C]):
             try:
                 yield self
             except BaseException:
-                await self._settle(connection, connection.session.rollback_transaction())
+                if not self._closed:  # else its connection was closed, ending the transaction
+                    await self._settle(connection, connection.session.rollback_transaction())
                 raise
             await self._run_on(connection, connection.session.commit_transaction())
         finally:
@@ -528,8 +547,8 @@ class MessageStream:
         self._batch = []
         self._release_hold()
         connection, source = self._connection, self._source
-        if connection is None or source is None:
-            return
+        if connection is None or source is None or self._broker._closed:
+            return  # nothing ran, or the broker closed it (its batch ended with it)
         try:
             await self._broker._settle(connection, source.close())
         finally:

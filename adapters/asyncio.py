@@ -184,9 +184,12 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         goes back in the background once ready.
         """
         busy = connection.busy
-        if (busy is not None and not busy.finished) or left_open(connection):
+        if self._closed:
+            connection.busy = None
+            self._in_background(self._pool.release(connection.pool_entry))  # the pool retires it
+        elif (busy is not None and not busy.finished) or left_open(connection):
             self._in_background(self._release_when_ready(connection))
-        elif self._waiting or self._closed:
+        elif self._waiting:
             connection.busy = None
             self._in_background(self._pool.release(connection.pool_entry))
         else:

@@ -58,11 +58,48 @@ class _Connection:
         self.busy: Flight | None = None  # an operation its caller abandoned
 
 
+class _Job:
+    """One call for a worker thread, and the trio task waiting for its result."""
+
+    __slots__ = ("args", "function", "on_cancel", "task", "token", "waiting")
+
+    def __init__(
+        self,
+        token: trio.lowlevel.TrioToken,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_cancel: Callable[[], None] | None,
+    ) -> None:
+        self.token = token
+        self.function = function
+        self.args = args
+        self.on_cancel = on_cancel
+        self.task = trio.lowlevel.current_task()
+        self.waiting = True
+
+    def __call__(self) -> None:  # in the worker thread
+        self.token.run_sync_soon(self.deliver, outcome.capture(self.function, *self.args))
+
+    def deliver(self, result: outcome.Outcome[Any]) -> None:  # in the trio thread
+        if self.waiting:
+            self.waiting = False
+            trio.lowlevel.reschedule(self.task, result)
+
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:  # in the trio thread
+        if self.on_cancel is None:
+            return trio.lowlevel.Abort.FAILED
+        self.waiting = False  # the result, arriving later, is dropped
+        self.on_cancel()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 class _Worker:
     """A daemon thread running jobs in order. A submitted job always runs,
     even if its caller was cancelled meanwhile, so every flight finishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._stopped = False
         self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="sansio-broker-trio-worker", daemon=True)
         self._thread.start()
@@ -71,43 +108,21 @@ class _Worker:
         while (job := self._jobs.get()) is not None:
             job()
 
-    def submit(self, job: Callable[[], object]) -> None:
-        self._jobs.put(job)
-
     def stop(self) -> None:
+        self._stopped = True
         self._jobs.put(None)
 
     async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None) -> T:
         """Run ``function(*args)`` here and wait for it: one thread hop.
 
         Without ``on_cancel`` the wait cannot be cancelled. With it, a
-        cancelled caller is released at once after ``on_cancel`` ran, and
-        the job's result, arriving later, is dropped.
+        cancelled caller is released at once after ``on_cancel`` ran.
         """
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-        waiting = True
-
-        def deliver(result: outcome.Outcome[T]) -> None:  # in the trio thread
-            nonlocal waiting
-            if waiting:
-                waiting = False
-                trio.lowlevel.reschedule(task, result)
-
-        def job() -> None:
-            result = outcome.capture(function, *args)
-            token.run_sync_soon(deliver, result)
-
-        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
-            nonlocal waiting
-            if on_cancel is None:
-                return trio.lowlevel.Abort.FAILED
-            waiting = False
-            on_cancel()
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        self.submit(job)
-        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        if self._stopped:  # a stopped thread would never run it
+            raise BrokerClosedError("the broker was closed; this connection is gone")
+        job = _Job(self._token, function, args, on_cancel)
+        self._jobs.put(job)
+        result: T = await trio.lowlevel.wait_task_rescheduled(job.abort)
         return result
 
 
@@ -125,13 +140,11 @@ class TrioBroker(AsyncOperations["_Connection"]):
         *,
         pool_size: int,
         config: Config | Mapping[str, Any] | None,
-        nursery: trio.Nursery,
     ) -> None:
         self.path = os.fspath(path)
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
         self._core = BrokerCore(self.config)
-        self._nursery = nursery
         self._token = trio.lowlevel.current_trio_token()
         self._connections: list[_Connection] = []
         self._idle: list[_Connection] = []
@@ -147,29 +160,39 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     # ----------------------------------------------------------- connections
     async def _acquire(self) -> _Connection:
-        while True:
-            if self._closed:
-                raise BrokerClosedError(f"the broker on {self.path} is closed")
-            if self._idle:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                return self._idle.pop()
-            if len(self._connections) + self._opening < self.pool_size:
-                return await self._new_connection()
-            await self._returned.park()
+        try:
+            while True:
+                if self._closed:
+                    raise BrokerClosedError(f"the broker on {self.path} is closed")
+                if self._idle:
+                    return self._idle.pop()  # no checkpoint: a wake-up is never dropped
+                if len(self._connections) + self._opening < self.pool_size:
+                    return await self._new_connection()
+                await self._returned.park()
+        except BaseException:
+            self._wake_one()  # pass on a wake-up this task can no longer use
+            raise
+
+    def _wake_one(self) -> None:
+        if len(self._returned) and (self._idle or len(self._connections) + self._opening < self.pool_size):
+            self._returned.unpark()
 
     async def _new_connection(self) -> _Connection:
         self._opening += 1
         try:
             async with self._open_lock:
-                worker = _Worker()
+                worker = _Worker(self._token)
                 try:
                     # Not cancellable: the connection it makes is never lost.
                     connection = await worker.call(self._connect, worker)
                 except BaseException:
                     worker.stop()
                     raise
-        finally:
+        except BaseException:
             self._opening -= 1
+            self._wake_one()  # the room it held is free again
+            raise
+        self._opening -= 1
         self._connections.append(connection)
         return connection
 
@@ -189,13 +212,15 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def _release(self, connection: _Connection) -> None:
         """Give a connection back without suspending; clean it first if needed."""
+        if self._closed:
+            return  # close() closed it; its transaction ended with it
         busy = connection.busy
         if (busy is not None and not busy.finished) or left_open(connection):
             self._in_background(self._release_when_ready(connection))
             return
         connection.busy = None
-        if not self._closed:
-            self._idle.append(connection)
+        self._idle.append(connection)
+        if len(self._returned):
             self._returned.unpark()
 
     async def _release_when_ready(self, connection: _Connection) -> None:
@@ -214,15 +239,12 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self._release(connection)
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
-        # Scheduled through the trio token: safe from other threads and from
-        # finalizers (a stream dropped after ``break``).
+        # A system task, scheduled through the trio token: safe from other
+        # threads and from finalizers (a stream dropped after ``break``), and
+        # no nursery of ours wraps the user's exceptions.
         def start() -> None:
-            try:
-                self._nursery.start_soon(self._clean_up, work)
-            except RuntimeError:  # the broker's nursery has closed
-                work.close()
-                return
             self._cleaning += 1
+            trio.lowlevel.spawn_system_task(self._clean_up, work)
 
         try:
             self._token.run_sync_soon(start)
@@ -284,6 +306,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 return
             self._closed = True
             self._returned.unpark_all()
+            await trio.lowlevel.checkpoint()  # let clean-ups already scheduled start
             while self._cleaning:
                 await self._cleaned.park()
             for connection in self._connections:
@@ -306,13 +329,12 @@ async def trio_broker(
     ``config=None`` reads ``BROKER_*`` from the environment. Leaving the block,
     by an exception or cancellation too, closes every connection.
     """
-    async with trio.open_nursery() as nursery:
-        broker = TrioBroker(path, pool_size=pool_size, config=config, nursery=nursery)
-        try:
-            await broker.open()
-            yield broker
-        finally:
-            await broker.close()
+    broker = TrioBroker(path, pool_size=pool_size, config=config)
+    try:
+        await broker.open()
+        yield broker
+    finally:
+        await broker.close()
 
 
 class TrioQueue(QueueOperations):

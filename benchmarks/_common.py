@@ -1,10 +1,16 @@
-"""Machinery shared by the benchmarks: ``bench_blocking.py`` and ``bench_asyncio.py``.
+"""Machinery shared by the benchmarks: ``bench_blocking.py``, ``bench_asyncio.py`` and ``bench_trio.py``.
 
 The raw ``sqlite3`` reference (the storage contract's transactions with the
 adapter's PRAGMAs, and nothing around them), the blocking adapter, the file
 helpers (prefill, row-count and PRAGMA checks), the interleaved schedule of
 timed blocks, the machine description (with the tmpfs refusal), and the
 report: medians, per-run ratios to raw, p50/p99, target verdicts and JSON.
+
+The async benchmarks also share their whole run (``run_async_benchmark``):
+awaited timing, the interleaved measurement of one case, and the "added time
+per operation" table. That code only awaits the implementations'
+coroutines, so it runs unchanged under ``asyncio.run`` and ``trio.run``; the
+event-loop-specific parts (the thread hop, the adapter) stay in each script.
 See ``benchmarks/README.md``.
 """
 
@@ -24,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -756,3 +762,228 @@ def write_json(
     }
     Path(path).write_text(json.dumps(document, indent=2) + "\n")
     log(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- async benchmarks
+# Shared by bench_asyncio.py and bench_trio.py. Nothing here names an event
+# loop: it awaits the implementations' coroutines and calls the synchronous
+# ones inline, so the same code runs under asyncio.run and trio.run.
+@dataclass
+class AsyncHandle:
+    """An open async implementation: the two measured awaitables and how to close it."""
+
+    write: Callable[[str], Awaitable[object]]
+    read: Callable[[], Awaitable[object]]
+    close: Callable[[], Awaitable[object]]
+
+
+AnyHandle = Handle | AsyncHandle
+
+
+class AsyncImplementation(Implementation, Protocol):
+    """An implementation of an async benchmark: ``start`` opens it inside the running event loop."""
+
+    async def start(self, path: str, sync: str) -> AnyHandle: ...
+
+
+AsyncImplT = TypeVar("AsyncImplT", bound=AsyncImplementation)
+
+
+async def atime_writes(write: Callable[[str], Awaitable[object]], body: str, n: int) -> list[int]:
+    """Per-operation latencies (ns) of ``n`` back-to-back awaited writes; their sum is the elapsed time."""
+    clock = time.perf_counter_ns
+    latencies = [0] * n
+    previous = clock()
+    for i in range(n):
+        await write(body)
+        now = clock()
+        latencies[i] = now - previous
+        previous = now
+    return latencies
+
+
+async def atime_reads(read: Callable[[], Awaitable[object]], n: int) -> list[int]:
+    clock = time.perf_counter_ns
+    latencies = [0] * n
+    previous = clock()
+    for i in range(n):
+        if await read() is None:
+            raise RuntimeError("the pre-filled queue ran dry")
+        now = clock()
+        latencies[i] = now - previous
+        previous = now
+    return latencies
+
+
+async def awarm_up(handle: AnyHandle, case: str, body: str, count: int) -> None:
+    if isinstance(handle, Handle):
+        warm_up(handle, case, body, count)
+        return
+    for _ in range(count):
+        if case == "write":
+            await handle.write(body)
+        elif await handle.read() is None:
+            raise RuntimeError("the pre-filled queue ran dry")
+
+
+async def atime_block(handle: AnyHandle, case: str, body: str, count: int) -> list[int]:
+    if isinstance(handle, Handle):
+        return time_block(handle, case, body, count)  # blocks the loop, which has nothing else to do
+    if case == "write":
+        return await atime_writes(handle.write, body, count)
+    return await atime_reads(handle.read, count)
+
+
+async def aclose(handle: AnyHandle) -> None:
+    if isinstance(handle, Handle):
+        handle.close()
+    else:
+        await handle.close()
+
+
+async def ameasure_case(
+    impls: Sequence[AsyncImplementation],
+    case: str,
+    sync: str,
+    repeat: int,
+    directory: str,
+    n: int,
+    warmup: int,
+    block: int,
+    body: str,
+) -> list[Measurement]:
+    """One run of ``case`` at ``sync`` for every implementation, interleaved, as ``bench_blocking`` does."""
+    paths = case_paths(impls, case, sync, repeat, directory)
+    prepare_files(impls, paths, case, sync, warmup + n, body)
+    handles: dict[str, AnyHandle] = {}
+    latencies: dict[str, list[int]] = {impl.key: [] for impl in impls}
+    try:
+        for impl in impls:
+            handles[impl.key] = await impl.start(paths[impl.key], sync)
+            await awarm_up(handles[impl.key], case, body, warmup)
+        settings = {impl.key: connection_settings(paths[impl.key]) for impl in impls}
+        gc.collect()
+        for impl, count in schedule(impls, n, block, repeat):
+            latencies[impl.key] += await atime_block(handles[impl.key], case, body, count)
+    finally:
+        for handle in handles.values():
+            await aclose(handle)
+    return finish_case(impls, paths, case, sync, repeat, n, warmup, latencies, settings)
+
+
+@dataclass
+class AddedCost:
+    """Mean time per operation an implementation adds over a base (median over the runs)."""
+
+    case: str
+    sync: str
+    impl: str
+    base: str
+    added_us: float
+    runs_us: list[float]
+
+
+def added_costs(measurements: list[Measurement], rows: list[Row], base: str, impls: Sequence[str]) -> list[AddedCost]:
+    """Per row of ``impls``: median over the repeats of ``(elapsed - base elapsed) / n``, same interleaved run."""
+    bases = {(m.case, m.sync, m.repeat): m.seconds for m in measurements if m.impl == base}
+    costs = []
+    for r in rows:
+        if r.impl == base or r.impl not in impls:
+            continue
+        runs = [
+            (m.seconds - bases[m.case, m.sync, m.repeat]) / m.n * 1e6
+            for m in measurements
+            if (m.case, m.sync, m.impl) == (r.case, r.sync, r.impl) and (m.case, m.sync, m.repeat) in bases
+        ]
+        if runs:
+            costs.append(AddedCost(r.case, r.sync, r.impl, base, statistics.median(runs), runs))
+    return costs
+
+
+def render_added_costs(costs: list[AddedCost], labels: dict[str, str]) -> str:
+    header = ("case", "sync", "implementation", "over", "added us/op", "runs (min to max)")
+    lines = [header]
+    for c in costs:
+        lines.append(
+            (
+                c.case,
+                c.sync,
+                labels[c.impl],
+                labels[c.base],
+                f"{c.added_us:+,.1f}",
+                f"{min(c.runs_us):+,.1f} to {max(c.runs_us):+,.1f}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["Added time per operation (median over the runs of (elapsed - base elapsed) / n, same interleaved run)", ""]
+    for k, line in enumerate(lines):
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def run_async_benchmark(
+    args: argparse.Namespace,
+    directory: str,
+    machine: Mapping[str, Any],
+    impls: Sequence[AsyncImplementation],
+    *,
+    target_impl: str,
+    targets: Mapping[str, float],
+    targets_title: str,
+    vacuum_note: str,
+    hop: str = "hop",
+) -> int:
+    """The whole run and report of an async benchmark, inside its running event loop.
+
+    Every repeat, sync mode and case is measured by ``ameasure_case``; then the
+    table, the added time per operation over ``raw`` (every implementation) and
+    over ``hop`` (``target_impl`` only: the adapter beyond a bare thread hop),
+    the target verdicts for ``target_impl``, the PRAGMA warnings, and the JSON.
+    """
+    labels = {impl.key: impl.label for impl in impls}
+    width = max(len(label) for label in labels.values())
+    body = "m" * args.body_size
+    print_preamble(machine, args, vacuum_note)
+
+    measurements: list[Measurement] = []
+    problems: list[str] = []
+    started = time.perf_counter()
+    for repeat in range(args.repeats):
+        for sync in args.sync:
+            for case in CASES:
+                for m in await ameasure_case(
+                    impls, case, sync, repeat, directory, args.n, args.warmup, args.block, body
+                ):
+                    measurements.append(m)
+                    problems.extend(check_settings(m))
+                    log_measurement(m, args.repeats, labels[m.impl], width)
+    elapsed = time.perf_counter() - started
+
+    rows = summarize(measurements, impls, args.sync)
+    verdicts = evaluate_targets(rows, target_impl, targets)
+    costs = added_costs(measurements, rows, "raw", list(labels))
+    costs += added_costs(measurements, rows, hop, [target_impl])  # the adapter beyond the bare hop
+    print_results(rows, args.repeats, args.n, elapsed)
+    if costs:
+        print()
+        print(render_added_costs(costs, labels))
+    print_targets(verdicts, targets_title)
+    if "raw" in args.impl and target_impl in args.impl and not any(s in targets for s in args.sync):
+        print(f"\nTargets: none at synchronous={' '.join(args.sync)} (only {' '.join(targets)})")
+    print_problems(problems)
+    if args.json:
+        write_json(
+            args.json,
+            machine,
+            args,
+            elapsed,
+            rows,
+            verdicts,
+            measurements,
+            problems,
+            added_cost_us=[vars(c) for c in costs],
+        )
+    return 0

@@ -29,47 +29,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import statistics
 import sys
-import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Protocol
 
 from _common import (
-    CASES,
     QUEUE,
-    Handle,
-    Measurement,
+    AnyHandle,
+    AsyncHandle,
+    AsyncImplementation,
     RawReference,
-    Row,
     SansioBlocking,
     add_arguments,
-    case_paths,
-    check_settings,
-    connection_settings,
-    evaluate_targets,
     finish_arguments,
-    finish_case,
-    log_measurement,
     machine_info,
-    prepare_files,
-    print_preamble,
-    print_problems,
-    print_results,
-    print_targets,
     refuse_memory_filesystem,
+    run_async_benchmark,
     run_in_scratch,
     sansio_config,
-    schedule,
-    summarize,
-    time_block,
-    warm_up,
-    write_json,
 )
 
 from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
@@ -82,27 +61,6 @@ POOL_SIZE = 10
 
 
 # --------------------------------------------------------------------------- implementations
-@dataclass
-class AsyncHandle:
-    """An open asyncio implementation: the two measured awaitables and how to close it."""
-
-    write: Callable[[str], Awaitable[object]]
-    read: Callable[[], Awaitable[object]]
-    close: Callable[[], Awaitable[object]]
-
-
-AnyHandle = Handle | AsyncHandle
-
-
-class Implementation(Protocol):
-    @property
-    def key(self) -> str: ...
-    @property
-    def label(self) -> str: ...
-    def prepare(self, path: str, sync: str) -> None: ...
-    async def start(self, path: str, sync: str) -> AnyHandle: ...
-
-
 class RawSqlite(RawReference):
     """The reference: ``bench_blocking``'s raw sqlite3, called synchronously on the loop's thread."""
 
@@ -160,149 +118,12 @@ class BlockingAdapter(SansioBlocking):
         return self.open(path, sync)
 
 
-IMPLEMENTATIONS: dict[str, Callable[[], Implementation]] = {
+IMPLEMENTATIONS: dict[str, Callable[[], AsyncImplementation]] = {
     "raw": RawSqlite,
     "hop": RawThreadHop,
     "asyncio": AsyncioAdapter,
     "blocking": BlockingAdapter,
 }
-
-
-# --------------------------------------------------------------------------- measuring
-async def atime_writes(write: Callable[[str], Awaitable[object]], body: str, n: int) -> list[int]:
-    """Per-operation latencies (ns) of ``n`` back-to-back awaited writes; their sum is the elapsed time."""
-    clock = time.perf_counter_ns
-    latencies = [0] * n
-    previous = clock()
-    for i in range(n):
-        await write(body)
-        now = clock()
-        latencies[i] = now - previous
-        previous = now
-    return latencies
-
-
-async def atime_reads(read: Callable[[], Awaitable[object]], n: int) -> list[int]:
-    clock = time.perf_counter_ns
-    latencies = [0] * n
-    previous = clock()
-    for i in range(n):
-        if await read() is None:
-            raise RuntimeError("the pre-filled queue ran dry")
-        now = clock()
-        latencies[i] = now - previous
-        previous = now
-    return latencies
-
-
-async def awarm_up(handle: AnyHandle, case: str, body: str, count: int) -> None:
-    if isinstance(handle, Handle):
-        warm_up(handle, case, body, count)
-        return
-    for _ in range(count):
-        if case == "write":
-            await handle.write(body)
-        elif await handle.read() is None:
-            raise RuntimeError("the pre-filled queue ran dry")
-
-
-async def atime_block(handle: AnyHandle, case: str, body: str, count: int) -> list[int]:
-    if isinstance(handle, Handle):
-        return time_block(handle, case, body, count)  # blocks the loop, which has nothing else to do
-    if case == "write":
-        return await atime_writes(handle.write, body, count)
-    return await atime_reads(handle.read, count)
-
-
-async def aclose(handle: AnyHandle) -> None:
-    if isinstance(handle, Handle):
-        handle.close()
-    else:
-        await handle.close()
-
-
-async def measure_case(
-    impls: Sequence[Implementation],
-    case: str,
-    sync: str,
-    repeat: int,
-    directory: str,
-    n: int,
-    warmup: int,
-    block: int,
-    body: str,
-) -> list[Measurement]:
-    """One run of ``case`` at ``sync`` for every implementation, interleaved, as ``bench_blocking`` does."""
-    paths = case_paths(impls, case, sync, repeat, directory)
-    prepare_files(impls, paths, case, sync, warmup + n, body)
-    handles: dict[str, AnyHandle] = {}
-    latencies: dict[str, list[int]] = {impl.key: [] for impl in impls}
-    try:
-        for impl in impls:
-            handles[impl.key] = await impl.start(paths[impl.key], sync)
-            await awarm_up(handles[impl.key], case, body, warmup)
-        settings = {impl.key: connection_settings(paths[impl.key]) for impl in impls}
-        gc.collect()
-        for impl, count in schedule(impls, n, block, repeat):
-            latencies[impl.key] += await atime_block(handles[impl.key], case, body, count)
-    finally:
-        for handle in handles.values():
-            await aclose(handle)
-    return finish_case(impls, paths, case, sync, repeat, n, warmup, latencies, settings)
-
-
-# --------------------------------------------------------------------------- reporting
-@dataclass
-class AddedCost:
-    """Mean time per operation an implementation adds over a base (median over the runs)."""
-
-    case: str
-    sync: str
-    impl: str
-    base: str
-    added_us: float
-    runs_us: list[float]
-
-
-def added_costs(measurements: list[Measurement], rows: list[Row], base: str, impls: Sequence[str]) -> list[AddedCost]:
-    """Per row of ``impls``: median over the repeats of ``(elapsed - base elapsed) / n``, same interleaved run."""
-    bases = {(m.case, m.sync, m.repeat): m.seconds for m in measurements if m.impl == base}
-    costs = []
-    for r in rows:
-        if r.impl == base or r.impl not in impls:
-            continue
-        runs = [
-            (m.seconds - bases[m.case, m.sync, m.repeat]) / m.n * 1e6
-            for m in measurements
-            if (m.case, m.sync, m.impl) == (r.case, r.sync, r.impl) and (m.case, m.sync, m.repeat) in bases
-        ]
-        if runs:
-            costs.append(AddedCost(r.case, r.sync, r.impl, base, statistics.median(runs), runs))
-    return costs
-
-
-def render_added_costs(costs: list[AddedCost], labels: dict[str, str]) -> str:
-    header = ("case", "sync", "implementation", "over", "added us/op", "runs (min to max)")
-    lines = [header]
-    for c in costs:
-        lines.append(
-            (
-                c.case,
-                c.sync,
-                labels[c.impl],
-                labels[c.base],
-                f"{c.added_us:+,.1f}",
-                f"{min(c.runs_us):+,.1f} to {max(c.runs_us):+,.1f}",
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = ["Added time per operation (median over the runs of (elapsed - base elapsed) / n, same interleaved run)", ""]
-    for k, line in enumerate(lines):
-        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- main
@@ -321,56 +142,17 @@ async def run(args: argparse.Namespace, directory: str) -> int:
     machine["event_loop"] = type(asyncio.get_running_loop()).__name__
     if refuse_memory_filesystem(machine, directory, args.allow_tmpfs):
         return 2
-
-    impls = [IMPLEMENTATIONS[key]() for key in args.impl]
-    labels = {impl.key: impl.label for impl in impls}
-    width = max(len(label) for label in labels.values())
-    body = "m" * args.body_size
-    print_preamble(
-        machine,
+    return await run_async_benchmark(
         args,
-        f"auto vacuum OFF (BROKER_AUTO_VACUUM=0) for both adapters; raw never vacuums; asyncio pool_size={POOL_SIZE}",
+        directory,
+        machine,
+        [IMPLEMENTATIONS[key]() for key in args.impl],
+        target_impl=TARGET_IMPL,
+        targets=TARGETS,
+        targets_title="asyncio adapter / raw sqlite3, writes and reads",
+        vacuum_note="auto vacuum OFF (BROKER_AUTO_VACUUM=0) for both adapters; raw never vacuums; "
+        f"asyncio pool_size={POOL_SIZE}",
     )
-
-    measurements: list[Measurement] = []
-    problems: list[str] = []
-    started = time.perf_counter()
-    for repeat in range(args.repeats):
-        for sync in args.sync:
-            for case in CASES:
-                for m in await measure_case(
-                    impls, case, sync, repeat, directory, args.n, args.warmup, args.block, body
-                ):
-                    measurements.append(m)
-                    problems.extend(check_settings(m))
-                    log_measurement(m, args.repeats, labels[m.impl], width)
-    elapsed = time.perf_counter() - started
-
-    rows = summarize(measurements, impls, args.sync)
-    targets = evaluate_targets(rows, TARGET_IMPL, TARGETS)
-    costs = added_costs(measurements, rows, "raw", list(labels))
-    costs += added_costs(measurements, rows, "hop", [TARGET_IMPL])  # the adapter beyond the run_in_executor hop
-    print_results(rows, args.repeats, args.n, elapsed)
-    if costs:
-        print()
-        print(render_added_costs(costs, labels))
-    print_targets(targets, "asyncio adapter / raw sqlite3, writes and reads")
-    if "raw" in args.impl and TARGET_IMPL in args.impl and not any(s in TARGETS for s in args.sync):
-        print(f"\nTargets: none at synchronous={' '.join(args.sync)} (only {' '.join(TARGETS)})")
-    print_problems(problems)
-    if args.json:
-        write_json(
-            args.json,
-            machine,
-            args,
-            elapsed,
-            rows,
-            targets,
-            measurements,
-            problems,
-            added_cost_us=[vars(c) for c in costs],
-        )
-    return 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ VACUUM_CLAIMED_CEILING = 10_000
 MAX_CLOCK_WAIT_NS = 5_000_000_000
 # Distinct queue names whose plain claim statement is kept ready.
 PLAIN_CLAIM_CACHE_SIZE = 1024
+# Rows per ExecuteMany of a batch write: a cancelled batch stops within this many rows.
+INSERT_CHUNK_ROWS = 25
 # Compare-and-advance of meta.last_ts: attempts before giving up (SimpleBroker: 6).
 ADVANCE_ATTEMPTS = 6
 
@@ -361,8 +363,14 @@ class Session:
             return []
         ids = yield from self._allocate_ids(len(bodies))
         rows = [(queue, body, id_) for body, id_ in zip(bodies, ids, strict=True)]
-        yield ExecuteMany(self.sql.INSERT_MESSAGE, rows)
+        yield from self._insert_rows(rows)
         return list(ids)
+
+    def _insert_rows(self, rows: list[tuple[str, str, int]]) -> Operation[None]:
+        # In chunks, so a driver can stop a huge batch between two commands
+        # (a cancelled caller) instead of running it to the end.
+        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+            yield ExecuteMany(self.sql.INSERT_MESSAGE, rows[start : start + INSERT_CHUNK_ROWS])
 
     def broadcast(self, body: str, *, pattern: str | None = None) -> Operation[int]:
         """Write ``body`` to every existing queue (or those matching a glob), atomically."""
@@ -377,10 +385,7 @@ class Session:
         if not targets:
             return 0
         ids = yield from self._allocate_ids(len(targets))
-        yield ExecuteMany(
-            self.sql.INSERT_MESSAGE,
-            [(queue, body, id_) for queue, id_ in zip(targets, ids, strict=True)],
-        )
+        yield from self._insert_rows([(queue, body, id_) for queue, id_ in zip(targets, ids, strict=True)])
         return len(targets)
 
     # ---------------------------------------------------------------- claims

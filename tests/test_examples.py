@@ -93,3 +93,16 @@ def test_asyncio_simplebroker_interop_output(tmp_path: Path) -> None:
     out = run_example("asyncio_simplebroker_interop.py", tmp_path)
     assert out.count("same IDs: True") == 2
     assert "one strict order across both programs: True" in out
+
+
+def test_trio_basic_output(tmp_path: Path) -> None:
+    pytest.importorskip("trio")
+    out = run_example("trio_basic.py", tmp_path)
+    assert "(increasing: True)" in out
+    assert "read(), claimed: hello\nread(), claimed: world\nread() on an empty queue: None" in out
+    assert "100 of 100 jobs done exactly once; left in the queue: 0" in out
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.startswith("worker-")]
+    assert sum(counts) == 100 and 1 <= len(counts) <= 4
+    assert "stopped after 70; pending now: 70" in out  # batch one committed, batch two rolled back
+    assert "delivered twice: 20 (event 50 .. event 69); lost: 0" in out
+    assert "pending events now: 0" in out

@@ -1,4 +1,4 @@
-"""Database files: what a new file looks like, which files are refused, IDs on disk."""
+"""Database files, for every adapter: what a new file looks like, which files are refused, IDs on disk."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import time
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET, build_db, listing, normalized_schema, snapshot
+from contract_support import (
+    Facade,
+    MakeBroker,
+    build_db,
+    expect_error,
+    listing,
+    normalized_schema,
+    open_facade,
+    raised_by,
+    snapshot,
+)
 from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_DDL
 from support.rawdb import connect, meta, rows
 
@@ -19,7 +29,6 @@ from sansio_broker import (
     QueueStats,
     SchemaVersionError,
 )
-from sansio_broker.adapters.blocking import Broker
 
 NOW = time.time_ns()
 
@@ -30,8 +39,8 @@ def ts_at(offset_ms: int) -> int:
 
 
 # ------------------------------------------------------------------ new files
-def test_new_file_has_exactly_the_v6_schema(db_path: Path, tmp_path: Path) -> None:
-    with Broker(db_path, config=QUIET):
+def test_new_file_has_exactly_the_v6_schema(adapter: str, db_path: Path, tmp_path: Path) -> None:
+    with open_facade(adapter, db_path):
         pass
     reference = tmp_path / "reference.db"
     with connect(reference) as conn:
@@ -58,18 +67,19 @@ def test_new_file_has_exactly_the_v6_schema(db_path: Path, tmp_path: Path) -> No
     assert meta(db_path) == {"last_ts": 0, "alias_version": 0, "magic": MAGIC, "schema_version": 6}
 
 
-def test_new_file_meta_after_use_has_no_schema_proof(db_path: Path) -> None:
-    with Broker(db_path, config=QUIET) as broker:
+def test_new_file_meta_after_use_has_no_schema_proof(adapter: str, db_path: Path) -> None:
+    with open_facade(adapter, db_path) as broker:
         broker.write("q", "a")
         broker.claim("q")
         broker.vacuum(compact=True)
     assert set(meta(db_path)) == {"last_ts", "alias_version", "magic", "schema_version"}
+    assert not [key for key in meta(db_path) if key.startswith("schema_proof")]
     assert meta(db_path)["schema_version"] == 6
 
 
-def test_empty_existing_file_is_initialised(db_path: Path) -> None:
+def test_empty_existing_file_is_initialised(adapter: str, db_path: Path) -> None:
     db_path.write_bytes(b"")
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         broker.write("q", "a")
     assert meta(db_path)["schema_version"] == 6
     with connect(db_path) as conn:
@@ -79,81 +89,86 @@ def test_empty_existing_file_is_initialised(db_path: Path) -> None:
 
 
 # -------------------------------------------------------------- refused files
-def assert_refused(db_path: Path, error: type[BrokerError], match: str | None = None) -> BrokerError:
+def assert_refused(
+    make_broker: MakeBroker, db_path: Path, error: type[BrokerError], match: str | None = None
+) -> BrokerError:
     before = snapshot(db_path)
     files_before = listing(db_path.parent)
-    with pytest.raises(error, match=match) as info:
-        Broker(db_path, config=QUIET)
+    raised = raised_by(make_broker)
     assert snapshot(db_path) == before
     assert listing(db_path.parent) == files_before
-    assert db_path.name in str(info.value)  # the message names the file
-    return info.value
+    refusal: BrokerError = expect_error(raised, error, match)
+    assert db_path.name in str(refusal)  # the message names the file
+    return refusal
 
 
 NOT_SQLITE = [b"hello", b"this is not a database\n" * 300, b"\0" * 4096, b"SQLite format 2\0" + b"\1" * 2000]
 
 
 @pytest.mark.parametrize("content", NOT_SQLITE, ids=["short", "text", "zeros", "other-header"])
-def test_not_sqlite_file_refused(db_path: Path, content: bytes) -> None:
+def test_not_sqlite_file_refused(make_broker: MakeBroker, db_path: Path, content: bytes) -> None:
     db_path.write_bytes(content)
-    error = assert_refused(db_path, NotADatabaseError)
+    error = assert_refused(make_broker, db_path, NotADatabaseError)
     assert isinstance(error, IncompatibleDatabaseError)
 
 
 @pytest.mark.parametrize("content", NOT_SQLITE, ids=["short", "text", "zeros", "other-header"])
-def test_not_sqlite_file_left_unchanged(db_path: Path, content: bytes) -> None:
+def test_not_sqlite_file_left_unchanged(make_broker: MakeBroker, db_path: Path, content: bytes) -> None:
     db_path.write_bytes(content)
     files_before = listing(db_path.parent)
-    with pytest.raises(BrokerError):
-        Broker(db_path, config=QUIET)
+    raised = raised_by(make_broker)
     assert db_path.read_bytes() == content
     assert listing(db_path.parent) == files_before
+    expect_error(raised, BrokerError)
 
 
 @pytest.mark.parametrize("journal_mode", [None, "wal"])
-def test_sqlite_file_of_another_program_refused(db_path: Path, journal_mode: str | None) -> None:
+def test_sqlite_file_of_another_program_refused(
+    make_broker: MakeBroker, db_path: Path, journal_mode: str | None
+) -> None:
     with connect(db_path) as conn:
         if journal_mode:
             conn.execute(f"PRAGMA journal_mode={journal_mode}")
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO users (name) VALUES ('ada')")
-    assert_refused(db_path, ForeignDatabaseError)
+    assert_refused(make_broker, db_path, ForeignDatabaseError)
     with connect(db_path) as conn:
         assert conn.execute("SELECT name FROM users").fetchall() == [("ada",)]
 
 
-def test_sqlite_file_with_meta_but_no_messages_refused(db_path: Path) -> None:
+def test_sqlite_file_with_meta_but_no_messages_refused(make_broker: MakeBroker, db_path: Path) -> None:
     with connect(db_path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-    assert_refused(db_path, ForeignDatabaseError)
+    assert_refused(make_broker, db_path, ForeignDatabaseError)
 
 
-def test_foreign_magic_refused(db_path: Path) -> None:
+def test_foreign_magic_refused(make_broker: MakeBroker, db_path: Path) -> None:
     build_db(db_path, magic="other", messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
-    assert_refused(db_path, ForeignDatabaseError, match="magic")
+    assert_refused(make_broker, db_path, ForeignDatabaseError, match="magic")
 
 
-@pytest.mark.parametrize("version", [7, 4, 0, "7", "six"])
-def test_unsupported_schema_version_refused(db_path: Path, version: object) -> None:
-    ddl = V6_DDL if version in (7, "7", "six") else V5_DDL
+@pytest.mark.parametrize("version", [7, 99, 4, 0, "7", "six"])
+def test_unsupported_schema_version_refused(make_broker: MakeBroker, db_path: Path, version: object) -> None:
+    ddl = V6_DDL if version in (7, 99, "7", "six") else V5_DDL
     build_db(db_path, ddl, schema_version=version, messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
-    assert_refused(db_path, SchemaVersionError)
+    error = assert_refused(make_broker, db_path, SchemaVersionError)
+    assert isinstance(error, IncompatibleDatabaseError)
 
 
-def test_v1_database_without_meta_refused(db_path: Path) -> None:
+def test_v1_database_without_meta_refused(make_broker: MakeBroker, db_path: Path) -> None:
     with connect(db_path) as conn:
         conn.execute(
             "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, "
             "body TEXT NOT NULL, ts INTEGER NOT NULL)"
         )
         conn.execute("INSERT INTO messages (queue, body, ts) VALUES ('q', 'a', ?)", (ts_at(0),))
-    assert_refused(db_path, SchemaVersionError)
+    assert_refused(make_broker, db_path, SchemaVersionError)
 
 
-def test_legacy_microsecond_last_ts_refused(db_path: Path) -> None:
+def test_legacy_microsecond_last_ts_refused(make_broker: MakeBroker, db_path: Path) -> None:
     legacy = 7_200_000_000_000_000_000  # (µs << 12) in 2025
     build_db(db_path, last_ts=legacy, messages=(("q", "a", legacy, 0),))
-    error = assert_refused(db_path, IncompatibleDatabaseError, match="last_ts")
+    error = assert_refused(make_broker, db_path, IncompatibleDatabaseError, match="last_ts")
     assert not isinstance(error, SchemaVersionError | ForeignDatabaseError)
 
 
@@ -164,7 +179,7 @@ def test_legacy_microsecond_last_ts_refused(db_path: Path) -> None:
         "ts INTEGER PRIMARY KEY",  # ts without NOT NULL
     ],
 )
-def test_v6_with_wrong_column_shape_refused(db_path: Path, messages_ddl: str) -> None:
+def test_v6_with_wrong_column_shape_refused(make_broker: MakeBroker, db_path: Path, messages_ddl: str) -> None:
     table = V6_DDL[0]
     if messages_ddl.startswith("claimed"):
         table = table.replace("claimed INTEGER DEFAULT 0", messages_ddl)
@@ -172,22 +187,34 @@ def test_v6_with_wrong_column_shape_refused(db_path: Path, messages_ddl: str) ->
         table = table.replace("ts INTEGER NOT NULL PRIMARY KEY", messages_ddl)
     assert table != V6_DDL[0]
     build_db(db_path, (table, *V6_DDL[1:]), messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
-    error = assert_refused(db_path, IncompatibleDatabaseError)
+    error = assert_refused(make_broker, db_path, IncompatibleDatabaseError)
     assert not isinstance(error, SchemaVersionError | ForeignDatabaseError)
 
 
-def test_missing_directory_raises_broker_error(tmp_path: Path) -> None:
-    with pytest.raises(BrokerError):
-        Broker(tmp_path / "missing" / "broker.db", config=QUIET)
+# aiosqlite stops the worker of a connection that failed to open without waiting
+# for it; the worker's last call_soon_threadsafe can then meet the closed loop.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_missing_directory_raises_broker_error(make_broker: MakeBroker, tmp_path: Path) -> None:
+    raised = raised_by(lambda: make_broker(tmp_path / "missing" / "broker.db"))
     assert listing(tmp_path) == []
+    expect_error(raised, BrokerError)
+
+
+# aiosqlite stops the worker of a connection that failed to open without waiting
+# for it; the worker's last call_soon_threadsafe can then meet the closed loop.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_directory_path_is_refused(make_broker: MakeBroker, tmp_path: Path) -> None:
+    raised = raised_by(lambda: make_broker(tmp_path))
+    assert listing(tmp_path) == []
+    expect_error(raised, BrokerError)
 
 
 # ------------------------------------------------------------- admitted files
-def test_v6_missing_canonical_indexes_is_repaired(db_path: Path, tmp_path: Path) -> None:
+def test_v6_missing_canonical_indexes_is_repaired(adapter: str, db_path: Path, tmp_path: Path) -> None:
     ddl = tuple(s for s in V6_DDL if "idx_messages" not in s)
     assert len(ddl) == len(V6_DDL) - 2
     build_db(db_path, ddl, messages=(("q", "a", ts_at(0), 0), ("q", "b", ts_at(1), 1)), last_ts=ts_at(1))
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         assert broker.queue_stats("q") == QueueStats("q", 1, 2)
         assert broker.claim("q") == Message("a", ts_at(0))
         new = broker.write("q", "c")
@@ -202,15 +229,15 @@ def test_v6_missing_canonical_indexes_is_repaired(db_path: Path, tmp_path: Path)
     assert meta(db_path)["schema_version"] == 6
 
 
-def test_v6_created_elsewhere_in_rollback_mode_is_used(db_path: Path) -> None:
+def test_v6_created_elsewhere_in_rollback_mode_is_used(adapter: str, db_path: Path) -> None:
     build_db(db_path, messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         assert broker.read("q") == ["a"]
     with connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_v5_database_used_without_migration(db_path: Path) -> None:
+def test_v5_database_used_without_migration(adapter: str, db_path: Path) -> None:
     build_db(
         db_path,
         V5_DDL,
@@ -219,7 +246,7 @@ def test_v5_database_used_without_migration(db_path: Path) -> None:
         last_ts=ts_at(2),
     )
     schema_before = normalized_schema(db_path)
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         assert broker.peek_many("q", 10) == [Message("old1", ts_at(0)), Message("old2", ts_at(1))]
         assert broker.queue_stats("q") == QueueStats("q", 2, 3)
         assert broker.claim("q") == Message("old1", ts_at(0))
@@ -246,8 +273,8 @@ def test_v5_database_used_without_migration(db_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ IDs
-def test_last_ts_tracks_max_ts(db_path: Path) -> None:
-    with Broker(db_path, config=QUIET) as broker:
+def test_last_ts_tracks_max_ts(adapter: str, db_path: Path) -> None:
+    with open_facade(adapter, db_path) as broker:
         broker.write("a", "1")
         assert meta(db_path)["last_ts"] == max(r[2] for r in rows(db_path))
         broker.write_many("b", ["2", "3", "4"])
@@ -262,7 +289,7 @@ def test_last_ts_tracks_max_ts(db_path: Path) -> None:
         assert meta(db_path)["last_ts"] == last  # never lowered
 
 
-def test_ids_are_19_digit_hybrid_timestamps(broker: Broker) -> None:
+def test_ids_are_19_digit_hybrid_timestamps(broker: Facade) -> None:
     start = time.time_ns()
     ids = [broker.write("q", "x") for _ in range(3)] + broker.write_many("q", ["y"] * 3)
     end = time.time_ns()
@@ -274,31 +301,31 @@ def test_ids_are_19_digit_hybrid_timestamps(broker: Broker) -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_far_future_last_ts_continues_with_counter(db_path: Path) -> None:
-    with Broker(db_path, config=QUIET) as broker:
+def test_far_future_last_ts_continues_with_counter(adapter: str, db_path: Path) -> None:
+    with open_facade(adapter, db_path) as broker:
         broker.write("q", "seed")
     future = (time.time_ns() + 10_000_000_000) & ~0xFFF
     with connect(db_path) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         assert [broker.write("q", f"m{i}") for i in range(3)] == [future + 1, future + 2, future + 3]
         assert broker.write_many("q", ["a", "b"]) == [future + 4, future + 5]
     assert meta(db_path)["last_ts"] == future + 5
     assert [b for _, b, _, _ in rows(db_path)] == ["seed", "m0", "m1", "m2", "a", "b"]
 
 
-def test_last_ts_behind_stored_rows_is_advanced(db_path: Path) -> None:
+def test_last_ts_behind_stored_rows_is_advanced(adapter: str, db_path: Path) -> None:
     build_db(db_path, messages=(("q", "a", ts_at(0), 0), ("q", "b", ts_at(1), 0)), last_ts=0)
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         new = broker.write("q", "c")
         assert new > ts_at(1)
         assert broker.read("q", all_messages=True) == ["a", "b", "c"]
     assert meta(db_path)["last_ts"] == new
 
 
-def test_duplicate_id_from_another_writer_is_resynced(db_path: Path) -> None:
+def test_duplicate_id_from_another_writer_is_resynced(adapter: str, db_path: Path) -> None:
     """Another writer left meta.last_ts behind a row it inserted (contract §3.3)."""
-    with Broker(db_path, config=QUIET) as broker:
+    with open_facade(adapter, db_path) as broker:
         broker.write("q", "first")
         future = (time.time_ns() + 5_000_000_000) & ~0xFFF
         with connect(db_path) as conn:
@@ -308,3 +335,19 @@ def test_duplicate_id_from_another_writer_is_resynced(db_path: Path) -> None:
         assert broker.write("q", "after") == future + 2
         assert broker.read("q", all_messages=True) == ["first", "exact", "after"]
     assert meta(db_path)["last_ts"] == future + 2
+
+
+def test_a_clock_regression_does_not_fail_writes(adapter: str, db_path: Path) -> None:
+    with open_facade(adapter, db_path) as broker:
+        broker.write("q", "before")  # the broker has cached its own high-water mark
+        future = ((time.time_ns() + 10_000_000_000) & ~0xFFF) | 7
+        with connect(db_path) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
+        assert broker.write("q", "w1") == future + 1
+        assert broker.write("q", "w2") == future + 2
+        assert broker.write_many("q", ["w3", "w4"]) == [future + 3, future + 4]
+        assert broker.queue("q").write("w5") == future + 5
+    # A fresh broker (no cached value) carries on the same way.
+    with open_facade(adapter, db_path) as broker:
+        assert broker.write("q", "w6") == future + 6
+    assert meta(db_path)["last_ts"] == future + 6

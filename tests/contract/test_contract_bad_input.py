@@ -1,4 +1,4 @@
-"""Bad input raises the documented exception before anything touches the file."""
+"""Bad input raises the documented exception before anything touches the file, for every adapter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blocking_support import snapshot
+from contract_support import Facade, MakeBroker, snapshot
 
 from sansio_broker import (
     BrokerError,
@@ -17,29 +17,40 @@ from sansio_broker import (
     MessageIdError,
     QueueNameError,
 )
-from sansio_broker.adapters.blocking import Broker, Queue
 
 MAX_SIZE = 12
 
 
 @pytest.fixture
-def loaded(db_path: Path) -> Iterator[tuple[Broker, list[int]]]:
+def loaded(make_broker: MakeBroker) -> tuple[Facade, list[int]]:
     """A broker with pending and claimed messages, its WAL holding recent commits."""
-    with Broker(db_path, config={"BROKER_AUTO_VACUUM": "0", "BROKER_MAX_MESSAGE_SIZE": str(MAX_SIZE)}) as broker:
-        ids = broker.write_many("q", ["a", "b", "c"])
-        broker.claim("q")
-        broker.write("other", "x")
-        yield broker, ids
+    broker = make_broker(config={"BROKER_AUTO_VACUUM": "0", "BROKER_MAX_MESSAGE_SIZE": str(MAX_SIZE)})
+    ids = broker.write_many("q", ["a", "b", "c"])
+    broker.claim("q")
+    broker.write("other", "x")
+    return broker, ids
 
 
-def refused(db_path: Path, broker: Broker, error: type[BaseException], call: Callable[[], Any]) -> BaseException:
+def refused(db_path: Path, broker: Facade, error: type[BaseException], call: Callable[[], Any]) -> BaseException:
+    """``call`` raises ``error`` (a BrokerError), the file is untouched, and nothing is held.
+
+    A call that returns a stream is refused by the time its first item is asked
+    for; the blocking adapter's ``stream`` refuses when the stream is made.
+    """
     before = snapshot(db_path)
     assert before["wal"] is not None
+    stage = "call"
     with pytest.raises(error) as info:
-        call()
+        result = call()
+        if isinstance(result, Iterator):
+            stage = "first item"
+            next(result)
+    if broker.adapter == "blocking":
+        assert stage == "call", "the blocking adapter refuses a stream's arguments when the stream is made"
     assert isinstance(info.value, BrokerError)
     assert snapshot(db_path) == before
-    # Nothing was left half-done: the broker still works on the same connection.
+    # Nothing was left half-done or held: the broker still works.
+    broker.assert_idle()
     assert broker.peek("other") is not None
     return info.value
 
@@ -62,7 +73,7 @@ BAD_NAMES: list[Any] = [
 ]
 
 
-def name_calls(broker: Broker, name: Any) -> list[Callable[[], Any]]:
+def name_calls(broker: Facade, name: Any) -> list[Callable[[], Any]]:
     # delete(None) is "delete every queue", so it is not a bad name there.
     delete = [] if name is None else [lambda: broker.delete(name)]
     return [
@@ -70,6 +81,7 @@ def name_calls(broker: Broker, name: Any) -> list[Callable[[], Any]]:
         lambda: broker.write(name, "m"),
         lambda: broker.write_many(name, ["m"]),
         lambda: broker.claim(name),
+        lambda: broker.claim(name, message_id=1),
         lambda: broker.claim_many(name, 1),
         lambda: broker.claim_all(name),
         lambda: broker.peek(name),
@@ -85,20 +97,24 @@ def name_calls(broker: Broker, name: Any) -> list[Callable[[], Any]]:
         lambda: broker.queue_stats(name),
         lambda: broker.queue_exists(name),
         lambda: broker.read(name),
-        lambda: Queue(name, broker),
+        lambda: broker.read(name, peek=True, all_messages=True),
+        lambda: broker.stream_read(name),
+        lambda: broker.queue(name),
     ]
 
 
 @pytest.mark.parametrize(("name", "error"), BAD_NAMES)
-def test_invalid_queue_names(loaded: tuple[Broker, list[int]], db_path: Path, name: object, error: type) -> None:
+def test_invalid_queue_names(loaded: tuple[Facade, list[int]], db_path: Path, name: object, error: type) -> None:
     broker, _ = loaded
     for call in name_calls(broker, name):
         refused(db_path, broker, error, call)
     if isinstance(name, str):
         assert isinstance(refused(db_path, broker, error, lambda: broker.write(name, "m")), ValueError)
+    else:
+        assert isinstance(refused(db_path, broker, error, lambda: broker.write(name, "m")), TypeError)
 
 
-def test_longest_valid_queue_name_accepted(loaded: tuple[Broker, list[int]]) -> None:
+def test_longest_valid_queue_name_accepted(loaded: tuple[Facade, list[int]]) -> None:
     broker, _ = loaded
     name = "x" * 512
     broker.write(name, "m")
@@ -122,18 +138,19 @@ def test_longest_valid_queue_name_accepted(loaded: tuple[Broker, list[int]]) -> 
         ("€" * 5, MessageError),  # 5 chars, 15 bytes
     ],
 )
-def test_invalid_bodies(loaded: tuple[Broker, list[int]], db_path: Path, body: Any, error: type) -> None:
+def test_invalid_bodies(loaded: tuple[Facade, list[int]], db_path: Path, body: Any, error: type) -> None:
     broker, _ = loaded
     for call in (
         lambda: broker.write("q", body),
         lambda: broker.write_many("q", ["fine", body]),
         lambda: broker.broadcast(body),
-        lambda: Queue("q", broker).write(body),
+        lambda: broker.queue("q").write(body),
+        lambda: broker.queue("q").write_many(["fine", body]),
     ):
         refused(db_path, broker, error, call)
 
 
-def test_body_size_limit_counts_utf8_bytes(loaded: tuple[Broker, list[int]]) -> None:
+def test_body_size_limit_counts_utf8_bytes(loaded: tuple[Facade, list[int]]) -> None:
     broker, _ = loaded
     exactly = "é" * (MAX_SIZE // 2)  # 12 bytes
     assert len(exactly.encode()) == MAX_SIZE
@@ -143,9 +160,11 @@ def test_body_size_limit_counts_utf8_bytes(loaded: tuple[Broker, list[int]]) -> 
     assert broker.read("sizes", all_messages=True) == [exactly, "x" * MAX_SIZE, "\U0001f600" * 3]
 
 
-def test_write_many_with_a_str_is_refused(loaded: tuple[Broker, list[int]], db_path: Path) -> None:
+def test_write_many_with_a_str_is_refused(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
     broker, _ = loaded
     refused(db_path, broker, InvalidTypeError, lambda: broker.write_many("q", "abc"))
+    refused(db_path, broker, InvalidTypeError, lambda: broker.write_many("q", b"abc"))
+    refused(db_path, broker, InvalidTypeError, lambda: broker.queue("q").write_many("abc"))
 
 
 BAD_IDS: list[tuple[object, type[BaseException]]] = [
@@ -166,9 +185,9 @@ BAD_IDS: list[tuple[object, type[BaseException]]] = [
 
 
 @pytest.mark.parametrize(("message_id", "error"), BAD_IDS)
-def test_invalid_message_ids(loaded: tuple[Broker, list[int]], db_path: Path, message_id: Any, error: type) -> None:
+def test_invalid_message_ids(loaded: tuple[Facade, list[int]], db_path: Path, message_id: Any, error: type) -> None:
     broker, _ = loaded
-    queue = Queue("q", broker)
+    queue = broker.queue("q")
     for call in (
         lambda: broker.claim("q", message_id=message_id),
         lambda: broker.peek("q", message_id=message_id),
@@ -186,7 +205,7 @@ def test_invalid_message_ids(loaded: tuple[Broker, list[int]], db_path: Path, me
         refused(db_path, broker, error, call)
 
 
-def test_valid_id_edge_values_accepted(loaded: tuple[Broker, list[int]], db_path: Path) -> None:
+def test_valid_id_edge_values_accepted(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
     broker, ids = loaded
     assert broker.claim("q", message_id=0) is None
     assert broker.claim("q", message_id=2**63 - 1) is None
@@ -194,7 +213,7 @@ def test_valid_id_edge_values_accepted(loaded: tuple[Broker, list[int]], db_path
     assert broker.peek("q", message_id=f" {ids[1]} ") is not None  # stripped, as SimpleBroker does
 
 
-def test_message_id_with_bounds_refused(loaded: tuple[Broker, list[int]], db_path: Path) -> None:
+def test_message_id_with_bounds_refused(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
     broker, ids = loaded
     for call in (
         lambda: broker.claim("q", message_id=ids[1], after_timestamp=ids[0]),
@@ -204,10 +223,11 @@ def test_message_id_with_bounds_refused(loaded: tuple[Broker, list[int]], db_pat
         refused(db_path, broker, InvalidInputError, call)
 
 
-def test_delete_messages_needs_an_iterable(loaded: tuple[Broker, list[int]], db_path: Path) -> None:
+def test_delete_messages_needs_an_iterable(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
     broker, ids = loaded
     refused(db_path, broker, InvalidTypeError, lambda: broker.delete_messages("q", ids[1]))  # type: ignore[arg-type]
     refused(db_path, broker, InvalidTypeError, lambda: broker.delete_messages("q", str(ids[1])))
+    refused(db_path, broker, InvalidTypeError, lambda: broker.delete_messages("q", str(ids[1]).encode()))
     # One bad ID among good ones: nothing is deleted.
     refused(db_path, broker, MessageIdError, lambda: broker.delete_messages("q", [ids[1], -5]))
 
@@ -218,12 +238,13 @@ BAD_BOUNDS: list[tuple[object, type[BaseException]]] = [
     (True, InvalidTypeError),
     (1.5, InvalidTypeError),
     ("1234567890123456789", InvalidTypeError),
+    ("5", InvalidTypeError),
 ]
 
 
 @pytest.mark.parametrize(("bound", "error"), BAD_BOUNDS)
 @pytest.mark.parametrize("side", ["after_timestamp", "before_timestamp"])
-def test_invalid_bounds(loaded: tuple[Broker, list[int]], db_path: Path, bound: Any, error: type, side: str) -> None:
+def test_invalid_bounds(loaded: tuple[Facade, list[int]], db_path: Path, bound: Any, error: type, side: str) -> None:
     broker, _ = loaded
     kw = {side: bound}
     for call in (
@@ -238,7 +259,8 @@ def test_invalid_bounds(loaded: tuple[Broker, list[int]], db_path: Path, bound: 
         lambda: broker.move("q", "dst", **kw),
         lambda: broker.move_many("q", "dst", 2, **kw),
         lambda: broker.move_all("q", "dst", **kw),
-        lambda: Queue("q", broker).read(**kw),
+        lambda: broker.read("q", **kw),
+        lambda: broker.queue("q").read(**kw),
     ):
         refused(db_path, broker, error, call)
 
@@ -253,15 +275,15 @@ def test_invalid_bounds(loaded: tuple[Broker, list[int]], db_path: Path, bound: 
         ("1", InvalidTypeError),
     ],
 )
-def test_invalid_limits(loaded: tuple[Broker, list[int]], db_path: Path, limit: Any, error: type) -> None:
+def test_invalid_limits(loaded: tuple[Facade, list[int]], db_path: Path, limit: Any, error: type) -> None:
     broker, _ = loaded
     for call in (
         lambda: broker.claim_many("q", limit),
         lambda: broker.peek_many("q", limit),
         lambda: broker.move_many("q", "dst", limit),
-        lambda: Queue("q", broker).claim_many(limit),
-        lambda: Queue("q", broker).peek_many(limit),
-        lambda: Queue("q", broker).move_many("dst", limit),
+        lambda: broker.queue("q").claim_many(limit),
+        lambda: broker.queue("q").peek_many(limit),
+        lambda: broker.queue("q").move_many("dst", limit),
     ):
         refused(db_path, broker, error, call)
 
@@ -270,13 +292,28 @@ def test_invalid_limits(loaded: tuple[Broker, list[int]], db_path: Path, limit: 
     ("interval", "error"),
     [(0, InvalidInputError), (-1, InvalidInputError), (False, InvalidTypeError), (2.0, InvalidTypeError)],
 )
-def test_invalid_commit_interval(loaded: tuple[Broker, list[int]], db_path: Path, interval: Any, error: type) -> None:
+def test_invalid_commit_interval(loaded: tuple[Facade, list[int]], db_path: Path, interval: Any, error: type) -> None:
     broker, _ = loaded
     refused(db_path, broker, error, lambda: broker.stream("q", commit_interval=interval))
-    refused(db_path, broker, error, lambda: Queue("q", broker).stream(commit_interval=interval))
-    refused(db_path, broker, error, lambda: Queue("q", broker).messages(commit_interval=interval))
+    refused(db_path, broker, error, lambda: broker.stream_read("q", all_messages=True, commit_interval=interval))
+    refused(db_path, broker, error, lambda: broker.queue("q").stream(commit_interval=interval))
+    refused(db_path, broker, error, lambda: broker.queue("q").messages(commit_interval=interval))
 
 
-def test_invalid_broadcast_pattern(loaded: tuple[Broker, list[int]], db_path: Path) -> None:
+def test_invalid_broadcast_pattern(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
     broker, _ = loaded
     refused(db_path, broker, InvalidTypeError, lambda: broker.broadcast("m", pattern=b"q*"))  # type: ignore[arg-type]
+
+
+def test_invalid_combinations(loaded: tuple[Facade, list[int]], db_path: Path) -> None:
+    broker, ids = loaded
+    for call in (
+        lambda: broker.move("q", "q"),
+        lambda: broker.move_many("q", "q", 1),
+        lambda: broker.move_all("q", "q"),
+        lambda: broker.queue("q").move_to("q"),
+        lambda: broker.read("q", all_messages=True, exact_timestamp=ids[1]),
+        lambda: broker.read("q", peek=True, all_messages=True, exact_timestamp=1),
+        lambda: broker.queue("q").read(all_messages=True, message_id=ids[1]),
+    ):
+        refused(db_path, broker, InvalidInputError, call)

@@ -1,4 +1,4 @@
-"""Random operation sequences against a plain-Python model of the queues."""
+"""Random operation sequences against a plain-Python model of the queues, for every adapter."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocking_support import QUIET
+from contract_support import Facade, open_facade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.rawdb import rows
 
 from sansio_broker import Message, QueueStats
-from sansio_broker.adapters.blocking import Broker
 
 QUEUES = ("a", "b", "c")
 queues = st.sampled_from(QUEUES)
@@ -56,7 +55,7 @@ class Model:
         return self.rows[index % len(self.rows)] if self.rows else None
 
 
-def apply(broker: Broker, model: Model, op: tuple[Any, ...]) -> None:
+def apply(broker: Facade, model: Model, op: tuple[Any, ...]) -> None:
     kind = op[0]
     if kind == "write":
         _, q, body = op
@@ -146,15 +145,16 @@ def apply(broker: Broker, model: Model, op: tuple[Any, ...]) -> None:
 @settings(
     max_examples=40,
     deadline=None,
-    database=None,  # write no example database outside tests/blocking
-    suppress_health_check=[HealthCheck.too_slow],
+    database=None,  # write no example database outside tests/contract
+    # ``adapter`` is only the adapter's name: the same for every example.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(operations, min_size=1, max_size=25))
-def test_random_operations_match_model(ops: list[tuple[Any, ...]]) -> None:
+def test_random_operations_match_model(adapter: str, ops: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.db")
         model = Model()
-        with Broker(path, config=QUIET) as broker:
+        with open_facade(adapter, path) as broker:
             for op in ops:
                 apply(broker, model, op)
             assert model.issued == sorted(model.issued)

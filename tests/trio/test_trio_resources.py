@@ -1,0 +1,432 @@
+"""Close is explicit and complete: leaving ``async with trio_broker(...)`` in any way
+closes every connection and stops every worker thread; scripts exit promptly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from support.rawdb import rows
+from trio_support import (
+    QUIET,
+    busy,
+    finish,
+    patched_handler,
+    run,
+    start_script,
+    threads_left,
+    worker_threads,
+)
+
+from sansio_broker import BrokerClosedError, TransactionError
+from sansio_broker.adapters.trio import TrioBroker, TrioQueue, trio_broker
+from sansio_broker.commands import Execute
+
+
+class Boom(Exception):
+    pass
+
+
+async def grow(broker: TrioBroker, queue: str = "q") -> None:
+    """Use the broker from many tasks at once, so the pool opens several connections."""
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(broker.write, queue, str(i))
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(broker.claim, queue)
+
+
+def test_close_stops_every_worker_thread(db_path: Path) -> None:
+    before = worker_threads()
+    during: set[threading.Thread] = set()
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=4, config=QUIET) as broker:
+            await grow(broker)
+            during.update(worker_threads() - before)
+            assert len(during) == len(broker._connections) > 1
+            raw = [c.driver.connection for c in broker._connections]
+            await broker.close()
+            assert broker._connections == []
+            for connection in raw:  # every sqlite3 connection is closed
+                with pytest.raises(Exception, match="closed"):
+                    connection.execute("SELECT 1")
+            assert not threads_left(before, timeout=2)
+
+    run(main)
+    assert not any(t.is_alive() for t in during)
+
+
+def test_leaving_by_an_exception_closes_everything_and_rolls_back(db_path: Path) -> None:
+    before = worker_threads()
+    opened: list[TrioBroker] = []
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=3, config=QUIET) as broker:
+            opened.append(broker)
+            await grow(broker)
+            async with broker.transaction():
+                await broker.claim("q")
+                raise Boom
+
+    with pytest.raises(Boom):
+        run(main)
+    assert not threads_left(before, timeout=2)
+    assert opened[0]._closed and opened[0]._connections == []
+    assert sum(c for _, _, _, c in rows(db_path)) == 20  # the transaction's claim rolled back
+
+
+@pytest.mark.parametrize("how", ["move_on_after", "fail_after", "outer nursery"])
+@pytest.mark.parametrize("held", ["transaction", "batch"])
+def test_leaving_by_cancellation_with_work_in_flight_closes_everything(db_path: Path, held: str, how: str) -> None:
+    """Cancelled while a task inside holds a transaction or an open batch (the write
+    lock), others wait for it, and others read."""
+    before = worker_threads()
+    opened: list[TrioBroker] = []
+
+    async def body(ready: trio.Event) -> None:
+        async with trio_broker(db_path, pool_size=4, config=QUIET) as broker:
+            opened.append(broker)
+            await grow(broker)
+            await broker.write_many("jobs", ["a", "b", "c", "d"])
+            holding = trio.Event()
+
+            async def holder() -> None:
+                async with broker.transaction():
+                    await broker.claim("q")
+                    await broker.write("results", "never committed")
+                    holding.set()
+                    await trio.sleep_forever()
+
+            async def consumer() -> None:
+                async for _ in TrioQueue("jobs", broker).stream(commit_interval=3):
+                    holding.set()
+                    await trio.sleep_forever()
+
+            async def waiting_writer() -> None:
+                while True:
+                    await broker.write("never", "x")
+
+            async def reader() -> None:
+                while True:
+                    await broker.peek_many("q", 100)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(holder if held == "transaction" else consumer)
+                await holding.wait()
+                nursery.start_soon(waiting_writer)
+                nursery.start_soon(reader)
+                nursery.start_soon(reader)
+                await trio.sleep(0.05)
+                ready.set()
+                await trio.sleep_forever()
+
+    async def main() -> None:
+        ready = trio.Event()
+        if how == "move_on_after":
+            with trio.move_on_after(0.5) as scope:
+                await body(ready)
+            assert scope.cancelled_caught
+        elif how == "fail_after":
+            with pytest.raises(trio.TooSlowError), trio.fail_after(0.5):
+                await body(ready)
+        else:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(body, ready)
+                await ready.wait()
+                outer.cancel_scope.cancel()
+        assert ready.is_set()
+
+    run(main)
+    assert not threads_left(before, timeout=2)
+    (broker,) = opened
+    assert broker._closed and broker._connections == [] and broker._idle == []
+    assert broker.last_background_error is None, repr(broker.last_background_error)
+    stored = rows(db_path)
+    assert [b for q, b, _, c in stored if q == "jobs" and c == 1] == []  # the open batch rolled back
+    assert [b for q, b, _, _ in stored if q in ("results", "never")] == []  # nothing of the held or waiting work
+    assert sum(c for q, _, _, c in stored if q == "q") == 20  # the held transaction's claim rolled back
+
+
+def test_a_batch_dropped_just_before_close_is_rolled_back_not_failed(db_path: Path) -> None:
+    async def main() -> TrioBroker:
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            queue = TrioQueue("jobs", broker)
+            await queue.write_many(["a", "b", "c"])
+            async for _ in queue.stream(commit_interval=2):
+                break  # the batch is rolled back in the background... while the block closes the broker
+        return broker
+
+    broker = run(main)
+    assert [b for _, b, _, c in rows(db_path) if c == 1] == []  # (closing the connection rolled it back)
+    assert broker.last_background_error is None, repr(broker.last_background_error)
+
+
+def test_close_waits_for_an_abandoned_operation_still_running(db_path: Path) -> None:
+    before = worker_threads()
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=2, config=QUIET) as broker:
+            await grow(broker)
+            reached, proceed = threading.Event(), threading.Event()
+
+            def blocking(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+                def execute(command: Execute) -> Any:
+                    if "INSERT INTO messages" in command.sql and not reached.is_set():
+                        reached.set()
+                        proceed.wait(10)
+                    return original(command)
+
+                return execute
+
+            with patched_handler(broker, Execute, blocking):
+                with trio.move_on_after(5) as scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(broker.write, "q", "abandoned")
+                        while not reached.is_set():
+                            await trio.sleep(0.001)
+                        nursery.cancel_scope.cancel()
+                assert not scope.cancelled_caught
+                assert any(busy(broker))  # the worker still runs it
+                threading.Timer(0.2, proceed.set).start()
+                with trio.fail_after(10):
+                    await broker.close()  # queued behind it, so it runs after it
+            assert not threads_left(before, timeout=2)
+            with pytest.raises(BrokerClosedError):
+                await broker.write("q", "after close")
+
+    run(main)
+    assert "abandoned" not in [b for _, b, _, _ in rows(db_path)]
+
+
+def test_a_cancelled_close_still_stops_every_thread(db_path: Path) -> None:
+    before = worker_threads()
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=3, config=QUIET) as broker:
+            await grow(broker)
+            with trio.move_on_after(0):  # already cancelled: close is shielded and finishes
+                await broker.close()
+            assert broker._connections == []
+            assert not threads_left(before, timeout=2)
+
+    run(main)
+
+
+@pytest.mark.parametrize("error", ["user exception", "TransactionError from an operation"])
+def test_an_exception_leaves_the_block_as_itself(db_path: Path, error: str) -> None:
+    """As with ``async_broker``: what the block raises is what the caller catches."""
+
+    async def main() -> None:
+        async with trio_broker(db_path, config=QUIET) as broker:
+            if error == "user exception":
+                raise Boom
+            await broker.write("q", "x")
+            async for _ in broker.stream("q", commit_interval=2):
+                await broker.write("q", "inside the batch")
+
+    expected = Boom if error == "user exception" else TransactionError
+    with pytest.raises(expected):
+        run(main)
+
+
+# ------------------------------------------------------------- processes
+USE_AND_EXIT = """
+async def main():
+    async with trio_broker(path, pool_size=4) as broker:
+        queue = TrioQueue("q", broker)
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(queue.write, str(i))
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(queue.read)
+        async for _ in queue.stream(commit_interval=5):
+            break                                   # an abandoned batch
+        with trio.move_on_after(0.0005):
+            await queue.read_all(peek=True)         # a cancelled operation
+        async with broker.transaction():
+            await queue.read()
+        print("pending", await queue.size(), flush=True)
+    for t in worker_threads():
+        t.join(5)
+    print("threads", len(worker_threads()), flush=True)
+trio.run(main)
+"""
+
+EXIT_BY_EXCEPTION = """
+async def main():
+    async with trio_broker(path, pool_size=3) as broker:
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(broker.write, "q", str(i))
+        async with broker.transaction():
+            await broker.claim("q")
+            raise RuntimeError("boom")
+trio.run(main)
+"""
+
+INTERRUPTED = """
+async def main():
+    async with trio_broker(path, pool_size=3) as broker:
+        print("ready", flush=True)
+        while True:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(broker.write, "q", "x")
+                nursery.start_soon(broker.claim, "q")
+                nursery.start_soon(broker.peek, "q")
+trio.run(main)
+"""
+
+NEVER_CLOSED = """
+async def main():
+    broker = await TrioBroker(path, pool_size=3, config=None).open()
+    for i in range(10):
+        await broker.write("q", str(i))
+    print(len(await broker.read("q", all_messages=True)), flush=True)
+trio.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_a_script_that_uses_a_broker_exits_promptly(tmp_path: Path) -> None:
+    code, out, err = finish(start_script(tmp_path, USE_AND_EXIT))
+    assert code == 0, err
+    # 10 read, 1 in the transaction; the abandoned batch rolled back.
+    assert out.split() == ["pending", "39", "threads", "0"]
+
+
+@pytest.mark.slow
+def test_a_script_leaving_by_an_exception_exits_promptly(tmp_path: Path) -> None:
+    code, _, err = finish(start_script(tmp_path, EXIT_BY_EXCEPTION))
+    assert code == 1
+    assert "RuntimeError: boom" in err
+    assert sum(c for _, _, _, c in rows(tmp_path / "script.db")) == 0
+
+
+@pytest.mark.slow
+def test_an_interrupted_script_exits_promptly(tmp_path: Path) -> None:
+    proc = start_script(tmp_path, INTERRUPTED)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)  # in the middle of its work
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code != 0
+    assert "KeyboardInterrupt" in err
+
+
+@pytest.mark.slow
+def test_a_script_that_never_closes_its_broker_still_exits(tmp_path: Path) -> None:
+    code, out, err = finish(start_script(tmp_path, NEVER_CLOSED), timeout=6)
+    assert code == 0, err
+    assert out.strip() == "10"
+
+
+# Work that outlives its broker: tasks of an outer nursery still hold a
+# transaction or an open batch when the broker closes. Leaving that work must
+# not hang, commit anything, or fail with anything but what it asked for.
+# (In subprocesses: a hang may be in a shielded clean-up no timeout cancels.)
+OUTLIVING: dict[str, tuple[str, list[str]]] = {
+    "a held transaction is cancelled": (
+        """
+        async def work(broker, holding):
+            async with broker.transaction():
+                await broker.write("q", "never committed")
+                holding.set()
+                await trio.sleep_forever()
+        """,
+        ["broker closed", "left"],
+    ),
+    "a held transaction writes again": (
+        """
+        async def work(broker, holding):
+            async with broker.transaction():
+                await broker.write("q", "never committed")
+                holding.set()
+                await closed.wait()
+                try:
+                    await broker.write("q", "after close")
+                except Exception as exc:
+                    print("raised", type(exc).__name__, flush=True)
+                    raise
+        """,
+        ["broker closed", "raised BrokerClosedError", "error BrokerClosedError"],
+    ),
+    "an open batch is closed": (
+        """
+        async def work(broker, holding):
+            async with broker.stream("jobs", commit_interval=3) as stream:
+                async for _ in stream:
+                    holding.set()
+                    await trio.sleep_forever()
+        """,
+        ["broker closed", "left"],
+    ),
+}
+
+OUTLIVING_TIMEOUT = 4.0  # for all of them together: each needs well under a second
+Outliving = tuple[dict[str, tuple[Path, subprocess.Popen[str]]], float]
+
+OUTLIVING_MAIN = """
+closed = trio.Event()
+
+async def main():
+    async with trio.open_nursery() as outer:
+        async with trio_broker(path, pool_size=2) as broker:
+            await broker.write_many("jobs", ["a", "b", "c", "d"])
+            holding = trio.Event()
+            outer.start_soon(work, broker, holding)
+            await holding.wait()
+        closed.set()
+        print("broker closed", flush=True)
+        await trio.sleep(0.2)
+        outer.cancel_scope.cancel()
+    print("left", flush=True)
+
+def leaves(exc):
+    if isinstance(exc, BaseExceptionGroup):
+        return [name for inner in exc.exceptions for name in leaves(inner)]
+    return [type(exc).__name__]
+
+try:
+    trio.run(main)
+except BaseException as exc:
+    print("error", *leaves(exc), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def outliving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outliving]:
+    """Every OUTLIVING scenario started at once, with one deadline for all (each may hang)."""
+    started: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
+    for n, (name, (work, _)) in enumerate(OUTLIVING.items()):
+        tmp = tmp_path_factory.mktemp(f"outliving{n}")
+        started[name] = (tmp, start_script(tmp, textwrap.dedent(work) + OUTLIVING_MAIN))
+    yield started, time.monotonic() + OUTLIVING_TIMEOUT
+    for _, proc in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", list(OUTLIVING))
+def test_work_outliving_its_broker_neither_hangs_nor_commits(outliving: Outliving, scenario: str) -> None:
+    started, deadline = outliving
+    tmp, proc = started[scenario]
+    code, out, err = finish(proc, timeout=max(0.5, deadline - time.monotonic()))
+    assert code == 0, err
+    assert out.splitlines() == OUTLIVING[scenario][1], err
+    stored = rows(tmp / "script.db")
+    assert "never committed" not in [b for _, b, _, _ in stored]
+    assert [b for q, b, _, c in stored if q == "jobs" and c == 1] == []
