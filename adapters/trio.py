@@ -112,11 +112,15 @@ class _Worker:
         self._stopped = True
         self._jobs.put(None)
 
+    @trio.lowlevel.enable_ki_protection
     async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None) -> T:
         """Run ``function(*args)`` here and wait for it: one thread hop.
 
         Without ``on_cancel`` the wait cannot be cancelled. With it, a
         cancelled caller is released at once after ``on_cancel`` ran.
+        Protected from KeyboardInterrupt between queueing the job and
+        waiting for it, where an unwound task would later be woken by it
+        (as ``trio.to_thread.run_sync`` is).
         """
         if self._stopped:  # a stopped thread would never run it
             raise BrokerClosedError("the broker was closed; this connection is gone")
