@@ -107,11 +107,10 @@ class Broker:
         self._local.connection = connection
         return connection
 
-    def _run(self, operation: Operation[T]) -> T:
-        return self._connection().run(operation)
-
-    def _session(self) -> Session:
-        return self._connection().session
+    def _run(self, make: Callable[[Session], Operation[T]]) -> T:
+        """Run ``make(session)`` on this thread's connection (looked up once)."""
+        connection = self._connection()
+        return connection.run(make(connection.session))
 
     def _forget_after_fork(self) -> None:
         """In a forked child: never touch the parent's connections again.
@@ -178,16 +177,15 @@ class Broker:
     # ---------------------------------------------------------------- writes
     def write(self, queue: str, message: str) -> int:
         """Append ``message`` to ``queue``; returns its ID once committed."""
-        connection = self._connection()
-        return connection.run(connection.session.write(queue, message))
+        return self._run(lambda s: s.write(queue, message))
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
-        return self._run(self._session().write_many(queue, messages))
+        return self._run(lambda s: s.write_many(queue, messages))
 
     def broadcast(self, message: str, *, pattern: str | None = None) -> int:
         """Write to every existing queue (or those matching the glob); returns how many."""
-        return self._run(self._session().broadcast(message, pattern=pattern))
+        return self._run(lambda s: s.broadcast(message, pattern=pattern))
 
     # ---------------------------------------------------------------- claims
     def claim(
@@ -199,22 +197,21 @@ class Broker:
         before_timestamp: int | None = None,
     ) -> Message | None:
         """Claim the oldest pending message (or the one with ``message_id``)."""
-        connection = self._connection()
-        return connection.run(
-            connection.session.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+        return self._run(
+            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
         )
 
     def claim_many(
         self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
     ) -> list[Message]:
         """Claim up to ``limit`` messages in one transaction."""
-        return self._run(self._session().claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
+        return self._run(lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
 
     def claim_all(
         self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
     ) -> list[Message]:
         """Claim every pending message in one transaction (all returned, or none claimed)."""
-        return self._run(self._session().claim_all(queue, after=after_timestamp, before=before_timestamp))
+        return self._run(lambda s: s.claim_all(queue, after=after_timestamp, before=before_timestamp))
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -228,7 +225,7 @@ class Broker:
     ) -> Message | None:
         """The oldest pending message (or one by ID), not claimed."""
         return self._run(
-            self._session().peek(
+            lambda s: s.peek(
                 queue,
                 message_id=message_id,
                 after=after_timestamp,
@@ -248,7 +245,7 @@ class Broker:
     ) -> list[Message]:
         """Up to ``limit`` oldest messages, not claimed."""
         return self._run(
-            self._session().peek_many(
+            lambda s: s.peek_many(
                 queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
             )
         )
@@ -298,7 +295,7 @@ class Broker:
     ) -> Message | None:
         """Move the oldest pending message (or one by ID, even if claimed)."""
         return self._run(
-            self._session().move(
+            lambda s: s.move(
                 source,
                 destination,
                 message_id=message_id,
@@ -319,42 +316,41 @@ class Broker:
     ) -> list[Message]:
         """Move up to ``limit`` pending messages in one transaction."""
         return self._run(
-            self._session().move_many(source, destination, limit, after=after_timestamp, before=before_timestamp)
+            lambda s: s.move_many(source, destination, limit, after=after_timestamp, before=before_timestamp)
         )
 
     def move_all(
         self, source: str, destination: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
     ) -> int:
         """Move every pending message; returns how many moved."""
-        return self._run(self._session().move_all(source, destination, after=after_timestamp, before=before_timestamp))
+        return self._run(lambda s: s.move_all(source, destination, after=after_timestamp, before=before_timestamp))
 
     # ---------------------------------------------------------------- delete
     def delete(self, queue: str | None = None) -> int:
         """Delete a queue's messages, or every queue's when ``queue`` is None."""
-        session = self._session()
-        return self._run(session.delete_all() if queue is None else session.delete_queue(queue))
+        return self._run(lambda s: s.delete_all() if queue is None else s.delete_queue(queue))
 
     def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
         """Delete messages of ``queue`` by ID; returns how many existed."""
-        return self._run(self._session().delete_messages(queue, message_ids))
+        return self._run(lambda s: s.delete_messages(queue, message_ids))
 
     # ------------------------------------------------------------ inspection
     def list_queues(self) -> list[str]:
-        return self._run(self._session().list_queues())
+        return self._run(lambda s: s.list_queues())
 
     def get_queue_stats(self) -> list[QueueStats]:
         """``(queue, pending, total)`` for every queue."""
-        return self._run(self._session().all_queue_stats())
+        return self._run(lambda s: s.all_queue_stats())
 
     def queue_stats(self, queue: str) -> QueueStats:
-        return self._run(self._session().queue_stats(queue))
+        return self._run(lambda s: s.queue_stats(queue))
 
     def queue_exists(self, queue: str) -> bool:
-        return self._run(self._session().queue_exists(queue))
+        return self._run(lambda s: s.queue_exists(queue))
 
     def vacuum(self, *, compact: bool = False) -> int:
         """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
-        return self._run(self._session().vacuum(compact=compact))
+        return self._run(lambda s: s.vacuum(compact=compact))
 
     # ------------------------------------------- the async example's shapes
     def read(
@@ -371,7 +367,7 @@ class Broker:
         oldest message, or every one (claimed in one transaction) with
         ``all_messages``; ``peek`` claims nothing."""
         return self._run(
-            self._session().read_bodies(
+            lambda s: s.read_bodies(
                 queue,
                 peek=peek,
                 all_messages=all_messages,
