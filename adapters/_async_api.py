@@ -9,97 +9,46 @@ background. Everything users call is written once, here.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
 
-from sansio_broker import Message, QueueStats, Session
-from sansio_broker.commands import Command, Commit, Operation, Rollback, UnlockVacuumFile
-from sansio_broker.errors import OperationCancelled
+from sansio_broker import BrokerCore, Message, QueueStats, Session
+from sansio_broker.commands import Command, Operation
 from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_queue_name
 
+from ._flight import Flight
+from ._group import (
+    LEAD,
+    Combiner,
+    Group,
+    Member,
+    abandon,
+    claim_group,
+    keep_write,
+    new_combiner,
+    raise_error,
+    settle,
+    write_group,
+)
 from ._sync import SyncDriver
 
 T = TypeVar("T")
 
 
-class Flight:
-    """One operation in a worker thread, and whether its caller gave up on it.
+class Supervisor(Protocol):
+    """What watches an operation in its worker thread: a :class:`Flight`
+    (one caller) or a :class:`~._group.Group` (many)."""
 
-    The event loop may cancel it; the worker thread checks before every
-    command (``guard``) and reports when it is done (``finish``), so a
-    cancelled caller never waits, yet its connection is reused only after.
-    """
-
-    __slots__ = ("_lock", "_on_finish", "cancelled", "committing", "finished")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.cancelled = False
-        self.committing = False
-        self.finished = False
-        self._on_finish: list[Callable[[], object]] = []
-
-    def cancel(self, interrupt: Callable[[], object] | None = None) -> bool:
-        """Stop the operation at its next command; True if COMMIT already began.
-
-        ``interrupt`` (``sqlite3.Connection.interrupt``) also cuts a long
-        statement short. It is called only before COMMIT has begun and while
-        the operation still runs, under the lock COMMIT needs, so it can never
-        interrupt a COMMIT or another operation's statement.
-        """
-        with self._lock:
-            self.cancelled = True
-            if interrupt is not None and not self.committing and not self.finished:
-                interrupt()
-            return self.committing
-
-    def guard(self, command: Command) -> BaseException | None:
-        """Runs in the worker thread before each command.
-
-        Only COMMIT needs the lock: it decides, against :meth:`cancel`,
-        whether the caller is told "outcome unknown". Elsewhere a cancel
-        seen one command late costs nothing but that command.
-        """
-        kind = type(command)
-        if kind is Commit:
-            with self._lock:
-                if self.cancelled:
-                    return _cancelled()
-                self.committing = True
-            return None
-        if self.cancelled and kind is not Rollback and kind is not UnlockVacuumFile:
-            return _cancelled()  # clean-up always runs
-        return None
-
-    def should_stop(self) -> bool:
-        """SQLite's progress handler: abort the running statement if cancelled
-        before COMMIT (it runs in the worker thread, between VM steps)."""
-        return self.cancelled and not self.committing
-
-    def finish(self) -> None:
-        """Runs in the worker thread when the operation has ended."""
-        with self._lock:
-            self.finished = True
-            callbacks, self._on_finish = self._on_finish, []
-        for callback in callbacks:
-            callback()
-
-    def when_finished(self, callback: Callable[[], object]) -> bool:
-        """Call ``callback`` (from the worker thread) once finished.
-
-        Returns False, registering nothing, if it has finished already.
-        """
-        with self._lock:
-            if self.finished:
-                return False
-            self._on_finish.append(callback)
-            return True
+    def guard(self, command: Command) -> BaseException | None: ...
+    def should_stop(self) -> bool: ...
+    def seal(self) -> frozenset[int]: ...
+    def finish(self) -> None: ...
 
 
-def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Flight) -> T:
+def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Supervisor) -> T:
     """The job an async adapter sends to a connection's worker thread.
 
     A progress handler stops a long statement (``executemany`` of many rows,
@@ -109,7 +58,7 @@ def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Flight) -
     connection = driver.connection
     connection.set_progress_handler(flight.should_stop, PROGRESS_STEPS)
     try:
-        return driver.run(operation, flight.guard)
+        return driver.run(operation, flight.guard, flight.seal)
     finally:
         connection.set_progress_handler(None, 0)
         flight.finish()
@@ -117,10 +66,6 @@ def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Flight) -
 
 # SQLite virtual-machine steps between two looks at the cancel flag.
 PROGRESS_STEPS = 20_000
-
-
-def _cancelled() -> OperationCancelled:
-    return OperationCancelled("the caller was cancelled; rolled back")
 
 
 class Connection(Protocol):
@@ -143,12 +88,29 @@ def left_open(connection: Connection) -> bool:
 C = TypeVar("C", bound=Connection)
 
 
+Done = Callable[[Any, BaseException | None], None]
+"""Called in the event loop's thread when a started operation ends: (answer, error)."""
+
+
+class AsyncWaiter(Protocol):
+    """How a group member sleeps in an async runtime (see :mod:`._group`)."""
+
+    def wake(self, value: object) -> bool: ...
+    async def wait(self) -> object: ...
+
+
 class AsyncOperations(Generic[C]):
     """Every broker operation, awaitable; subclasses provide the runtime."""
 
-    # Connections held by a task for a transaction or an open stream batch.
-    _held: dict[object, C]
+    _core: BrokerCore
     _closed: bool
+
+    def __init__(self) -> None:
+        # Connections held by a task for a transaction or an open stream batch.
+        self._held: dict[object, C] = {}
+        # Group commit: every write waiting at one moment; shared claims per queue.
+        self._writes: Combiner[tuple[str, str]] = Combiner()
+        self._claims: dict[str, Combiner[None]] = {}
 
     # --- the runtime an adapter provides ------------------------------------
     def _current_task(self) -> object:
@@ -169,6 +131,21 @@ class AsyncOperations(Generic[C]):
         raise NotImplementedError
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        raise NotImplementedError
+
+    def _waiter(self) -> AsyncWaiter:
+        raise NotImplementedError
+
+    async def _let_others_run(self) -> None:
+        """One pass of the scheduler, so tasks woken together reach their next call."""
+        raise NotImplementedError
+
+    def _start(self, connection: C, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+        """Queue a group operation in the connection's thread; ``done`` gets its end."""
+        raise NotImplementedError
+
+    def _outcome_unknown(self) -> BaseException:
+        """The error for a write cancelled after its group sealed."""
         raise NotImplementedError
 
     # --- what every async adapter does with that runtime ---------------------
@@ -196,6 +173,82 @@ class AsyncOperations(Generic[C]):
             return await self._run_on(connection, make(connection.session))
         finally:
             self._release(connection)
+
+    def _joins_transaction(self) -> bool:
+        """Whether this task holds a connection (transaction, stream batch):
+        its operations run there, never in a group."""
+        return self._current_task() in self._held
+
+    async def _in_group(
+        self,
+        combiner: Combiner[Any],
+        item: object,
+        make: Callable[[Session, list[Any]], Operation[list[Any]]],
+        give_back: Callable[[object], None],
+    ) -> Any:
+        """Run this caller's part of a group operation (see :mod:`._group`); its answer.
+
+        ``give_back`` takes an answer its caller can no longer take (a claimed
+        message); a write's is None, and such a write is outcome-unknown.
+        """
+        waiter = self._waiter()
+        member: Member[Any] = Member(item, waiter)
+        try:
+            lead = combiner.join(member)
+            if not lead:
+                answer = await waiter.wait()
+                lead = answer is LEAD
+            if lead:
+                member.waiter = waiter = self._waiter()
+                if combiner.busy:
+                    await self._let_others_run()
+                connection = await self._acquire()
+                group = combiner.take(member)
+                group.owner = connection
+
+                def done(answers: Any, error: BaseException | None) -> None:
+                    self._release(connection)
+                    settle(group, answers, error, give_back)
+                    combiner.hand_on()
+
+                try:
+                    self._start(connection, make(connection.session, group.items), group, done)
+                except BaseException as exc:  # nothing started (a closed connection)
+                    done(None, exc)
+                answer = await waiter.wait()
+        except BaseException:
+            landed = abandon(combiner, member, give_back)
+            left = member.group
+            if left is not None and left.abandoned:
+                # No caller is left: stop it as an abandoned operation is stopped.
+                left.owner.busy = left
+                left.cancel(left.owner.driver.connection.interrupt)
+            if landed and give_back is keep_write:
+                raise self._outcome_unknown() from None
+            raise
+        return raise_error(answer)
+
+    async def _write_grouped(self, queue: str, message: str) -> int:
+        item = self._core.check_write(queue, message)
+        written: int = await self._in_group(self._writes, item, write_group, keep_write)
+        return written
+
+    async def _claim_shared(self, queue: str) -> Message | None:
+        self._core.plain_claim(queue)  # validates the name before anything waits
+        combiner = self._claims.get(queue)
+        if combiner is None:
+            combiner = self._claims[queue] = new_combiner(self._claims)
+        claimed: Message | None = await self._in_group(
+            combiner, None, partial(claim_group, queue), partial(self._give_back, queue, combiner)
+        )
+        return claimed
+
+    def _give_back(self, queue: str, combiner: Combiner[None], answer: object) -> None:
+        """A claimed message its reader never took: to the next waiting reader, else pending again."""
+        if not isinstance(answer, Message):
+            return
+        if not combiner.hand_over(answer):
+            self._in_background(self._run(lambda s: s.return_claims(queue, [answer])))
 
     # ----------------------------------------------------------- transactions
     @asynccontextmanager
@@ -226,8 +279,14 @@ class AsyncOperations(Generic[C]):
 
     # ---------------------------------------------------------------- writes
     async def write(self, queue: str, message: str) -> int:
-        """Append ``message`` to ``queue``; returns its ID once committed."""
-        return await self._run(lambda s: s.write(queue, message))
+        """Append ``message`` to ``queue``; returns its ID once committed.
+
+        Writes of other tasks waiting at the same moment share its
+        transaction (group commit); each gets its own ID, in arrival order.
+        """
+        if self._joins_transaction():
+            return await self._run(lambda s: s.write(queue, message))
+        return await self._write_grouped(queue, message)
 
     async def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
@@ -247,7 +306,14 @@ class AsyncOperations(Generic[C]):
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
     ) -> Message | None:
-        """Claim the oldest pending message (or the one with ``message_id``)."""
+        """Claim the oldest pending message (or the one with ``message_id``).
+
+        Plain claims of tasks waiting on the same queue at the same moment
+        share one transaction, each getting a distinct message.
+        """
+        plain = message_id is None and after_timestamp is None and before_timestamp is None
+        if plain and not self._joins_transaction():
+            return await self._claim_shared(queue)
         return await self._run(
             lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
         )
@@ -427,6 +493,10 @@ class AsyncOperations(Generic[C]):
         """Bodies, as the original async example's ``read`` returns them: the
         oldest message, or every one (claimed in one transaction) with
         ``all_messages``; ``peek`` claims nothing."""
+        plain = exact_timestamp is None and after_timestamp is None and before_timestamp is None
+        if plain and not peek and not all_messages and not self._joins_transaction():
+            claimed = await self._claim_shared(queue)
+            return [] if claimed is None else [claimed.body]
         return await self._run(
             lambda s: s.read_bodies(
                 queue,

@@ -25,6 +25,7 @@ from sansio_broker.commands import (
     Operation,
     ReadClock,
     Rollback,
+    SealGroup,
     Sleep,
     UnlockVacuumFile,
 )
@@ -36,6 +37,13 @@ VACUUM_LOCK_SUFFIX = ".vacuum.lock"
 
 Guard = Callable[[Command], BaseException | None]
 """Looks at each command before it runs; returns an exception to throw in instead."""
+
+Seal = Callable[[], frozenset[int]]
+"""Answers ``SealGroup``: the positions of the group's members that withdrew."""
+
+
+def no_withdrawals() -> frozenset[int]:
+    return frozenset()
 
 
 def translate(exc: sqlite3.Error) -> errors.DatabaseError:
@@ -133,7 +141,7 @@ class SyncDriver:
             UnlockVacuumFile: self._unlock_vacuum_file,
         }
 
-    def run(self, operation: Operation[T], guard: Guard | None = None) -> T:
+    def run(self, operation: Operation[T], guard: Guard | None = None, seal: Seal = no_withdrawals) -> T:
         """Drive ``operation`` to completion and return its answer.
 
         Driver errors are thrown into the operation as core errors, so the
@@ -142,6 +150,7 @@ class SyncDriver:
         transaction is rolled back before the exception reaches the caller.
         ``guard`` sees each command first; an exception it returns is thrown
         in instead of running the command (async adapters cancel this way).
+        ``seal`` answers a group operation's ``SealGroup``.
         """
         handlers = self._handlers
         value: Any = None
@@ -161,7 +170,8 @@ class SyncDriver:
                     value = None
                     continue
             try:
-                value = handlers[type(command)](command)
+                kind = type(command)
+                value = seal() if kind is SealGroup else handlers[kind](command)
             except sqlite3.Error as exc:
                 value, error = None, translate(exc)
             except BaseException as exc:

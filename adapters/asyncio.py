@@ -40,7 +40,9 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_positive
 
-from ._async_api import AsyncOperations, Flight, QueueOperations, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
+from ._flight import Flight
+from ._group import Group
 from ._sync import SyncDriver, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -69,7 +71,7 @@ class _Connection:
         self.busy: Flight | None = None  # an operation its caller abandoned
         self.pool_entry: Any = None  # aiosqlitepool's wrapper, needed to release
 
-    def submit(self, operation: Operation[T], flight: Flight) -> asyncio.Future[T]:
+    def submit(self, operation: Operation[T], flight: Supervisor) -> asyncio.Future[T]:
         return _in_thread(self.aio, run_in_thread, self.driver, operation, flight)
 
     async def execute(self, *args: Any, **kwargs: Any) -> None:
@@ -102,6 +104,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         pool_size: int = 10,
         config: Config | Mapping[str, Any] | None = None,
     ) -> None:
+        super().__init__()
         self.path = os.fspath(path)
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
@@ -121,8 +124,6 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         # gets them back whenever a task is waiting on it (``_waiting``).
         self._idle: list[_Connection] = []
         self._waiting = 0
-        # Connections held by a task for a transaction or an open stream batch.
-        self._held: dict[object, _Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----------------------------------------------------------- connections
@@ -249,6 +250,42 @@ class AsyncBroker(AsyncOperations["_Connection"]):
 
     def _current_task(self) -> object:
         return asyncio.current_task()
+
+    def _waiter(self) -> _Waiter:
+        return _Waiter()
+
+    async def _let_others_run(self) -> None:
+        await asyncio.sleep(0)
+
+    def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+        future = connection.submit(operation, group)
+        future.add_done_callback(partial(_report, done))
+
+    def _outcome_unknown(self) -> BaseException:
+        return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
+
+
+class _Waiter:
+    """A group member's wait: a future the group's end completes."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def wake(self, value: object) -> bool:
+        if self._future.done():  # its task was cancelled
+            return False
+        self._future.set_result(value)
+        return True
+
+    async def wait(self) -> object:
+        return await self._future
+
+
+def _report(done: Done, future: asyncio.Future[Any]) -> None:
+    error = future.exception()
+    done(None if error is not None else future.result(), error)
 
 
 def _in_thread(aio: aiosqlite.Connection, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:

@@ -17,14 +17,27 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
-from sansio_broker.errors import TransactionError
+from sansio_broker.errors import OutcomeUnknownError, TransactionError
 from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_queue_name
 
+from ._group import (
+    LEAD,
+    Combiner,
+    Member,
+    abandon,
+    claim_group,
+    keep_write,
+    new_combiner,
+    raise_error,
+    settle,
+    write_group,
+)
 from ._sync import SyncDriver, connect
 
 T = TypeVar("T")
@@ -56,6 +69,39 @@ class _Connection:
     def run(self, operation: Operation[T]) -> T:
         return self.driver.run(operation)
 
+    @property
+    def groupable(self) -> bool:
+        """Outside a transaction and a stream batch: its calls may join a group."""
+        session = self.session
+        return not session.in_transaction and session.stream_holding_lock is None
+
+
+# How long a leader waits for the threads of its last group to come back.
+GATHER_SECONDS = 0.001
+
+
+class _ThreadWaiter:
+    """A group member's wait in a thread: a lock taken twice (cheaper than an Event)."""
+
+    __slots__ = ("_lock", "_value", "left")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._value: object = None
+        self.left = False
+
+    def wake(self, value: object) -> bool:
+        if self.left:
+            return False
+        self._value = value
+        self._lock.release()
+        return True
+
+    def wait(self) -> object:
+        self._lock.acquire()
+        return self._value
+
 
 class Broker:
     """A broker on one SQLite file; every operation of the core, blocking.
@@ -75,6 +121,7 @@ class Broker:
         self._local = threading.local()
         self._connections: list[_Connection] = []
         self._opened = False
+        self._reset_groups()
         # Set once the broker must refuse all use: it makes the error to raise.
         self._unusable: Callable[[], BrokerError] | None = None
         _BROKERS.add(self)
@@ -112,6 +159,98 @@ class Broker:
         connection = self._connection()
         return connection.run(make(connection.session))
 
+    # ------------------------------------------------------------ groups
+    def _reset_groups(self) -> None:
+        # Group commit: every write waiting at one moment; shared claims per queue.
+        self._group_lock = threading.Lock()
+        # Held while a group runs: groups of this broker run one at a time,
+        # and never meet each other in SQLite's busy handler.
+        self._group_running = threading.Lock()
+        # A leader gathering its group sleeps on this lock, released by the
+        # thread whose arrival completes it (lighter than a Condition).
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self._gathering: Combiner[Any] | None = None
+        self._writes: Combiner[tuple[str, str]] = Combiner()
+        self._claims: dict[str, Combiner[None]] = {}
+
+    def _in_group(
+        self,
+        connection: _Connection,
+        combiner: Combiner[Any],
+        item: object,
+        make: Callable[[Session, list[Any]], Operation[list[Any]]],
+        queue: str | None = None,
+    ) -> Any:
+        """This thread's part of a group operation (see ``_group``); its answer.
+
+        The first thread leads: it runs the group on its own connection.
+        Threads arriving meanwhile wait; the first of them leads the next
+        group, which runs as soon as this one has committed.
+        """
+        returned: list[object] = []
+        give_back = keep_write if queue is None else returned.append
+        waiter = _ThreadWaiter()
+        member: Member[Any] = Member(item, waiter)
+        lock = self._group_lock
+        try:
+            with lock:
+                lead = combiner.join(member)
+                if not lead and self._gathering is combiner and combiner.gathered:
+                    self._gathering = None
+                    self._gate.release()
+            if not lead and waiter.wait() is not LEAD:
+                return raise_error(member.answer)
+            # A pipeline: while the previous group runs, this leader waits
+            # here and the callers arriving meanwhile join its group.
+            with self._group_running:
+                self._gather(combiner)
+                with lock:
+                    group = combiner.take(member)
+                    combiner.hand_on()  # whoever comes now leads the next group
+                operation = make(connection.session, group.items)
+                try:
+                    answers, error = connection.driver.run(operation, None, group.seal), None
+                except BaseException as exc:
+                    answers, error = None, exc
+            with lock:
+                settle(group, answers, error, give_back)
+        except BaseException:  # KeyboardInterrupt while waiting
+            waiter.left = True
+            with lock:
+                landed = abandon(combiner, member, give_back)
+            if landed and queue is None:
+                raise OutcomeUnknownError(
+                    "interrupted after its group commit sealed: the write may have landed"
+                ) from None
+            raise
+        finally:
+            if returned and queue is not None:
+                self._return_claims(connection, queue, combiner, returned)
+        return raise_error(member.answer)
+
+    def _gather(self, combiner: Combiner[Any]) -> None:
+        """Wait briefly for the threads of the last group, on their way back
+        (each needs the GIL), so they join this group rather than the next."""
+        with self._group_lock:
+            if not combiner.busy or combiner.gathered:
+                return
+            self._gathering = combiner
+        if not self._gate.acquire(timeout=GATHER_SECONDS):
+            with self._group_lock:
+                if self._gathering is None:  # released just after the timeout
+                    self._gate.acquire()
+                self._gathering = None
+
+    def _return_claims(
+        self, connection: _Connection, queue: str, combiner: Combiner[None], answers: list[object]
+    ) -> None:
+        """Claimed messages nobody took: to waiting readers, else pending again."""
+        with self._group_lock:
+            kept = [a for a in answers if isinstance(a, Message) and not combiner.hand_over(a)]
+        if kept:
+            connection.run(connection.session.return_claims(queue, kept))
+
     def _forget_after_fork(self) -> None:
         """In a forked child: never touch the parent's connections again.
 
@@ -123,6 +262,7 @@ class Broker:
         _INHERITED.extend(inherited)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._reset_groups()  # threads waiting in the parent do not exist here
         for connection in inherited:
             connection.driver.forget_vacuum_lock()
         if any(c.driver.connection.in_transaction for c in inherited):
@@ -176,8 +316,26 @@ class Broker:
 
     # ---------------------------------------------------------------- writes
     def write(self, queue: str, message: str) -> int:
-        """Append ``message`` to ``queue``; returns its ID once committed."""
-        return self._run(lambda s: s.write(queue, message))
+        """Append ``message`` to ``queue``; returns its ID once committed.
+
+        Writes of other threads waiting at the same moment share its
+        transaction (group commit); each gets its own ID, in arrival order.
+        """
+        connection = self._connection()
+        if not connection.groupable:
+            return connection.run(connection.session.write(queue, message))
+        item = self._core.check_write(queue, message)
+        written: int = self._in_group(connection, self._writes, item, write_group)
+        return written
+
+    def _claim_shared(self, connection: _Connection, queue: str) -> Message | None:
+        self._core.plain_claim(queue)  # validates the name before anything waits
+        with self._group_lock:
+            combiner = self._claims.get(queue)
+            if combiner is None:
+                combiner = self._claims[queue] = new_combiner(self._claims)
+        claimed: Message | None = self._in_group(connection, combiner, None, partial(claim_group, queue), queue)
+        return claimed
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
@@ -196,9 +354,16 @@ class Broker:
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
     ) -> Message | None:
-        """Claim the oldest pending message (or the one with ``message_id``)."""
-        return self._run(
-            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+        """Claim the oldest pending message (or the one with ``message_id``).
+
+        Plain claims of threads waiting on the same queue at the same moment
+        share one transaction, each getting a distinct message.
+        """
+        connection = self._connection()
+        if message_id is None and after_timestamp is None and before_timestamp is None and connection.groupable:
+            return self._claim_shared(connection, queue)
+        return connection.run(
+            connection.session.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
         )
 
     def claim_many(
@@ -366,6 +531,12 @@ class Broker:
         """Bodies, as the original async example's ``read`` returns them: the
         oldest message, or every one (claimed in one transaction) with
         ``all_messages``; ``peek`` claims nothing."""
+        plain = exact_timestamp is None and after_timestamp is None and before_timestamp is None
+        if plain and not peek and not all_messages:
+            connection = self._connection()
+            if connection.groupable:
+                claimed = self._claim_shared(connection, queue)
+                return [] if claimed is None else [claimed.body]
         return self._run(
             lambda s: s.read_bodies(
                 queue,

@@ -36,7 +36,9 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_positive
 
-from ._async_api import AsyncOperations, Flight, QueueOperations, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
+from ._flight import Flight
+from ._group import Group
 from ._sync import SyncDriver, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -112,6 +114,18 @@ class _Worker:
         self._stopped = True
         self._jobs.put(None)
 
+    def start(self, function: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
+        """Run ``function(*args)`` here; ``done(answer, error)`` then runs in the trio thread."""
+        if self._stopped:
+            raise BrokerClosedError("the broker was closed; this connection is gone")
+        token = self._token
+
+        def job() -> None:
+            result = outcome.capture(function, *args)
+            token.run_sync_soon(_report, done, result)
+
+        self._jobs.put(job)
+
     @trio.lowlevel.enable_ki_protection
     async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None) -> T:
         """Run ``function(*args)`` here and wait for it: one thread hop.
@@ -145,6 +159,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
         pool_size: int,
         config: Config | Mapping[str, Any] | None,
     ) -> None:
+        super().__init__()
         self.path = os.fspath(path)
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
@@ -160,7 +175,6 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self._cleaning = 0  # background clean-ups running
         self._cleaned = trio.lowlevel.ParkingLot()
         self.last_background_error: Exception | None = None
-        self._held: dict[object, _Connection] = {}
 
     # ----------------------------------------------------------- connections
     async def _acquire(self) -> _Connection:
@@ -300,6 +314,18 @@ class TrioBroker(AsyncOperations["_Connection"]):
     def _current_task(self) -> object:
         return trio.lowlevel.current_task()
 
+    def _waiter(self) -> _Waiter:
+        return _Waiter()
+
+    async def _let_others_run(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+        connection.worker.start(run_in_thread, (connection.driver, operation, group), done)
+
+    def _outcome_unknown(self) -> BaseException:
+        return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
+
     async def close(self) -> None:
         """Close every connection once its worker thread is done with it.
 
@@ -319,6 +345,44 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 connection.worker.stop()
             self._connections.clear()
             self._idle.clear()
+
+
+class _Waiter:
+    """A group member's wait: its task sleeps until the group's end reschedules it."""
+
+    __slots__ = ("_left", "_task", "_value", "_woken")
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+        self._woken = False
+        self._left = False
+        self._value: object = None
+
+    def wake(self, value: object) -> bool:
+        if self._left or self._woken:
+            return False
+        self._woken, self._value = True, value
+        if self._task is not None:
+            trio.lowlevel.reschedule(self._task, outcome.Value(value))
+        return True
+
+    async def wait(self) -> object:
+        if self._woken:  # answered before it slept: no checkpoint may lose it
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return self._value
+        self._task = trio.lowlevel.current_task()
+        return await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._left = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+def _report(done: Done, result: outcome.Outcome[Any]) -> None:
+    if isinstance(result, outcome.Value):
+        done(result.value, None)
+    elif isinstance(result, outcome.Error):
+        done(None, result.error)
 
 
 @asynccontextmanager

@@ -104,6 +104,23 @@ def sansio_config(sync: str) -> dict[str, Any]:
     }
 
 
+def open_raw_connection(path: str, sync: str) -> sqlite3.Connection:
+    """A plain sqlite3 connection (autocommit) with the adapter's PRAGMAs, on an existing WAL file."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "wal":
+        conn.close()
+        raise RuntimeError(f"expected a WAL database, found journal_mode={mode}")
+    for pragma in (
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+        f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}",
+        f"PRAGMA cache_size=-{CACHE_MB * 1024}",
+        f"PRAGMA synchronous={sync}",
+    ):
+        conn.execute(pragma)
+    return conn
+
+
 class RawReference:
     """Plain sqlite3 doing the adapter's transactions, with nothing around them."""
 
@@ -116,17 +133,7 @@ class RawReference:
         Broker(path, config=sansio_config(sync)).close()
 
     def open(self, path: str, sync: str) -> Handle:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            raise RuntimeError(f"expected a WAL database, found journal_mode={mode}")
-        for pragma in (
-            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
-            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}",
-            f"PRAGMA cache_size=-{CACHE_MB * 1024}",
-            f"PRAGMA synchronous={sync}",
-        ):
-            conn.execute(pragma)
+        conn = open_raw_connection(path, sync)
         last = int(conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
         state = [last]
         time_ns = time.time_ns

@@ -16,6 +16,7 @@ from .commands import (
     Operation,
     ReadClock,
     Rollback,
+    SealGroup,
     Sleep,
     UnlockVacuumFile,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "Rollback",
     "SchemaVersionError",
+    "SealGroup",
     "Session",
     "Sleep",
     "StatementInterruptedError",

@@ -15,6 +15,7 @@ command                result sent back
 ``Sleep``              ``None``
 ``LockVacuumFile``     ``True`` if the lock was taken, ``False`` if held
 ``UnlockVacuumFile``   ``None``
+``SealGroup``          ``frozenset`` of member positions withdrawn
 =====================  =============================================
 """
 
@@ -100,8 +101,28 @@ class UnlockVacuumFile:
     """Release ``<db>.vacuum.lock``."""
 
 
+@dataclass(frozen=True, slots=True)
+class SealGroup:
+    """Close a group operation's membership (group commit, shared claims).
+
+    Callers that withdrew (were cancelled) before this point are left out;
+    from here on a withdrawing caller is too late and its adapter must
+    report "outcome unknown" (writes) or give the claimed message back. A
+    driver running no group answers ``frozenset()``.
+    """
+
+
 Command: TypeAlias = (
-    Execute | ExecuteMany | Begin | Commit | Rollback | ReadClock | Sleep | LockVacuumFile | UnlockVacuumFile
+    Execute
+    | ExecuteMany
+    | Begin
+    | Commit
+    | Rollback
+    | ReadClock
+    | Sleep
+    | LockVacuumFile
+    | UnlockVacuumFile
+    | SealGroup
 )
 
 Operation: TypeAlias = Generator[Command, Any, T]
@@ -114,3 +135,4 @@ ROLLBACK = Rollback()
 READ_CLOCK = ReadClock()
 LOCK_VACUUM_FILE = LockVacuumFile()
 UNLOCK_VACUUM_FILE = UnlockVacuumFile()
+SEAL_GROUP = SealGroup()

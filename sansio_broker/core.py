@@ -14,9 +14,10 @@ so bad input can never reach the database.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import partial
 from typing import Any, TypeVar
 
 from . import schema, timestamps
@@ -26,6 +27,7 @@ from .commands import (
     LOCK_VACUUM_FILE,
     READ_CLOCK,
     ROLLBACK,
+    SEAL_GROUP,
     UNLOCK_VACUUM_FILE,
     Execute,
     ExecuteMany,
@@ -40,6 +42,7 @@ from .errors import (
     IntegrityError,
     InvalidInputError,
     InvalidTypeError,
+    OperationCancelled,
     TimestampError,
     TransactionError,
 )
@@ -65,6 +68,10 @@ PLAIN_CLAIM_CACHE_SIZE = 1024
 INSERT_CHUNK_ROWS = 25
 # Compare-and-advance of meta.last_ts: attempts before giving up (SimpleBroker: 6).
 ADVANCE_ATTEMPTS = 6
+
+WriteOutcome = int | None | Exception
+"""A group write's answer for one caller: its ID, ``None`` (withdrew in
+time, nothing written) or the error its own write alone raised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,9 @@ class BrokerCore:
         # A hint only: the compare-and-advance on meta.last_ts is the authority.
         self.last_id = 0
         self.mutations = 0
+        # Mutations before the next auto-vacuum check: the interval, or more
+        # when the last check showed vacuum cannot be due sooner (a big table).
+        self.next_vacuum_check = self.config.auto_vacuum_interval
         self.last_vacuum_error: BaseException | None = None
         self._plain_claims: dict[str, Execute] = {}
 
@@ -118,6 +128,10 @@ class BrokerCore:
             self._plain_claims[queue] = statement
         return statement
 
+    def check_write(self, queue: str, body: str) -> tuple[str, str]:
+        """Validate one write before it joins a group: bad input fails its caller alone."""
+        return check_queue_name(queue), check_body(body, self.config.max_message_size)
+
     def session(self) -> Session:
         """A new session for one fresh connection."""
         return Session(self)
@@ -125,11 +139,25 @@ class BrokerCore:
     def record_mutations(self, count: int) -> bool:
         """Count committed mutations; True when an auto-vacuum check is due."""
         self.mutations += count
-        return self.config.auto_vacuum and self.mutations >= self.config.auto_vacuum_interval
+        return self.config.auto_vacuum and self.mutations >= self.next_vacuum_check
 
     def vacuum_is_due(self, claimed: int, total: int) -> bool:
         threshold = total * self.config.vacuum_threshold_percent / 100.0
         return total > 0 and claimed > 0 and (claimed >= threshold or claimed > VACUUM_CLAIMED_CEILING)
+
+    def checked_vacuum(self, claimed: int, total: int) -> None:
+        """Schedule the next check after an auto-vacuum check saw ``claimed`` of ``total``.
+
+        SimpleBroker checks every ``interval`` mutations with a full count of
+        the table. At a million rows that count costs more than the writes
+        it follows, so the next check waits until enough of our own claims
+        could have made vacuum due: never sooner than ``interval``.
+        """
+        interval = self.config.auto_vacuum_interval
+        self.mutations %= interval
+        threshold = total * self.config.vacuum_threshold_percent / 100.0
+        gap = min(threshold - claimed, VACUUM_CLAIMED_CEILING + 1 - claimed)
+        self.next_vacuum_check = max(interval, int(gap))
 
 
 class Session:
@@ -387,6 +415,124 @@ class Session:
         ids = yield from self._allocate_ids(len(targets))
         yield from self._insert_rows([(queue, body, id_) for queue, id_ in zip(targets, ids, strict=True)])
         return len(targets)
+
+    # ------------------------------------------------- groups (many callers)
+    def write_group(self, items: Sequence[tuple[str, str]]) -> Operation[list[WriteOutcome]]:
+        """Writes of many callers (``(queue, body)``, each already passed
+        :meth:`BrokerCore.check_write`) in one transaction: group commit.
+
+        IDs follow the order of ``items``. A caller that withdrew before the
+        group sealed gets ``None`` and nothing is written for it. If the
+        group fails for a reason that is not the lock or a cancellation,
+        each write is retried alone, so one bad write fails alone.
+        """
+        self._check_group()
+        return self._write_group(items)
+
+    def _write_group(self, items: Sequence[tuple[str, str]]) -> Operation[list[WriteOutcome]]:
+        seal = _Seal()
+        try:
+            ids = yield from self._write_transaction(
+                lambda: self._insert_group(items, range(len(items)), seal), len, resync_ids=True
+            )
+            return [ids.get(p) for p in range(len(items))]
+        except _AllWithdrawn:
+            return [None] * len(items)  # rolled back: as if never begun
+        except (BusyError, OperationCancelled):
+            raise  # shared by every write of the group: each one would meet it
+        except Exception:
+            if len(items) == 1:
+                raise
+        outcomes: list[WriteOutcome] = []
+        for position in range(len(items)):
+            alone = (position,)
+            try:
+                ids = yield from self._write_transaction(
+                    partial(self._insert_group, items, alone, seal), len, resync_ids=True
+                )
+                outcomes.append(ids.get(position))
+            except _AllWithdrawn:
+                outcomes.append(None)
+            except (BusyError, OperationCancelled):
+                raise
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _insert_group(
+        self, items: Sequence[tuple[str, str]], positions: Sequence[int], seal: _Seal
+    ) -> Operation[dict[int, int]]:
+        """Insert ``items`` at ``positions``; returns ``{position: ID}`` of those kept."""
+        if seal.withdrawn is not None:  # sealed by an earlier attempt
+            positions = [p for p in positions if p not in seal.withdrawn]
+        if not positions:
+            return {}
+        ids = yield from self._allocate_ids(len(positions))
+        if len(positions) == 1:  # a lone caller: the same statement as write()
+            yield Execute(self.sql.INSERT_MESSAGE, (*items[positions[0]], ids[0]))
+        else:
+            yield from self._insert_rows([(*items[p], id_) for p, id_ in zip(positions, ids, strict=True)])
+        # Sealed last, just before COMMIT: a caller cancelled until then is
+        # taken out again and nothing is written for it.
+        if seal.withdrawn is None:
+            seal.withdrawn = yield SEAL_GROUP
+        withdrawn = seal.withdrawn
+        dropped = [(id_,) for p, id_ in zip(positions, ids, strict=True) if p in withdrawn]
+        if len(dropped) == len(positions):
+            raise _AllWithdrawn
+        if dropped:
+            yield ExecuteMany(self.sql.DELETE_BY_ID, dropped)
+        return {p: id_ for p, id_ in zip(positions, ids, strict=True) if p not in withdrawn}
+
+    def claim_group(self, queue: str, members: int) -> Operation[list[Message | None]]:
+        """One claim transaction serving ``members`` readers of ``queue``.
+
+        Readers still waiting when the group seals (just before COMMIT) get
+        the oldest messages in their order of arrival, or ``None`` when the
+        queue ran out. Messages claimed for readers that withdrew are
+        pending again before the commit.
+        """
+        self._check_group()
+        base = self.core.plain_claim(queue)  # validates the name
+        check_positive(members, "members")
+        statement = base if members == 1 else Execute(base.sql, (base.params[0], members), Fetch.ALL)
+        return self._claim_group_or_nothing(statement, members)
+
+    def _claim_group_or_nothing(self, statement: Execute, members: int) -> Operation[list[Message | None]]:
+        try:
+            return (yield from self._write_transaction(lambda: self._claim_group(statement, members), _claimed))
+        except _AllWithdrawn:
+            return [None] * members  # rolled back: nothing was claimed
+
+    def _claim_group(self, statement: Execute, members: int) -> Operation[list[Message | None]]:
+        messages = yield from self.select(statement)
+        withdrawn = yield SEAL_GROUP
+        if len(withdrawn) == members:
+            raise _AllWithdrawn
+        active = [p for p in range(members) if p not in withdrawn]
+        results: list[Message | None] = [None] * members
+        for position, message in zip(active, messages, strict=False):
+            results[position] = message
+        unclaim = [(m.id,) for m in messages[len(active) :]]
+        if unclaim:
+            yield ExecuteMany(self.sql.UNCLAIM_BY_ID, unclaim)
+        return results
+
+    def return_claims(self, queue: str, messages: Sequence[Message]) -> Operation[None]:
+        """Make messages claimed for readers that never received them pending again.
+
+        Restores the row if a vacuum removed it meanwhile, so nothing a
+        shared claim took is ever lost.
+        """
+        check_queue_name(queue)
+        rows = [(queue, m.body, m.id) for m in messages]
+        return self._write_transaction(lambda: _run_many(ExecuteMany(self.sql.RETURN_CLAIMED, rows)))
+
+    def _check_group(self) -> None:
+        # Adapters group only calls made outside transactions and batches.
+        if self.in_transaction:
+            raise TransactionError("group operations cannot join an explicit transaction")
+        self.check_lock_free("run a group operation")
 
     # ---------------------------------------------------------------- claims
     def claim(
@@ -699,12 +845,35 @@ class Session:
         # turn its success into an error. It is remembered and retried later.
         try:
             claimed, total = yield Execute(self.sql.OVERALL_STATS, (), Fetch.ONE)
-            self.core.mutations %= self.core.config.auto_vacuum_interval
-            if self.core.vacuum_is_due(int(claimed or 0), int(total or 0)):
-                yield from self._vacuum(compact=False)
+            claimed, total = int(claimed or 0), int(total or 0)
+            if self.core.vacuum_is_due(claimed, total):
+                deleted = yield from self._vacuum(compact=False)
+                claimed, total = claimed - deleted, total - deleted
+            self.core.checked_vacuum(claimed, total)
             self.core.last_vacuum_error = None
         except DatabaseError as exc:
             self.core.last_vacuum_error = exc
+
+
+class _AllWithdrawn(Exception):
+    """Every caller of a group withdrew before the seal: roll it all back."""
+
+
+class _Seal:
+    """The members a group's seal reported withdrawn, asked once per group."""
+
+    __slots__ = ("withdrawn",)
+
+    def __init__(self) -> None:
+        self.withdrawn: frozenset[int] | None = None
+
+
+def _claimed(results: list[Message | None]) -> int:
+    return sum(1 for m in results if m is not None)
+
+
+def _run_many(statement: ExecuteMany) -> Operation[None]:
+    yield statement
 
 
 def _bodies(rows: Operation[list[Message]]) -> Operation[list[str]]:

@@ -131,6 +131,16 @@ WHERE claimed = 0"""
             "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
         )
 
+    # A group operation taking back what it did for callers that withdrew.
+    DELETE_BY_ID = "DELETE FROM messages WHERE ts = ?"
+    UNCLAIM_BY_ID = "UPDATE messages SET claimed = 0 WHERE ts = ?"
+    # Give a claimed message back (a reader cancelled after its shared claim
+    # committed): pending again with its ID, body and queue, even if a vacuum
+    # deleted the claimed row in between.
+    RETURN_CLAIMED = (
+        "INSERT INTO messages (queue, body, ts, claimed) VALUES (?, ?, ?, 0)\nON CONFLICT(ts) DO UPDATE SET claimed = 0"
+    )
+
     @staticmethod
     @cache
     def move(where: str) -> str:

@@ -155,9 +155,11 @@ def test_randomly_cancelled_claims_lose_nothing(db_path: Path, seed: int) -> Non
         async with async_broker(db_path, pool_size=4, config=QUIET) as broker:
             await broker.write_many("q", [f"m{i}" for i in range(300)])
             await warm(broker)
-            # Cancellation times span the whole run of the claims, however fast this machine is.
+            # Cancellation times span the whole run of the claims, however fast this machine is
+            # (three times the calibration, at least 50 ms: shared claims finish in a few
+            # transactions, and one slow fsync would otherwise outlast every deadline).
             span = await time_claims(broker, 300)
-            out = await cancelled_claims(broker, rng, 300, max_delay=span)
+            out = await cancelled_claims(broker, rng, 300, max_delay=max(3 * span, 0.05))
             # The test exercises both sides: some claims finished, many were cancelled.
             assert out.handed and out.cancelled
             await settle(broker)
@@ -237,8 +239,8 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
 
             async def attempt() -> None:
                 try:
-                    if operation == "claim":
-                        await broker.claim("q")
+                    if operation == "claim":  # by ID: not a shared claim
+                        await broker.claim("q", message_id=message_id)
                     elif operation == "write":
                         await broker.write("q", "new")
                     else:
@@ -270,6 +272,52 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
                 assert rows(db_path, "q")[0][2:] == (message_id, 1)
             if operation == "transaction":
                 assert [b for _, b, _, _ in rows(db_path, "results")] == ["done"]
+            await assert_clean(broker)
+
+    run(main())
+
+
+def test_a_shared_claim_cancelled_during_commit_gives_its_message_back(db_path: Path) -> None:
+    """A plain claim is a shared claim: cancelled once its COMMIT runs, its
+    message is not lost but pending again (no reader was waiting for it)."""
+
+    async def main() -> None:
+        async with async_broker(db_path, pool_size=1, config=QUIET) as broker:
+            (message_id,) = await broker.write_many("q", ["job"])
+            started = threading.Event()
+            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
+                task = asyncio.create_task(broker.claim("q"))
+                while not started.is_set():
+                    await asyncio.sleep(0.001)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError) as info:
+                    await task
+                assert not isinstance(info.value, CommitOutcomeUnknown)
+                await settle(broker)
+            assert rows(db_path, "q")[0][2:] == (message_id, 0)
+            assert await broker.claim("q") == Message("job", message_id)
+            await assert_clean(broker)
+
+    run(main())
+
+
+def test_a_shared_claim_cancelled_during_commit_hands_its_message_to_a_waiting_reader(db_path: Path) -> None:
+    async def main() -> None:
+        async with async_broker(db_path, pool_size=1, config=QUIET) as broker:
+            (message_id,) = await broker.write_many("q", ["job"])
+            started = threading.Event()
+            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
+                first = asyncio.create_task(broker.claim("q"))
+                while not started.is_set():
+                    await asyncio.sleep(0.001)
+                second = asyncio.create_task(broker.claim("q"))  # waits for the next group
+                await asyncio.sleep(0.01)
+                first.cancel()
+                assert await second == Message("job", message_id)
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                await settle(broker)
+            assert rows(db_path, "q")[0][2:] == (message_id, 1)
             await assert_clean(broker)
 
     run(main())

@@ -31,8 +31,10 @@ class Boom(Exception):
 
 async def grow(broker: AsyncBroker, queue: str = "q") -> None:
     """Use the broker from many tasks at once, so the pool opens several connections."""
-    await asyncio.gather(*(broker.write(queue, str(i)) for i in range(40)))
-    await asyncio.gather(*(broker.claim(queue) for _ in range(20)))
+    # Batch calls: concurrent single writes and claims would share one
+    # connection (group commit).
+    await asyncio.gather(*(broker.write_many(queue, [str(i)]) for i in range(40)))
+    await asyncio.gather(*(broker.claim_many(queue, 1) for _ in range(20)))
 
 
 def test_close_stops_every_worker_thread(db_path: Path) -> None:

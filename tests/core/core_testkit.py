@@ -20,6 +20,7 @@ from sansio_broker.commands import (
     LockVacuumFile,
     ReadClock,
     Rollback,
+    SealGroup,
     Sleep,
     UnlockVacuumFile,
 )
@@ -98,7 +99,12 @@ class FakeDb:
       :attr:`sleep_advances_clock` is true.
     - ``meta.last_ts`` is simulated: ``ADVANCE_LAST_TS`` is a real
       compare-and-advance and ``READ_LAST_TS`` reads it (``None``: no row).
-    - ``INSERT_MESSAGE`` rows are collected in :attr:`inserted`.
+    - ``INSERT_MESSAGE`` rows are collected in :attr:`inserted`;
+      ``ExecuteMany(DELETE_BY_ID)`` removes the listed IDs from it again.
+    - ``SealGroup`` is answered with :attr:`withdrawn` (a frozenset of member
+      positions; script ``SealGroup`` for a one-shot answer).
+    - ``ExecuteMany(UNCLAIM_BY_ID)`` IDs are collected in :attr:`unclaimed`,
+      ``ExecuteMany(RETURN_CLAIMED)`` rows in :attr:`returned`.
     - Anything else must be answered by :meth:`answer`.
 
     :meth:`script` queues one-shot answers (results or exceptions to throw)
@@ -111,20 +117,23 @@ class FakeDb:
         self.sleep_advances_clock = True
         self.in_tx = False
         self.inserted: list[tuple[Any, ...]] = []
+        self.unclaimed: list[int] = []
+        self.returned: list[tuple[Any, ...]] = []
+        self.withdrawn: frozenset[int] = frozenset()
         self.sleeps: list[float] = []
         self._answers: dict[str, Any] = {}
         self._scripts: dict[object, deque[Any]] = {}
         self.vacuum_lock_free = True
-        self._snapshot: tuple[int | None, int] = (last_ts, 0)
+        self._snapshot: tuple[int | None, list[Any], list[Any], list[Any]] = (last_ts, [], [], [])
 
     def _begin(self) -> None:
         self.in_tx = True
-        self._snapshot = (self.last_ts, len(self.inserted))
+        self._snapshot = (self.last_ts, list(self.inserted), list(self.unclaimed), list(self.returned))
 
     def _rollback(self) -> None:
         if self.in_tx:
-            self.last_ts, kept = self._snapshot
-            del self.inserted[kept:]
+            self.last_ts, inserted, unclaimed, returned = self._snapshot
+            self.inserted[:], self.unclaimed[:], self.returned[:] = inserted, unclaimed, returned
         self.in_tx = False
 
     def answer(self, sql: str, result: Any) -> FakeDb:
@@ -177,9 +186,22 @@ class FakeDb:
             return self.vacuum_lock_free
         if isinstance(command, UnlockVacuumFile):
             return None
-        if isinstance(command, ExecuteMany) and command.sql == SQL.INSERT_MESSAGE:
-            self.inserted.extend(tuple(r) for r in command.rows)
-            return None
+        if isinstance(command, SealGroup):
+            return self.withdrawn
+        if isinstance(command, ExecuteMany):
+            if command.sql == SQL.INSERT_MESSAGE:
+                self.inserted.extend(tuple(r) for r in command.rows)
+                return None
+            if command.sql == SQL.DELETE_BY_ID:
+                gone = {id_ for (id_,) in command.rows}
+                self.inserted[:] = [r for r in self.inserted if r[2] not in gone]
+                return None
+            if command.sql == SQL.UNCLAIM_BY_ID:
+                self.unclaimed.extend(id_ for (id_,) in command.rows)
+                return None
+            if command.sql == SQL.RETURN_CLAIMED:
+                self.returned.extend(tuple(r) for r in command.rows)
+                return None
         if isinstance(command, Execute):
             if command.sql == SQL.ADVANCE_LAST_TS:
                 new, bound = command.params

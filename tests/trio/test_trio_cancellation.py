@@ -148,9 +148,11 @@ def test_randomly_cancelled_claims_lose_nothing(db_path: Path, seed: int, style:
         async with trio_broker(db_path, pool_size=4, config=QUIET) as broker:
             await broker.write_many("q", [f"m{i}" for i in range(300)])
             await warm(broker)
-            # Cancellation times span the whole run of the claims, however fast this machine is.
+            # Cancellation times span the whole run of the claims, however fast this machine is
+            # (three times the calibration, at least 50 ms: shared claims finish in a few
+            # transactions, and one slow fsync would otherwise outlast every deadline).
             span = await time_claims(broker, 300)
-            out = await cancelled_claims(broker, rng, 300, max_delay=span, style=style)
+            out = await cancelled_claims(broker, rng, 300, max_delay=max(3 * span, 0.05), style=style)
             # Both sides were exercised: some claims finished, many were cancelled.
             assert out.handed and out.cancelled, out
             await settle(broker)
@@ -193,8 +195,8 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
             scope = trio.CancelScope()
 
             async def attempt() -> None:
-                if operation == "claim":
-                    await broker.claim("q")
+                if operation == "claim":  # by ID: not a shared claim
+                    await broker.claim("q", message_id=message_id)
                 elif operation == "write":
                     await broker.write("q", "new")
                 else:
@@ -241,6 +243,56 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
                 assert rows(db_path, "q")[0][2:] == (message_id, 1)
             if operation == "transaction":
                 assert [b for _, b, _, _ in rows(db_path, "results")] == ["done"]
+            await assert_clean(broker)
+
+    run(main)
+
+
+def test_a_shared_claim_cancelled_during_commit_gives_its_message_back(db_path: Path) -> None:
+    """A plain claim is a shared claim: cancelled once its COMMIT runs, its
+    message is not lost but pending again (no reader was waiting for it)."""
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            (message_id,) = await broker.write_many("q", ["job"])
+            started = threading.Event()
+            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(broker.claim, "q")
+                        await wait_for_thread_event(started)
+                        scope.cancel()
+                assert scope.cancelled_caught
+                await settle(broker)
+            assert rows(db_path, "q")[0][2:] == (message_id, 0)
+            assert await broker.claim("q") == Message("job", message_id)
+            await assert_clean(broker)
+
+    run(main)
+
+
+def test_a_shared_claim_cancelled_during_commit_hands_its_message_to_a_waiting_reader(db_path: Path) -> None:
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            (message_id,) = await broker.write_many("q", ["job"])
+            started = threading.Event()
+            got: list[Message | None] = []
+
+            async def second() -> None:
+                got.append(await broker.claim("q"))
+
+            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
+                async with trio.open_nursery() as nursery:
+                    with trio.CancelScope() as first:
+                        async with trio.open_nursery() as inner:
+                            inner.start_soon(broker.claim, "q")
+                            await wait_for_thread_event(started)
+                            nursery.start_soon(second)  # waits for the next group
+                            await trio.sleep(0.01)
+                            first.cancel()
+                await settle(broker)
+            assert got == [Message("job", message_id)]
+            assert rows(db_path, "q")[0][2:] == (message_id, 1)
             await assert_clean(broker)
 
     run(main)

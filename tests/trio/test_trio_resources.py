@@ -36,13 +36,16 @@ class Boom(Exception):
 
 
 async def grow(broker: TrioBroker, queue: str = "q") -> None:
-    """Use the broker from many tasks at once, so the pool opens several connections."""
+    """Use the broker from many tasks at once, so the pool opens several connections.
+
+    Batch calls: concurrent single writes and claims would share one connection (group commit).
+    """
     async with trio.open_nursery() as nursery:
         for i in range(40):
-            nursery.start_soon(broker.write, queue, str(i))
+            nursery.start_soon(broker.write_many, queue, [str(i)])
     async with trio.open_nursery() as nursery:
         for _ in range(20):
-            nursery.start_soon(broker.claim, queue)
+            nursery.start_soon(broker.claim_many, queue, 1)
 
 
 def test_close_stops_every_worker_thread(db_path: Path) -> None:
