@@ -16,7 +16,7 @@ and a claimed message goes to another waiting reader or back to pending
 (``give_back``), never lost.
 
 The runtime supplies the :class:`Waiter`: how a member sleeps and how it is
-woken (an asyncio future, a trio task, a thread event).
+woken (an asyncio future, a trio task, a lock a thread sleeps on).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
-from sansio_broker.errors import OutcomeUnknownError, TransactionError
+from sansio_broker.errors import OperationCancelled, OutcomeUnknownError, TransactionError
 from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_queue_name
 
@@ -180,19 +180,33 @@ class Broker:
         combiner: Combiner[Any],
         item: object,
         make: Callable[[Session, list[Any]], Operation[list[Any]]],
+        alone: Callable[[Session], Operation[Any]],
         queue: str | None = None,
     ) -> Any:
         """This thread's part of a group operation (see ``_group``); its answer.
 
         The first thread leads: it runs the group on its own connection.
         Threads arriving meanwhile wait; the first of them leads the next
-        group, which runs as soon as this one has committed.
+        group, which runs as soon as this one has committed. A thread that
+        finds nothing running and came alone last time runs ``alone`` (the
+        plain operation) at the cost it had before groups existed.
         """
+        lock = self._group_lock
+        with lock:
+            solo = not combiner.running and not combiner.busy
+            if solo:
+                combiner.running = True  # arrivals meanwhile wait for the next group
+        if solo:
+            try:
+                with self._group_running:
+                    return connection.run(alone(connection.session))
+            finally:
+                with lock:
+                    combiner.hand_on()
         returned: list[object] = []
         give_back = keep_write if queue is None else returned.append
         waiter = _ThreadWaiter()
         member: Member[Any] = Member(item, waiter)
-        lock = self._group_lock
         try:
             with lock:
                 lead = combiner.join(member)
@@ -209,12 +223,17 @@ class Broker:
                     group = combiner.take(member)
                     combiner.hand_on()  # whoever comes now leads the next group
                 operation = make(connection.session, group.items)
+                interrupted: BaseException | None = None
                 try:
                     answers, error = connection.driver.run(operation, None, group.seal), None
-                except BaseException as exc:
+                except Exception as exc:
                     answers, error = None, exc
+                except BaseException as exc:  # KeyboardInterrupt in the leading thread: rolled back
+                    answers, error, interrupted = None, OperationCancelled(f"{exc!r} in the thread running it"), exc
             with lock:
                 settle(group, answers, error, give_back)
+            if interrupted is not None:
+                raise interrupted  # here only: the other threads get OperationCancelled
         except BaseException:  # KeyboardInterrupt while waiting
             waiter.left = True
             with lock:
@@ -325,7 +344,7 @@ class Broker:
         if not connection.groupable:
             return connection.run(connection.session.write(queue, message))
         item = self._core.check_write(queue, message)
-        written: int = self._in_group(connection, self._writes, item, write_group)
+        written: int = self._in_group(connection, self._writes, item, write_group, lambda s: s.write(*item))
         return written
 
     def _claim_shared(self, connection: _Connection, queue: str) -> Message | None:
@@ -334,7 +353,9 @@ class Broker:
             combiner = self._claims.get(queue)
             if combiner is None:
                 combiner = self._claims[queue] = new_combiner(self._claims)
-        claimed: Message | None = self._in_group(connection, combiner, None, partial(claim_group, queue), queue)
+        claimed: Message | None = self._in_group(
+            connection, combiner, None, partial(claim_group, queue), lambda s: s.claim(queue), queue
+        )
         return claimed
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:

@@ -64,8 +64,11 @@ VACUUM_CLAIMED_CEILING = 10_000
 MAX_CLOCK_WAIT_NS = 5_000_000_000
 # Distinct queue names whose plain claim statement is kept ready.
 PLAIN_CLAIM_CACHE_SIZE = 1024
-# Rows per ExecuteMany of a batch write: a cancelled batch stops within this many rows.
+# Rows per ExecuteMany of a batch write: the first chunk, doubling up to the
+# largest. Few coarse commands for a big batch, yet a batch cancelled early
+# stops soon (between two commands) even when each row is slow (triggers).
 INSERT_CHUNK_ROWS = 25
+MAX_INSERT_CHUNK_ROWS = 800
 # Compare-and-advance of meta.last_ts: attempts before giving up (SimpleBroker: 6).
 ADVANCE_ATTEMPTS = 6
 
@@ -395,10 +398,12 @@ class Session:
         return list(ids)
 
     def _insert_rows(self, rows: list[tuple[str, str, int]]) -> Operation[None]:
-        # In chunks, so a driver can stop a huge batch between two commands
-        # (a cancelled caller) instead of running it to the end.
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            yield ExecuteMany(self.sql.INSERT_MESSAGE, rows[start : start + INSERT_CHUNK_ROWS])
+        # In growing chunks, so a driver can stop a huge batch between two
+        # commands (a cancelled caller) instead of running it to the end.
+        start, size = 0, INSERT_CHUNK_ROWS
+        while start < len(rows):
+            yield ExecuteMany(self.sql.INSERT_MESSAGE, rows[start : start + size])
+            start, size = start + size, min(2 * size, MAX_INSERT_CHUNK_ROWS)
 
     def broadcast(self, body: str, *, pattern: str | None = None) -> Operation[int]:
         """Write ``body`` to every existing queue (or those matching a glob), atomically."""
@@ -453,9 +458,9 @@ class Session:
                 outcomes.append(ids.get(position))
             except _AllWithdrawn:
                 outcomes.append(None)
-            except (BusyError, OperationCancelled):
-                raise
-            except Exception as exc:
+            except OperationCancelled:
+                raise  # every caller left before any write committed
+            except Exception as exc:  # BusyError too: earlier writes may have committed
                 outcomes.append(exc)
         return outcomes
 
@@ -846,10 +851,11 @@ class Session:
         try:
             claimed, total = yield Execute(self.sql.OVERALL_STATS, (), Fetch.ONE)
             claimed, total = int(claimed or 0), int(total or 0)
+            self.core.checked_vacuum(claimed, total)  # also if the vacuum below fails
             if self.core.vacuum_is_due(claimed, total):
                 deleted = yield from self._vacuum(compact=False)
-                claimed, total = claimed - deleted, total - deleted
-            self.core.checked_vacuum(claimed, total)
+                # Others may have claimed meanwhile: the vacuum took those too.
+                self.core.checked_vacuum(max(claimed - deleted, 0), max(total - deleted, 0))
             self.core.last_vacuum_error = None
         except DatabaseError as exc:
             self.core.last_vacuum_error = exc
