@@ -31,6 +31,7 @@ from ._group import (
     new_combiner,
     raise_error,
     settle,
+    wake,
     write_group,
 )
 from ._sync import SyncDriver
@@ -208,7 +209,7 @@ class AsyncOperations(Generic[C]):
 
                 def done(answers: Any, error: BaseException | None) -> None:
                     self._release(connection)
-                    settle(group, answers, error, give_back)
+                    wake(settle(group, answers, error, give_back))
                     combiner.hand_on()
 
                 try:

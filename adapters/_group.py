@@ -244,14 +244,17 @@ def settle(
     answers: list[Any] | None,
     error: BaseException | None,
     give_back: Callable[[object], None],
-) -> None:
-    """Hand each member of a finished group its answer (or the group's error).
+) -> list[Member[I]]:
+    """Give each member of a finished group its answer (or the group's error);
+    returns the members to wake with it (:func:`wake`), which a caller holding
+    a lock does after releasing it.
 
     An answer a member can no longer take (it left after the seal) goes to
     ``give_back``, which gives a claimed message to another reader or back
     to pending; a write's ``give_back`` has nothing to do (its caller was
     told the outcome is unknown).
     """
+    answered = []
     for position, member in enumerate(group.members):
         answer: object = error if answers is None else answers[position]
         state = member.state
@@ -265,4 +268,10 @@ def settle(
         # If it is leaving right now (the wake fails), its own clean-up finds
         # DONE and undoes the answer, or reports the write's outcome unknown.
         member.answer, member.state = answer, State.DONE
-        member.waiter.wake(answer)
+        answered.append(member)
+    return answered
+
+
+def wake(members: list[Member[Any]]) -> None:
+    for member in members:
+        member.waiter.wake(member.answer)

@@ -36,6 +36,7 @@ from ._group import (
     new_combiner,
     raise_error,
     settle,
+    wake,
     write_group,
 )
 from ._sync import SyncDriver, connect
@@ -231,7 +232,8 @@ class Broker:
                 except BaseException as exc:  # KeyboardInterrupt in the leading thread: rolled back
                     answers, error, interrupted = None, OperationCancelled(f"{exc!r} in the thread running it"), exc
             with lock:
-                settle(group, answers, error, give_back)
+                answered = settle(group, answers, error, give_back)
+            wake(answered)  # outside the lock, which the woken threads need next
             if interrupted is not None:
                 raise interrupted  # here only: the other threads get OperationCancelled
         except BaseException:  # KeyboardInterrupt while waiting
