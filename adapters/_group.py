@@ -257,6 +257,7 @@ def settle(
     answered = []
     for position, member in enumerate(group.members):
         answer: object = error if answers is None else answers[position]
+        member.group = None  # no cycle left for the garbage collector
         state = member.state
         if state is State.WITHDRAWN:
             continue

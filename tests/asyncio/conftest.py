@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +10,6 @@ from asyncio_support import reap_worker_threads, threads_left, worker_threads
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "broker.db"
-
-
-@pytest.fixture(autouse=True)
-def _clean_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BROKER_* variable from the outside may leak into a test."""
-    for key in list(os.environ):
-        if key.startswith("BROKER_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)

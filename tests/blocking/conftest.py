@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +18,3 @@ def db_path(tmp_path: Path) -> Path:
 def broker(db_path: Path) -> Iterator[Broker]:
     with Broker(db_path, config=QUIET) as b:
         yield b
-
-
-@pytest.fixture(autouse=True)
-def _clean_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BROKER_* variable from the outside may leak into a test."""
-    for key in list(os.environ):
-        if key.startswith("BROKER_"):
-            monkeypatch.delenv(key)

@@ -59,14 +59,6 @@ def broker(make_broker: MakeBroker) -> Facade:
 
 
 @pytest.fixture(autouse=True)
-def _clean_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BROKER_* variable from the outside may leak into a test."""
-    for key in list(os.environ):
-        if key.startswith("BROKER_"):
-            monkeypatch.delenv(key)
-
-
-@pytest.fixture(autouse=True)
 def _no_thread_outlives_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every broker is closed and every worker and bridge thread stopped after each test.
 

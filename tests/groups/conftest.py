@@ -7,7 +7,6 @@ user can see: IDs, bodies, order, errors, rows in the file.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +24,6 @@ def db_path(tmp_path: Path) -> Path:
 def kit(request: pytest.FixtureRequest) -> AsyncKit:
     """The asyncio or the trio adapter, behind one small interface."""
     return ASYNC_KITS[request.param]
-
-
-@pytest.fixture(autouse=True)
-def _clean_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BROKER_* variable from the outside may leak into a test."""
-    for key in list(os.environ):
-        if key.startswith("BROKER_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)
