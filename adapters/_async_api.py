@@ -208,9 +208,13 @@ class AsyncOperations(Generic[C]):
                 group.owner = connection
 
                 def done(answers: Any, error: BaseException | None) -> None:
-                    self._release(connection)
-                    wake(settle(group, answers, error, give_back))
-                    combiner.hand_on()
+                    # One callback, so nothing runs between these steps; the
+                    # tasks it wakes find the connection back in the pool.
+                    try:
+                        wake(settle(group, answers, error, give_back))
+                        combiner.hand_on()
+                    finally:
+                        self._release(connection)
 
                 try:
                     self._start(connection, make(connection.session, group.items), group, done)
