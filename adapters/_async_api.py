@@ -112,12 +112,21 @@ class AsyncOperations(Generic[C]):
         # Group commit: every write waiting at one moment; shared claims per queue.
         self._writes: Combiner[tuple[str, str]] = Combiner()
         self._claims: dict[str, Combiner[None]] = {}
+        self._soon: Callable[[Callable[[], object]], None] | None = None  # see _threadsafe
 
     # --- the runtime an adapter provides ------------------------------------
     def _current_task(self) -> object:
         raise NotImplementedError
 
-    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
+    async def _run_on(
+        self, connection: C, operation: Operation[T], committing: Callable[[Flight], None] | None = None
+    ) -> T:
+        """Run ``operation`` on ``connection`` (one thread hop).
+
+        Cancelled while its COMMIT runs, it raises the adapter's
+        ``CommitOutcomeUnknown``; or, given ``committing``, calls it with the
+        flight (still running) and raises the plain cancellation.
+        """
         raise NotImplementedError
 
     async def _acquire(self) -> C:
@@ -147,6 +156,10 @@ class AsyncOperations(Generic[C]):
 
     def _outcome_unknown(self) -> BaseException:
         """The error for a write cancelled after its group sealed."""
+        raise NotImplementedError
+
+    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
+        """Something any thread may call to run a callback in this event loop."""
         raise NotImplementedError
 
     # --- what every async adapter does with that runtime ---------------------
@@ -199,8 +212,9 @@ class AsyncOperations(Generic[C]):
             if not lead:
                 answer = await waiter.wait()
                 lead = answer is LEAD
+                if lead:  # its waiter is spent
+                    member.waiter = waiter = self._waiter()
             if lead:
-                member.waiter = waiter = self._waiter()
                 if combiner.busy:
                     await self._let_others_run()
                 connection = await self._acquire()
@@ -233,7 +247,40 @@ class AsyncOperations(Generic[C]):
             raise
         return raise_error(answer)
 
+    async def _alone(
+        self,
+        combiner: Combiner[Any],
+        make: Callable[[Session], Operation[T]],
+        committing: Callable[[Flight], None] | None = None,
+    ) -> T:
+        """Run a plain operation for a caller that came alone (``run_alone``);
+        callers arriving meanwhile form the next group.
+
+        ``committing`` (cancelled while the COMMIT runs) takes over: it hands
+        on once it has dealt with the outcome, so a reader waiting meanwhile
+        can still be handed the message.
+        """
+        taken_over = False
+
+        def take_over(flight: Flight) -> None:
+            nonlocal taken_over
+            taken_over = True
+            assert committing is not None
+            committing(flight)
+
+        try:
+            connection = await self._acquire()
+            try:
+                return await self._run_on(connection, make(connection.session), take_over if committing else None)
+            finally:
+                self._release(connection)
+        finally:
+            if not taken_over:
+                combiner.hand_on()
+
     async def _write_grouped(self, queue: str, message: str) -> int:
+        if self._writes.run_alone():
+            return await self._alone(self._writes, lambda s: s.write(queue, message))  # write() checks
         item = self._core.check_write(queue, message)
         written: int = await self._in_group(self._writes, item, write_group, keep_write)
         return written
@@ -243,9 +290,13 @@ class AsyncOperations(Generic[C]):
         combiner = self._claims.get(queue)
         if combiner is None:
             combiner = self._claims[queue] = new_combiner(self._claims)
-        claimed: Message | None = await self._in_group(
-            combiner, None, partial(claim_group, queue), partial(self._give_back, queue, combiner)
-        )
+        give_back = partial(self._give_back, queue, combiner)
+        if combiner.run_alone():
+            soon = self._soon
+            if soon is None:
+                soon = self._soon = self._threadsafe()
+            return await self._alone(combiner, *_claim_handing_back(queue, combiner, give_back, soon))
+        claimed: Message | None = await self._in_group(combiner, None, partial(claim_group, queue), give_back)
         return claimed
 
     def _give_back(self, queue: str, combiner: Combiner[None], answer: object) -> None:
@@ -535,6 +586,41 @@ class AsyncOperations(Generic[C]):
                 after=after_timestamp,
             ),
         )
+
+
+def _claim_handing_back(
+    queue: str,
+    combiner: Combiner[None],
+    give_back: Callable[[object], None],
+    soon: Callable[[Callable[[], object]], None],
+) -> tuple[Callable[[Session], Operation[Message | None]], Callable[[Flight], None]]:
+    """A lone claim whose message is never lost: if its caller is cancelled
+    while the COMMIT runs, the message (known once the flight ends) is given
+    back, to a reader that came meanwhile if there is one; then the next
+    group may start."""
+    claimed: list[Message | None] = []
+
+    def make(session: Session) -> Operation[Message | None]:
+        return _keeping(session.claim(queue), claimed)
+
+    def committing(flight: Flight) -> None:
+        def hand_back() -> None:
+            try:
+                give_back(claimed[0] if claimed else None)
+            finally:
+                combiner.hand_on()
+
+        if not flight.when_finished(lambda: soon(hand_back)):
+            hand_back()
+
+    return make, committing
+
+
+def _keeping(operation: Operation[T], into: list[T]) -> Operation[T]:
+    """``operation``, its answer also put in ``into`` (for whoever outlives the caller)."""
+    answer = yield from operation
+    into.append(answer)
+    return answer
 
 
 class MessageStream:

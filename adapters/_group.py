@@ -6,8 +6,9 @@ kind (all writes of a broker, or the plain claims of one queue) join a
 that moment into a :class:`Group` and runs the core's group operation
 (``write_group`` / ``claim_group``) as one transaction. Callers arriving
 meanwhile wait; when the group ends, each member gets its own answer and the
-oldest waiter is woken to lead the next group. A lone caller leads a group
-of one at once, so it pays no wait.
+oldest waiter is woken to lead the next group. A caller that finds nothing
+running, while callers came alone lately, runs its plain operation at once
+(:meth:`Combiner.run_alone`): a sequential caller pays nothing for groups.
 
 A member that gives up (cancellation) leaves cleanly while it waits and
 until its group seals, just before COMMIT: nothing is written or claimed for
@@ -138,6 +139,14 @@ class Combiner(Generic[I]):
             return False
         self.running = True
         member.state = State.LEADING
+        return True
+
+    def run_alone(self) -> bool:
+        """True (and running) if a caller may skip the group machinery: nothing
+        runs and the last group had one member. It must :meth:`hand_on` when done."""
+        if self.running or self.last_size > 1:
+            return False
+        self.running = True
         return True
 
     def take(self, leader: Member[I]) -> Group[I]:

@@ -25,6 +25,7 @@ is not part of the caller's transaction; use ``asyncio.timeout`` there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -206,7 +207,9 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(
+        self, connection: _Connection, operation: Operation[T], committing: Callable[[Flight], None] | None = None
+    ) -> T:
         """Run one operation in the connection's thread: one hop."""
         flight = Flight()
         future = connection.submit(operation, flight)
@@ -218,6 +221,9 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             # only once the worker is done with it.
             connection.busy = flight
             if flight.cancel(connection.driver.connection.interrupt):
+                if committing is not None:
+                    committing(flight)
+                    raise
                 raise CommitOutcomeUnknown(
                     "cancelled while COMMIT was running: the operation may or may not have taken effect"
                 ) from None
@@ -258,8 +264,18 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         await asyncio.sleep(0)
 
     def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
-        future = connection.submit(operation, group)
-        future.add_done_callback(partial(_report, done))
+        # The job hands its end straight to the loop: one loop iteration, as
+        # an awaited operation takes (aiosqlite's own future is left unused).
+        _in_thread(connection.aio, _run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
+
+    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
+        loop = asyncio.get_running_loop()
+
+        def soon(callback: Callable[[], object]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left
+                loop.call_soon_threadsafe(callback)
+
+        return soon
 
     def _outcome_unknown(self) -> BaseException:
         return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
@@ -283,9 +299,18 @@ class _Waiter:
         return await self._future
 
 
-def _report(done: Done, future: asyncio.Future[Any]) -> None:
-    error = future.exception()
-    done(None if error is not None else future.result(), error)
+def _run_group(
+    loop: asyncio.AbstractEventLoop, driver: SyncDriver, operation: Operation[Any], group: Group[Any], done: Done
+) -> None:
+    """In the worker thread: run a group operation, then ``done`` in the loop."""
+    answers: Any = None
+    error: BaseException | None = None
+    try:
+        answers = run_in_thread(driver, operation, group)
+    except BaseException as exc:
+        error = exc
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+        loop.call_soon_threadsafe(done, answers, error)
 
 
 def _in_thread(aio: aiosqlite.Connection, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:

@@ -175,35 +175,32 @@ class Broker:
         self._writes: Combiner[tuple[str, str]] = Combiner()
         self._claims: dict[str, Combiner[None]] = {}
 
+    def _run_alone(self, combiner: Combiner[Any]) -> bool:
+        """Whether this thread, alone lately, may run its plain operation now;
+        if so it must call :meth:`_hand_on` after. Threads arriving meanwhile
+        wait for the next group."""
+        with self._group_lock:
+            return combiner.run_alone()
+
+    def _hand_on(self, combiner: Combiner[Any]) -> None:
+        with self._group_lock:
+            combiner.hand_on()
+
     def _in_group(
         self,
         connection: _Connection,
         combiner: Combiner[Any],
         item: object,
         make: Callable[[Session, list[Any]], Operation[list[Any]]],
-        alone: Callable[[Session], Operation[Any]],
         queue: str | None = None,
     ) -> Any:
         """This thread's part of a group operation (see ``_group``); its answer.
 
         The first thread leads: it runs the group on its own connection.
         Threads arriving meanwhile wait; the first of them leads the next
-        group, which runs as soon as this one has committed. A thread that
-        finds nothing running and came alone last time runs ``alone`` (the
-        plain operation) at the cost it had before groups existed.
+        group, which runs as soon as this one has committed.
         """
         lock = self._group_lock
-        with lock:
-            solo = not combiner.running and not combiner.busy
-            if solo:
-                combiner.running = True  # arrivals meanwhile wait for the next group
-        if solo:
-            try:
-                with self._group_running:
-                    return connection.run(alone(connection.session))
-            finally:
-                with lock:
-                    combiner.hand_on()
         returned: list[object] = []
         give_back = keep_write if queue is None else returned.append
         waiter = _ThreadWaiter()
@@ -345,8 +342,13 @@ class Broker:
         connection = self._connection()
         if not connection.groupable:
             return connection.run(connection.session.write(queue, message))
-        item = self._core.check_write(queue, message)
-        written: int = self._in_group(connection, self._writes, item, write_group, lambda s: s.write(*item))
+        writes = self._writes
+        if self._run_alone(writes):
+            try:
+                return connection.run(connection.session.write(queue, message))
+            finally:
+                self._hand_on(writes)
+        written: int = self._in_group(connection, writes, self._core.check_write(queue, message), write_group)
         return written
 
     def _claim_shared(self, connection: _Connection, queue: str) -> Message | None:
@@ -355,9 +357,13 @@ class Broker:
             combiner = self._claims.get(queue)
             if combiner is None:
                 combiner = self._claims[queue] = new_combiner(self._claims)
-        claimed: Message | None = self._in_group(
-            connection, combiner, None, partial(claim_group, queue), lambda s: s.claim(queue), queue
-        )
+            alone = combiner.run_alone()
+        if alone:
+            try:
+                return connection.run(connection.session.claim(queue))
+            finally:
+                self._hand_on(combiner)
+        claimed: Message | None = self._in_group(connection, combiner, None, partial(claim_group, queue), queue)
         return claimed
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:

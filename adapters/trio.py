@@ -21,6 +21,7 @@ exception, which a cancel scope does not swallow.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -281,20 +282,24 @@ class TrioBroker(AsyncOperations["_Connection"]):
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(
+        self, connection: _Connection, operation: Operation[T], committing: Callable[[Flight], None] | None = None
+    ) -> T:
         """Run one operation in the connection's worker thread: one hop."""
         flight = Flight()
-        committing = False
+        in_commit = False
 
         def cancel() -> None:
-            nonlocal committing
+            nonlocal in_commit
             connection.busy = flight
-            committing = flight.cancel(connection.driver.connection.interrupt)
+            in_commit = flight.cancel(connection.driver.connection.interrupt)
 
         try:
             return await connection.worker.call(run_in_thread, connection.driver, operation, flight, on_cancel=cancel)
         except trio.Cancelled:
-            if committing:
+            if in_commit and committing is not None:
+                committing(flight)
+            elif in_commit:
                 raise CommitOutcomeUnknown(
                     "cancelled while COMMIT was running: the operation may or may not have taken effect"
                 ) from None
@@ -322,6 +327,15 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         connection.worker.start(run_in_thread, (connection.driver, operation, group), done)
+
+    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
+        token = self._token
+
+        def soon(callback: Callable[[], object]) -> None:
+            with contextlib.suppress(trio.RunFinishedError):  # trio is gone: nobody is left
+                token.run_sync_soon(callback)
+
+        return soon
 
     def _outcome_unknown(self) -> BaseException:
         return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
