@@ -841,6 +841,10 @@ class QueueOperations:
     async def claim_many(self, limit: int) -> list[Message]:
         return await self.broker.claim_many(self.name, limit)
 
+    async def read_many(self, limit: int) -> list[str]:
+        """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
+        return [m.body for m in await self.broker.claim_many(self.name, limit)]
+
     async def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
         return await self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
 

@@ -701,6 +701,10 @@ class Queue:
     def claim_many(self, limit: int) -> list[Message]:
         return self.broker.claim_many(self.name, limit)
 
+    def read_many(self, limit: int) -> list[str]:
+        """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
+        return [m.body for m in self.broker.claim_many(self.name, limit)]
+
     def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
         return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
 

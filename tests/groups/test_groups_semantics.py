@@ -81,6 +81,29 @@ def test_blocking_single_caller_round_trips(db_path: Path) -> None:
         assert broker.claim("q", message_id=last) == Message("last", last)
 
 
+def test_read_many_claims_a_batch_in_one_go(kit: AsyncKit, db_path: Path) -> None:
+    async def main() -> None:
+        async with kit.open(db_path) as broker:
+            queue = kit.queue("q", broker)
+            await queue.write_many([f"m{i}" for i in range(5)])
+            assert await queue.read_many(3) == ["m0", "m1", "m2"]
+            assert await queue.read_many(10) == ["m3", "m4"]
+            assert await queue.read_many(1) == []
+        assert [c for _, _, _, c in rows(db_path)] == [1] * 5
+
+    kit.run(main)
+
+
+def test_blocking_read_many_claims_a_batch_in_one_go(db_path: Path) -> None:
+    with Broker(db_path, config=QUIET) as broker:
+        queue = Queue("q", broker)
+        queue.write_many([f"m{i}" for i in range(5)])
+        assert queue.read_many(3) == ["m0", "m1", "m2"]
+        assert queue.read_many(10) == ["m3", "m4"]
+        assert queue.read_many(1) == []
+    assert [c for _, _, _, c in rows(db_path)] == [1] * 5
+
+
 # ------------------------------------------- transactions among group commits
 OUTSIDE = 30
 PER_OUTSIDE = 5
