@@ -74,8 +74,8 @@ from _common import (
     refuse_memory_filesystem,
     remove_database,
     rotated,
+    run_in_scratch,
     sansio_config,
-    scratch_directory,
 )
 
 from sansio_broker.adapters.blocking import Broker
@@ -1616,14 +1616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.cache_dir is None:
         args.cache_dir = os.path.join(scratch_parent(args.dir), "sansio-bench-cache")
-    directory = scratch_directory(args.dir)
-    try:
-        return run(args, directory)
-    finally:
-        if args.keep:
-            log(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+    return run_in_scratch(args, run)
 
 
 def run(args: argparse.Namespace, directory: str) -> int:
