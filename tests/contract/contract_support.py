@@ -85,6 +85,7 @@ QUEUE_CALLS = frozenset(
         "write_many",
         "read",
         "read_all",
+        "read_many",
         "claim",
         "claim_many",
         "peek",

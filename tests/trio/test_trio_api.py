@@ -56,6 +56,7 @@ QUEUE_METHODS = {
     "write_many",
     "read",
     "read_all",
+    "read_many",
     "stream",
     "claim",
     "claim_many",
