@@ -144,7 +144,7 @@ class Combiner(Generic[I]):
     def run_alone(self) -> bool:
         """True (and running) if a caller may skip the group machinery: nothing
         runs and the last group had one member. It must :meth:`hand_on` when done."""
-        if self.running or self.last_size > 1:
+        if self.running or self.busy:
             return False
         self.running = True
         return True

@@ -139,7 +139,9 @@ class SyncDriver:
             Sleep: _sleep,
             LockVacuumFile: self._lock_vacuum_file,
             UnlockVacuumFile: self._unlock_vacuum_file,
+            SealGroup: self._seal_group,
         }
+        self._seal: Seal = no_withdrawals  # the running operation's (one caller at a time)
 
     def run(self, operation: Operation[T], guard: Guard | None = None, seal: Seal = no_withdrawals) -> T:
         """Drive ``operation`` to completion and return its answer.
@@ -153,6 +155,7 @@ class SyncDriver:
         ``seal`` answers a group operation's ``SealGroup``.
         """
         handlers = self._handlers
+        self._seal = seal
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -170,8 +173,7 @@ class SyncDriver:
                     value = None
                     continue
             try:
-                kind = type(command)
-                value = seal() if kind is SealGroup else handlers[kind](command)
+                value = handlers[type(command)](command)
             except sqlite3.Error as exc:
                 value, error = None, translate(exc)
             except BaseException as exc:
@@ -196,6 +198,9 @@ class SyncDriver:
 
     def _control(self, command: Begin | Commit | Rollback) -> None:
         self.connection.execute(command.sql)
+
+    def _seal_group(self, command: SealGroup) -> frozenset[int]:
+        return self._seal()
 
     def _lock_vacuum_file(self, command: LockVacuumFile) -> bool:
         return self._vacuum_lock.acquire()
