@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
 from sansio_broker import BrokerCore, Message, QueueStats, Session
 from sansio_broker.commands import Command, Operation
 from sansio_broker.streams import Stream, open_stream
-from sansio_broker.validation import check_queue_name
+from sansio_broker.validation import check_bodies, check_queue_name
 
 from ._flight import Flight
 from ._group import (
@@ -113,23 +113,24 @@ class AsyncOperations(Generic[C]):
         self._writes: Combiner[tuple[str, str]] = Combiner()
         self._claims: dict[str, Combiner[None]] = {}
         self._soon: Callable[[Callable[[], object]], None] | None = None  # see _threadsafe
+        # Give-backs promised and not yet under way: close() waits for them.
+        self._obligations = 0
 
     # --- the runtime an adapter provides ------------------------------------
     def _current_task(self) -> object:
         raise NotImplementedError
 
-    async def _run_on(
-        self, connection: C, operation: Operation[T], committing: Callable[[Flight], None] | None = None
-    ) -> T:
+    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
         """Run ``operation`` on ``connection`` (one thread hop).
 
-        Cancelled while its COMMIT runs, it raises the adapter's
-        ``CommitOutcomeUnknown``; or, given ``committing``, calls it with the
-        flight (still running) and raises the plain cancellation.
+        Cancelled while its COMMIT runs, it raises what
+        :meth:`_cancelled_in_commit` says.
         """
         raise NotImplementedError
 
-    async def _acquire(self) -> C:
+    async def _acquire(self, internal: bool = False) -> C:
+        """A connection; ``internal`` (give-backs, housekeeping) still gets
+        one while the broker closes."""
         raise NotImplementedError
 
     def _release(self, connection: C) -> None:
@@ -163,6 +164,11 @@ class AsyncOperations(Generic[C]):
         raise NotImplementedError
 
     # --- what every async adapter does with that runtime ---------------------
+    async def wait_background(self) -> None:
+        """Wait until work in the background has ended: give-backs of
+        cancelled claims, groups still running, an auto-vacuum check."""
+        raise NotImplementedError
+
     async def open(self) -> Self:
         """Create or check the database now, so a bad file fails here."""
         self._release(await self._acquire())
@@ -177,16 +183,72 @@ class AsyncOperations(Generic[C]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _run(self, make: Callable[[Session], Operation[T]]) -> T:
+    async def _run(self, make: Callable[[Session], Operation[T]], internal: bool = False) -> T:
         """Run ``make(session)`` on this task's held connection or a pooled one."""
         held = self._held.get(self._current_task())
         if held is not None:
             return await self._run_on(held, make(held.session))
-        connection = await self._acquire()
+        connection = await self._acquire(internal)
         try:
             return await self._run_on(connection, make(connection.session))
         finally:
             self._release(connection)
+
+    def _cancelled_in_commit(self, connection: C, flight: Flight) -> BaseException | None:
+        """The caller was cancelled while COMMIT ran (the flight goes on).
+
+        A claim's messages are given back once the flight has ended, to a
+        reader waiting on that queue or to pending, and the caller gets the
+        plain cancellation (returns None). Anything else may have landed:
+        the adapter's outcome-unknown error.
+        """
+        driver = connection.driver
+        if driver.claimed is None:
+            return self._outcome_unknown()
+        soon = self._threadsafe_soon()
+        self._obligations += 1
+
+        def finished() -> None:  # in the worker thread, before the connection is reused
+            queue, messages = driver.claim_queue, driver.take_claimed()
+            soon(lambda: self._give_back(queue, messages, promised=True))
+
+        if not flight.when_finished(finished):
+            finished()
+        return None
+
+    def _threadsafe_soon(self) -> Callable[[Callable[[], object]], None]:
+        soon = self._soon
+        if soon is None:
+            soon = self._soon = self._threadsafe()
+        return soon
+
+    def _give_back(self, queue: str, messages: list[Message], promised: bool = False) -> None:
+        """Claimed messages their readers never took: to the next waiting
+        readers of ``queue``, else pending again (in the background)."""
+        try:
+            combiner = self._claims.get(queue)
+            rest = [m for m in messages if combiner is None or not combiner.hand_over(m)]
+            if rest:
+                self._in_background(self._run(lambda s: s.return_claims(queue, rest), internal=True))
+        finally:
+            if promised:
+                self._obligations -= 1
+
+    def _housekeep(self) -> None:
+        """Start a due auto-vacuum check in the background: never inside a
+        caller's operation, so a committed answer never waits or fails for it."""
+        if self._core.take_auto_vacuum():
+            try:
+                self._in_background(self._auto_vacuum())
+            except BaseException:
+                self._core.auto_vacuum_ended()
+                raise
+
+    async def _auto_vacuum(self) -> None:
+        try:
+            await self._run(lambda s: s.auto_vacuum(), internal=True)
+        finally:
+            self._core.auto_vacuum_ended()
 
     def _joins_transaction(self) -> bool:
         """Whether this task holds a connection (transaction, stream batch):
@@ -220,6 +282,7 @@ class AsyncOperations(Generic[C]):
                 connection = await self._acquire()
                 group = combiner.take(member)
                 group.owner = connection
+                self._obligations += 1  # close() waits for its end: members may leave late
 
                 def done(answers: Any, error: BaseException | None) -> None:
                     # One callback, so nothing runs between these steps; the
@@ -228,7 +291,10 @@ class AsyncOperations(Generic[C]):
                         wake(settle(group, answers, error, give_back))
                         combiner.hand_on()
                     finally:
+                        self._obligations -= 1
                         self._release(connection)
+                    if error is None:
+                        self._housekeep()
 
                 try:
                     self._start(connection, make(connection.session, group.items), group, done)
@@ -247,36 +313,13 @@ class AsyncOperations(Generic[C]):
             raise
         return raise_error(answer)
 
-    async def _alone(
-        self,
-        combiner: Combiner[Any],
-        make: Callable[[Session], Operation[T]],
-        committing: Callable[[Flight], None] | None = None,
-    ) -> T:
+    async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]]) -> T:
         """Run a plain operation for a caller that came alone (``run_alone``);
-        callers arriving meanwhile form the next group.
-
-        ``committing`` (cancelled while the COMMIT runs) takes over: it hands
-        on once it has dealt with the outcome, so a reader waiting meanwhile
-        can still be handed the message.
-        """
-        taken_over = False
-
-        def take_over(flight: Flight) -> None:
-            nonlocal taken_over
-            taken_over = True
-            assert committing is not None
-            committing(flight)
-
+        callers arriving meanwhile form the next group."""
         try:
-            connection = await self._acquire()
-            try:
-                return await self._run_on(connection, make(connection.session), take_over if committing else None)
-            finally:
-                self._release(connection)
+            return await self._run(make)
         finally:
-            if not taken_over:
-                combiner.hand_on()
+            combiner.hand_on()
 
     async def _write_grouped(self, queue: str, message: str) -> int:
         if self._writes.run_alone():
@@ -290,21 +333,16 @@ class AsyncOperations(Generic[C]):
         combiner = self._claims.get(queue)
         if combiner is None:
             combiner = self._claims[queue] = new_combiner(self._claims)
-        give_back = partial(self._give_back, queue, combiner)
         if combiner.run_alone():
-            soon = self._soon
-            if soon is None:
-                soon = self._soon = self._threadsafe()
-            return await self._alone(combiner, *_claim_handing_back(queue, combiner, give_back, soon))
+            return await self._alone(combiner, lambda s: s.claim(queue))
+        give_back = partial(self._give_back_answer, queue)
         claimed: Message | None = await self._in_group(combiner, None, partial(claim_group, queue), give_back)
         return claimed
 
-    def _give_back(self, queue: str, combiner: Combiner[None], answer: object) -> None:
-        """A claimed message its reader never took: to the next waiting reader, else pending again."""
-        if not isinstance(answer, Message):
-            return
-        if not combiner.hand_over(answer):
-            self._in_background(self._run(lambda s: s.return_claims(queue, [answer])))
+    def _give_back_answer(self, queue: str, answer: object) -> None:
+        """A group member's claimed message that its reader never took."""
+        if isinstance(answer, Message):
+            self._give_back(queue, [answer])
 
     # ----------------------------------------------------------- transactions
     @asynccontextmanager
@@ -346,7 +384,7 @@ class AsyncOperations(Generic[C]):
 
     async def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
-        items = list(messages) if not isinstance(messages, str | bytes) else messages
+        items = list(check_bodies(messages))  # read once, here; None or a str is refused first
         return await self._run(lambda s: s.write_many(queue, items))
 
     async def broadcast(self, message: str, *, pattern: str | None = None) -> int:
@@ -586,41 +624,6 @@ class AsyncOperations(Generic[C]):
                 after=after_timestamp,
             ),
         )
-
-
-def _claim_handing_back(
-    queue: str,
-    combiner: Combiner[None],
-    give_back: Callable[[object], None],
-    soon: Callable[[Callable[[], object]], None],
-) -> tuple[Callable[[Session], Operation[Message | None]], Callable[[Flight], None]]:
-    """A lone claim whose message is never lost: if its caller is cancelled
-    while the COMMIT runs, the message (known once the flight ends) is given
-    back, to a reader that came meanwhile if there is one; then the next
-    group may start."""
-    claimed: list[Message | None] = []
-
-    def make(session: Session) -> Operation[Message | None]:
-        return _keeping(session.claim(queue), claimed)
-
-    def committing(flight: Flight) -> None:
-        def hand_back() -> None:
-            try:
-                give_back(claimed[0] if claimed else None)
-            finally:
-                combiner.hand_on()
-
-        if not flight.when_finished(lambda: soon(hand_back)):
-            hand_back()
-
-    return make, committing
-
-
-def _keeping(operation: Operation[T], into: list[T]) -> Operation[T]:
-    """``operation``, its answer also put in ``into`` (for whoever outlives the caller)."""
-    answer = yield from operation
-    into.append(answer)
-    return answer
 
 
 class MessageStream:

@@ -7,13 +7,14 @@ connection's worker thread, so a whole operation costs one thread hop.
 from __future__ import annotations
 
 import os
+import pathlib
 import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sansio_broker import errors
+from sansio_broker import Message, errors, sql
 from sansio_broker.commands import (
     Begin,
     Command,
@@ -30,6 +31,8 @@ from sansio_broker.commands import (
     UnlockVacuumFile,
 )
 from sansio_broker.config import Config
+from sansio_broker.core import BrokerCore
+from sansio_broker.schema import check_database
 
 T = TypeVar("T")
 
@@ -66,7 +69,61 @@ def connect(path: str, config: Config) -> sqlite3.Connection:
             check_same_thread=False,
         )
     except sqlite3.Error as exc:
-        raise translate(exc) from exc
+        raise _cannot_open(path, exc) from exc
+
+
+def _cannot_open(path: str, exc: sqlite3.Error) -> errors.DatabaseError:
+    """SQLite's "unable to open database file", with the path and the likely reason."""
+    reason = str(exc)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        reason += f" (the directory {directory} does not exist)"
+    elif os.path.isdir(path):
+        reason += " (it is a directory)"
+    error = errors.from_driver(f"cannot open {path}: {reason}", getattr(exc, "sqlite_errorcode", None))
+    error.__cause__ = exc
+    return error
+
+
+# How the read-only admission connection opens a file: ``readonly_shm=1``
+# first (reads the WAL into private memory when no other connection is open:
+# writes nothing); without a ``-shm`` that cannot open, and plain read-only
+# mode creates the ``-shm`` (the database and its WAL are still untouched).
+READ_ONLY_MODES = ("mode=ro&readonly_shm=1", "mode=ro")
+SQLITE_CANTOPEN = 14
+
+
+def check_read_only(path: str, core: BrokerCore) -> None:
+    """Refuse an incompatible file before any read-write connection reads it.
+
+    Only a file with a ``-wal`` needs this: opening it read-write rebuilds the
+    ``-shm`` and closing that connection checkpoints the WAL into the database
+    (and deletes both). A read-only connection never checkpoints on close. A
+    refusal (``IncompatibleDatabaseError``) is raised with all three files
+    unchanged; anything else (a hot rollback journal, a lock) leaves the
+    decision to the read-write connection, as before.
+    """
+    if not os.path.exists(path + "-wal"):
+        return  # the read-write path reads the file and deletes the WAL it made
+    uri = pathlib.Path(path).absolute().as_uri()
+    for mode in READ_ONLY_MODES:
+        try:
+            connection = sqlite3.connect(
+                f"{uri}?{mode}", uri=True, isolation_level=None, timeout=core.config.busy_timeout_ms / 1000
+            )
+        except sqlite3.Error:
+            return
+        driver = SyncDriver(connection, path)
+        try:
+            driver.run(check_database(core.sql, path))
+            return
+        except errors.IncompatibleDatabaseError:
+            raise
+        except errors.DatabaseError as exc:
+            if exc.code != SQLITE_CANTOPEN:
+                return
+        finally:
+            connection.close()
 
 
 class VacuumFileLock:
@@ -123,11 +180,31 @@ class VacuumFileLock:
             os.close(fd)
 
 
+class Settled(NamedTuple):
+    """What :meth:`SyncDriver.settle` found."""
+
+    landed: bool  # the operation's latest COMMIT took effect
+    claimed: list[Message] | None  # what it claimed there (None: not a claim)
+
+
+NOT_LANDED = Settled(False, None)
+
+
 class SyncDriver:
-    """Runs operations on one connection. Not thread-safe: one caller at a time."""
+    """Runs operations on one connection. Not thread-safe: one caller at a time.
+
+    It keeps what the last operation claimed since its latest ``BEGIN``, and
+    whether a COMMIT was sent since: :meth:`settle` reads them, with
+    SQLite's own ``in_transaction``, when an operation ends without handing
+    its answer to its caller.
+    """
 
     def __init__(self, connection: sqlite3.Connection, db_path: str) -> None:
         self.connection = connection
+        self.claimed: list[Message] | None = None  # None: no claim statement ran
+        self.runs = 0  # operations started: tells a caller whether its own ran
+        self.claim_queue = ""
+        self.commit_sent = False
         self._vacuum_lock = VacuumFileLock(db_path)
         self._handlers: dict[type, Callable[[Any], Any]] = {
             Execute: self._execute,
@@ -156,6 +233,9 @@ class SyncDriver:
         """
         handlers = self._handlers
         self._seal = seal
+        self.claimed = None
+        self.commit_sent = False
+        self.runs += 1
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -185,7 +265,11 @@ class SyncDriver:
         if fetch is Fetch.NONE:
             return None
         if fetch is Fetch.ALL:
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+            if command.claims is not None:
+                self.claim_queue = command.claims
+                self.claimed = [Message(body, ts) for body, ts in rows]
+            return rows
         if fetch is Fetch.ONE:
             # fetchall completes the statement, so no write statement stays
             # active into the next command (e.g. UPDATE ... RETURNING before COMMIT).
@@ -197,7 +281,52 @@ class SyncDriver:
         self.connection.executemany(command.sql, command.rows)
 
     def _control(self, command: Begin | Commit | Rollback) -> None:
+        kind = type(command)
+        if kind is Commit:
+            self.commit_sent = True
+            try:
+                self.connection.execute(command.sql)
+            except BaseException:
+                # Failed: rolled back, or still open (SQLite says which).
+                self.commit_sent = False
+                raise
+            return
+        if kind is Begin or self.connection.in_transaction:
+            # A new or rolled-back transaction has claimed nothing yet. A
+            # ROLLBACK with nothing to undo (after a COMMIT that landed, then
+            # an interrupt) keeps the record: those claims stand.
+            self.claimed = None
+            self.commit_sent = False
         self.connection.execute(command.sql)
+
+    def take_claimed(self) -> list[Message]:
+        """What the last operation claimed, if its COMMIT landed (once)."""
+        claimed, self.claimed = self.claimed, None
+        try:
+            landed = self.commit_sent and not self.connection.in_transaction
+        except sqlite3.Error:  # closed meanwhile
+            return []
+        return claimed if claimed and landed else []
+
+    def settle(self) -> Settled:
+        """After an operation ended without handing over its answer: roll
+        back whatever it left open, and say whether its latest COMMIT landed
+        and what that COMMIT claimed (for the caller to give back).
+
+        SQLite's ``in_transaction`` decides, not the operation's view, which
+        an interrupt between two lines may have left behind.
+        """
+        claimed, self.claimed = self.claimed, None
+        try:
+            if self.connection.in_transaction:
+                self.connection.execute(sql.ROLLBACK)
+                return NOT_LANDED
+        except sqlite3.Error:
+            return NOT_LANDED  # closed, or rolled back already
+        if not self.commit_sent:
+            return NOT_LANDED
+        self.commit_sent = False
+        return Settled(True, claimed)
 
     def _seal_group(self, command: SealGroup) -> frozenset[int]:
         return self._seal()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -34,20 +35,23 @@ from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
+from aiosqlitepool.exceptions import PoolClosedError
 from aiosqlitepool.pool import Pool
 
 from sansio_broker import BrokerClosedError, BrokerCore, Config, Session
 from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
-from sansio_broker.validation import check_positive
+from sansio_broker.validation import check_broker, check_path, check_positive
 
 from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import SyncDriver, connect
+from ._sync import SyncDriver, check_read_only, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
+
+LOG = logging.getLogger("sansio_broker")
 
 
 class CommitOutcomeUnknown(OutcomeUnknownError, asyncio.CancelledError):
@@ -106,7 +110,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         config: Config | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.path = os.fspath(path)
+        self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
         self._core = BrokerCore(self.config)
@@ -140,6 +144,8 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         await aio
         connection = _Connection(aio, SyncDriver(aio._conn, self.path), self._core.session())
         try:
+            if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
+                await _in_thread(aio, check_read_only, self.path, self._core)
             await _in_thread(aio, connection.driver.run, connection.session.setup_connection(self.path))
             if not self._opened:
                 await _in_thread(aio, connection.driver.run, connection.session.open_database(self.path))
@@ -149,8 +155,8 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             raise
         return connection
 
-    async def _acquire(self) -> _Connection:
-        if self._closed:
+    async def _acquire(self, internal: bool = False) -> _Connection:
+        if self._closed and not internal:
             raise BrokerClosedError(f"the broker on {self.path} is closed")
         if self._idle:
             return self._idle.pop()
@@ -163,6 +169,8 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         acquisition = asyncio.ensure_future(self._pool.acquire())
         try:
             pooled = await asyncio.shield(acquisition)
+        except PoolClosedError:  # close() ran while this task waited: the library's error, not the pool's
+            raise BrokerClosedError(f"the broker on {self.path} is closed") from None
         except BaseException:
             acquisition.add_done_callback(self._return_abandoned)
             raise
@@ -205,29 +213,33 @@ class AsyncBroker(AsyncOperations["_Connection"]):
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
 
-    async def _run_on(
-        self, connection: _Connection, operation: Operation[T], committing: Callable[[Flight], None] | None = None
-    ) -> T:
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        # Retrieved here, so a failure is logged once, never as an
+        # exception "never retrieved" escaping into the event loop.
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            LOG.error("background work of the broker on %s failed: %r", self.path, error, exc_info=error)
+
+    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
         """Run one operation in the connection's thread: one hop."""
         flight = Flight()
         future = connection.submit(operation, flight)
         try:
-            return await future
+            answer = await future
         except asyncio.CancelledError:
             # Our caller was cancelled: the worker stops the operation before
             # its next command and rolls it back; the connection is reused
             # only once the worker is done with it.
             connection.busy = flight
             if flight.cancel(connection.driver.connection.interrupt):
-                if committing is not None:
-                    committing(flight)
-                    raise
-                raise CommitOutcomeUnknown(
-                    "cancelled while COMMIT was running: the operation may or may not have taken effect"
-                ) from None
+                late = self._cancelled_in_commit(connection, flight)
+                if late is not None:
+                    raise late from None
             raise
+        self._housekeep()
+        return answer
 
     async def close(self) -> None:
         """Close every connection and stop every worker thread.
@@ -241,10 +253,18 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        # Give-backs promised by cancelled claims, groups still running and
+        # background work all finish first, on connections still open.
+        await self.wait_background()
         self._idle.clear()  # still registered with aiosqlitepool, which closes them
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
         await self._pool.close()
+
+    async def wait_background(self) -> None:
+        while self._obligations or self._background:
+            if self._background:
+                await asyncio.gather(*list(self._background), return_exceptions=True)
+            else:
+                await asyncio.sleep(0.001)  # a flight in a worker thread reports soon
 
     async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
         """Run clean-up after any abandoned operation, shielded from cancellation."""
@@ -278,7 +298,9 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         return soon
 
     def _outcome_unknown(self) -> BaseException:
-        return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
+        return CommitOutcomeUnknown(
+            "cancelled while its COMMIT ran (or after its group sealed): the change may or may not have landed"
+        )
 
 
 class _Waiter:
@@ -373,4 +395,4 @@ class AsyncQueue(QueueOperations):
     """
 
     def __init__(self, name: str, broker: AsyncBroker) -> None:
-        super().__init__(name, broker)
+        super().__init__(name, check_broker(broker, AsyncBroker, "AsyncQueue"))

@@ -12,19 +12,20 @@ connections and never touches the parent's.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
 from sansio_broker.commands import Operation
 from sansio_broker.errors import OperationCancelled, OutcomeUnknownError, TransactionError
 from sansio_broker.streams import Stream, open_stream
-from sansio_broker.validation import check_queue_name
+from sansio_broker.validation import check_broker, check_path, check_queue_name
 
 from ._group import (
     LEAD,
@@ -39,9 +40,18 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import SyncDriver, connect
+from ._sync import Seal, SyncDriver, check_read_only, connect, no_withdrawals
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+LOG = logging.getLogger("sansio_broker")
+
+
+class Lock(Protocol):
+    def acquire(self) -> bool: ...
+    def release(self) -> None: ...
+
 
 DEFAULT_PATH = ".broker.db"
 
@@ -52,29 +62,124 @@ _BROKERS: weakref.WeakSet[Broker] = weakref.WeakSet()
 
 
 def resolve_config(config: Config | Mapping[str, Any] | None) -> Config:
-    """``None`` reads ``BROKER_*`` from the environment; a mapping is parsed."""
+    """``None`` reads ``BROKER_*`` from the environment (other keys ignored);
+    an explicit mapping is parsed strictly, so a misspelt key is refused."""
     if isinstance(config, Config):
         return config
-    return Config.from_mapping(os.environ if config is None else config)
+    if config is None:
+        return Config.from_mapping(os.environ)
+    return Config.from_mapping(config, strict=True)
+
+
+class CommitOutcomeUnknown(OutcomeUnknownError, KeyboardInterrupt):
+    """Interrupted (Ctrl-C) once its COMMIT had landed: the change took
+    effect, but its answer never reached the caller. ``message_ids`` names
+    the messages written, where known. A ``KeyboardInterrupt``, so the
+    program still stops."""
 
 
 class _Connection:
-    """One sqlite3 connection with its driver and core session."""
+    """One sqlite3 connection with its driver and core session, used by one
+    thread; ``lock`` is held while an operation runs on it, so ``close()``
+    and ``fork()`` never touch it mid-operation."""
 
-    __slots__ = ("driver", "session")
+    __slots__ = ("broker", "closing", "driver", "lock", "main", "session", "thread")
 
-    def __init__(self, driver: SyncDriver, session: Session) -> None:
+    def __init__(self, broker: Broker, driver: SyncDriver, session: Session) -> None:
+        self.broker = broker
         self.driver = driver
         self.session = session
+        # Reentrant: a fork() from inside this thread's own operation (a
+        # callback, a signal handler) must not wait for itself.
+        self.lock = threading.RLock()
+        self.closing = False
+        self.thread = threading.current_thread()
+        # Signals reach the main thread only: it never waits in a group, so
+        # an interrupt never lands in another thread's bookkeeping.
+        self.main = self.thread is threading.main_thread()
 
-    def run(self, operation: Operation[T]) -> T:
-        return self.driver.run(operation)
+    def run(self, operation: Operation[T], seal: Seal = no_withdrawals) -> T:
+        """Run ``operation``; whatever ends it early, leave nothing behind.
+
+        A transaction left open is rolled back; messages whose claim
+        committed go back to pending; a write that landed is reported as
+        such (:class:`CommitOutcomeUnknown`), never as a plain failure.
+        """
+        answer: Any = None
+        try:
+            with self.lock:
+                if self.closing:
+                    raise self.broker._closed_error()
+                answer = self.driver.run(operation, None, seal)
+            self.broker._housekeep()
+            return answer  # type: ignore[no-any-return]
+        except BaseException as exc:
+            self._recover(exc, answer)
+            raise
+
+    def _recover(self, exc: BaseException, answer: object) -> None:
+        if isinstance(exc, BrokerClosedError):
+            return
+        session = self.session
+        with self.lock:
+            if self.closing:
+                raise self.broker._closed_error() from exc
+            if session.in_transaction or session.stream_holding_lock is not None:
+                return  # the transaction's or stream's owner rolls back
+            settled = self.driver.settle()
+            if not settled.landed:
+                return
+            if settled.claimed is not None:
+                self._give_back_locked(settled.claimed, exc)
+                return
+        ids = _written_ids(answer)
+        if isinstance(exc, KeyboardInterrupt):
+            raise CommitOutcomeUnknown("interrupted after its COMMIT landed: the change took effect", ids) from exc
+        if isinstance(exc, Exception) and not isinstance(exc, OutcomeUnknownError):
+            raise OutcomeUnknownError(f"{exc!r} after its COMMIT landed: the change took effect", ids) from exc
+
+    def give_back(self, messages: list[Message], exc: BaseException) -> None:
+        """Messages claimed for a caller who never received them: pending again."""
+        if not messages or self.session.in_transaction or self.session.stream_holding_lock is not None:
+            return  # uncommitted: the transaction's rollback returns them
+        with self.lock:
+            if self.closing:
+                raise self.broker._closed_error() from exc
+            self._give_back_locked(messages, exc)
+
+    def _give_back_locked(self, messages: list[Message], exc: BaseException) -> None:
+        if not messages:
+            return
+        try:
+            self.driver.run(self.session.return_claims(self.driver.claim_queue, messages))
+        except Exception as failed:
+            ids = tuple(m.id for m in messages)
+            LOG.error("could not give back claimed messages %s: %r", ids, failed)
+            raise OutcomeUnknownError(
+                f"claimed, then {exc!r} before the caller received them, and giving them back failed", ids
+            ) from failed
+
+    def close(self) -> None:
+        """Close once no operation runs here; a long statement is cut short."""
+        self.closing = True
+        self.driver.connection.interrupt()
+        with self.lock:
+            self.driver.close()
 
     @property
     def groupable(self) -> bool:
-        """Outside a transaction and a stream batch: its calls may join a group."""
+        """Outside a transaction and a stream batch, in a thread signals never
+        reach: its calls may join a group."""
         session = self.session
-        return not session.in_transaction and session.stream_holding_lock is None
+        return not self.main and not session.in_transaction and session.stream_holding_lock is None
+
+
+def _written_ids(answer: object) -> tuple[int, ...]:
+    if isinstance(answer, int):
+        return (answer,)
+    if isinstance(answer, list) and all(isinstance(i, int) for i in answer):
+        return tuple(answer)
+    return ()
 
 
 # How long a leader waits for the threads of its last group to come back.
@@ -110,18 +215,24 @@ class Broker:
     ``config=None`` reads ``BROKER_*`` environment variables. The file is
     created (schema v6) or checked when the broker is constructed, so a
     foreign or incompatible file fails here, with nothing written.
+
+    Safe to share between threads (each gets its own connection, closed once
+    the thread has ended) and across ``fork()``. ``close()`` waits for the
+    operations in flight. An interrupt (Ctrl-C) at any point leaves the
+    broker usable, and never strands a claimed message.
     """
 
     def __init__(
         self, path: str | os.PathLike[str] = DEFAULT_PATH, *, config: Config | Mapping[str, Any] | None = None
     ) -> None:
-        self.path = os.fspath(path)
+        self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.config = resolve_config(config)
         self._core = BrokerCore(self.config)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[_Connection] = []
         self._opened = False
+        self._vacuum_thread: threading.Thread | None = None
         self._reset_groups()
         # Set once the broker must refuse all use: it makes the error to raise.
         self._unusable: Callable[[], BrokerError] | None = None
@@ -138,27 +249,97 @@ class Broker:
             return self._new_connection()
 
     def _new_connection(self) -> _Connection:
-        raw = connect(self.path, self.config)
-        connection = _Connection(SyncDriver(raw, self.path), self._core.session())
-        try:
-            connection.run(connection.session.setup_connection(self.path))
-            with self._lock:
-                if self._unusable is not None:
-                    raise self._unusable()
+        # Under the broker's lock: fork() takes it first, so no connection
+        # is half-open when the process forks.
+        with self._lock:
+            if self._unusable is not None:
+                raise self._unusable()
+            self._close_orphans()
+            raw = connect(self.path, self.config)
+            connection = _Connection(self, SyncDriver(raw, self.path), self._core.session())
+            try:
+                if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
+                    check_read_only(self.path, self._core)
+                connection.driver.run(connection.session.setup_connection(self.path))
                 if not self._opened:
-                    connection.run(connection.session.open_database(self.path))
+                    connection.driver.run(connection.session.open_database(self.path))
                     self._opened = True
-                self._connections.append(connection)
-        except BaseException:
-            connection.driver.close()
-            raise
+            except BaseException:
+                connection.driver.close()
+                raise
+            self._connections.append(connection)
         self._local.connection = connection
         return connection
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (under ``_lock``),
+        so descriptors stay proportional to the threads alive."""
+        ended = [c for c in self._connections if not c.thread.is_alive()]
+        for connection in ended:
+            self._connections.remove(connection)
+            connection.close()
+
+    def _closed_error(self) -> BrokerError:
+        unusable = self._unusable
+        return unusable() if unusable is not None else BrokerClosedError(f"the broker on {self.path} is closed")
 
     def _run(self, make: Callable[[Session], Operation[T]]) -> T:
         """Run ``make(session)`` on this thread's connection (looked up once)."""
         connection = self._connection()
         return connection.run(make(connection.session))
+
+    def _claiming(self, connection: _Connection, make: Callable[[Session], Operation[T]], shape: Callable[[T], R]) -> R:
+        """Run a claim and hand over ``shape(answer)``; if the caller is
+        interrupted before it has it, the claimed messages go back."""
+        runs = connection.driver.runs
+        try:
+            return shape(connection.run(make(connection.session)))
+        except BaseException as exc:
+            if connection.driver.runs != runs:  # else the claim never ran
+                connection.give_back(connection.driver.take_claimed(), exc)
+            raise
+
+    # ------------------------------------------------------------ housekeeping
+    def _housekeep(self) -> None:
+        """Start an auto-vacuum check in a thread of its own when one is due:
+        housekeeping never runs inside a caller's operation."""
+        if not self._core.take_auto_vacuum():
+            return
+        try:
+            thread = threading.Thread(target=self._auto_vacuum, name="sansio-broker-vacuum", daemon=True)
+            self._vacuum_thread = thread
+            thread.start()
+        except Exception:
+            self._core.auto_vacuum_ended()
+            LOG.warning("could not start the auto-vacuum thread", exc_info=True)
+
+    def _auto_vacuum(self) -> None:
+        try:
+            self._run(lambda s: s.auto_vacuum())
+        except BrokerClosedError:
+            pass
+        except Exception:
+            LOG.warning("auto-vacuum of %s failed", self.path, exc_info=True)
+        finally:
+            self._core.auto_vacuum_ended()
+            self._drop_thread_connection()
+
+    def wait_background(self) -> None:
+        """Wait for housekeeping under way (an auto-vacuum check) to end,
+        for example before inspecting the file in a test."""
+        vacuum = self._vacuum_thread
+        if vacuum is not None and vacuum is not threading.current_thread():
+            vacuum.join()
+
+    def _drop_thread_connection(self) -> None:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            return
+        del self._local.connection
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+                connection.close()
 
     # ------------------------------------------------------------ groups
     def _reset_groups(self) -> None:
@@ -198,7 +379,8 @@ class Broker:
 
         The first thread leads: it runs the group on its own connection.
         Threads arriving meanwhile wait; the first of them leads the next
-        group, which runs as soon as this one has committed.
+        group, which runs as soon as this one has committed. Only threads
+        other than the main one get here, and signals never reach them.
         """
         lock = self._group_lock
         returned: list[object] = []
@@ -223,17 +405,17 @@ class Broker:
                 operation = make(connection.session, group.items)
                 interrupted: BaseException | None = None
                 try:
-                    answers, error = connection.driver.run(operation, None, group.seal), None
+                    answers, error = connection.run(operation, group.seal), None
                 except Exception as exc:
                     answers, error = None, exc
-                except BaseException as exc:  # KeyboardInterrupt in the leading thread: rolled back
+                except BaseException as exc:  # not expected here; the others must not wait forever
                     answers, error, interrupted = None, OperationCancelled(f"{exc!r} in the thread running it"), exc
             with lock:
                 answered = settle(group, answers, error, give_back)
             wake(answered)  # outside the lock, which the woken threads need next
             if interrupted is not None:
-                raise interrupted  # here only: the other threads get OperationCancelled
-        except BaseException:  # KeyboardInterrupt while waiting
+                raise interrupted
+        except BaseException:  # never leave a member behind
             waiter.left = True
             with lock:
                 landed = abandon(combiner, member, give_back)
@@ -269,17 +451,31 @@ class Broker:
         if kept:
             connection.run(connection.session.return_claims(queue, kept))
 
+    # ------------------------------------------------------------- fork
+    def _quiesce(self) -> list[Lock]:
+        """Before ``fork()``: wait until no connection of this broker is being
+        opened or runs an operation, and keep it so; returns the locks held."""
+        held: list[Lock] = [self._lock]
+        self._lock.acquire()
+        for connection in self._connections:
+            connection.lock.acquire()
+            held.append(connection.lock)
+        return held
+
     def _forget_after_fork(self) -> None:
         """In a forked child: never touch the parent's connections again.
 
         They stay referenced (finalizing them could disturb the parent's
         file state); their vacuum-lock descriptors are closed so a lock the
-        parent holds is released when the parent releases it.
+        parent holds is released when the parent releases it. No operation
+        was running on any of them (:meth:`_quiesce`).
         """
         inherited, self._connections = self._connections, []
         _INHERITED.extend(inherited)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._vacuum_thread = None
+        self._core.auto_vacuum_ended()  # a check running in the parent does not exist here
         self._reset_groups()  # threads waiting in the parent do not exist here
         for connection in inherited:
             connection.driver.forget_vacuum_lock()
@@ -288,24 +484,36 @@ class Broker:
             # still shows the parent's transaction and cannot be cleared here.
             path = self.path
             self._unusable = lambda: TransactionError(
-                f"this process was forked while the broker on {path} had a transaction open; "
-                "SQLite's inherited lock state makes the file unusable in the child: fork "
-                "outside transactions and streams, or use multiprocessing's 'spawn' start method"
+                f"this process was forked while the broker on {path} had a transaction or "
+                "at-least-once stream batch open between two calls; SQLite's inherited lock state "
+                "makes the file unusable in the child: fork outside transactions and streams, or use "
+                "multiprocessing's 'spawn' start method"
             )
 
+    # ------------------------------------------------------------- close
     def close(self) -> None:
         """Close every connection this broker opened (in every thread).
 
-        Call it once the threads using the broker are done with it.
+        Later calls, in any thread, raise :class:`BrokerClosedError`.
+        Operations in flight finish first (a long statement is interrupted
+        and its operation fails with :class:`BrokerClosedError`), as does a
+        running auto-vacuum. Safe to call again, also after an interrupt.
         """
         path = self.path
         with self._lock:
             if self._unusable is None:
                 self._unusable = lambda: BrokerClosedError(f"the broker on {path} is closed")
-            connections, self._connections = self._connections, []
+        self.wait_background()
+        while True:
+            with self._lock:
+                if not self._connections:
+                    break
+                connection = self._connections[-1]
+            connection.close()  # outside the broker's lock: it waits for the operation
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
         self._local = threading.local()
-        for connection in connections:
-            connection.driver.close()
 
     def __enter__(self) -> Broker:
         return self
@@ -320,15 +528,16 @@ class Broker:
 
         Claims, writes and moves this thread makes inside the block are one
         ``BEGIN IMMEDIATE`` transaction: "take a message, write the result
-        elsewhere" is atomic. An exception rolls everything back.
+        elsewhere" is atomic. An exception (Ctrl-C too) rolls everything back.
         """
         connection = self._connection()
         session = connection.session
-        connection.run(session.begin_transaction())
+        begin = session.begin_transaction()  # refuses a nested one before anything runs
         try:
+            connection.run(begin)
             yield self
         except BaseException:
-            connection.run(session.rollback_transaction())
+            connection.run(session.reset())
             raise
         connection.run(session.commit_transaction())
 
@@ -474,7 +683,7 @@ class Broker:
             before=before_timestamp,
             include_claimed=include_claimed,
         )
-        return _iterate(connection, source)
+        return _iterate(connection, source, claims=not peek)
 
     # ----------------------------------------------------------------- moves
     def move(
@@ -560,21 +769,29 @@ class Broker:
         """Bodies, as the original async example's ``read`` returns them: the
         oldest message, or every one (claimed in one transaction) with
         ``all_messages``; ``peek`` claims nothing."""
-        plain = exact_timestamp is None and after_timestamp is None and before_timestamp is None
-        if plain and not peek and not all_messages:
-            connection = self._connection()
-            if connection.groupable:
-                claimed = self._claim_shared(connection, queue)
-                return [] if claimed is None else [claimed.body]
-        return self._run(
+        return self._read(queue, peek, all_messages, exact_timestamp, after_timestamp, before_timestamp, _same)
+
+    def _read(
+        self,
+        queue: str,
+        peek: bool,
+        all_messages: bool,
+        message_id: int | str | None,
+        after: int | None,
+        before: int | None,
+        shape: Callable[[list[str]], R],
+    ) -> R:
+        connection = self._connection()
+        plain = message_id is None and after is None and before is None
+        if plain and not peek and not all_messages and connection.groupable:
+            claimed = self._claim_shared(connection, queue)
+            return shape([] if claimed is None else [claimed.body])
+        return self._claiming(
+            connection,
             lambda s: s.read_bodies(
-                queue,
-                peek=peek,
-                all_messages=all_messages,
-                message_id=exact_timestamp,
-                after=after_timestamp,
-                before=before_timestamp,
-            )
+                queue, peek=peek, all_messages=all_messages, message_id=message_id, after=after, before=before
+            ),
+            shape,
         )
 
     def stream_read(
@@ -597,16 +814,43 @@ class Broker:
             message_id=exact_timestamp,
             after=after_timestamp,
         )
-        return (m.body for m in _iterate(connection, source))
+        return _iterate(connection, source, claims=not peek, bodies=True)
 
 
-def _iterate(connection: _Connection, source: Stream) -> Iterator[Message]:
-    """Hand out a stream's batches; closing the iterator closes the stream."""
+def _iterate(connection: _Connection, source: Stream, *, claims: bool, bodies: bool = False) -> Iterator[Any]:
+    """Hand out a stream's batches; closing the iterator closes the stream.
+
+    A message leaves ``pending`` in the very step that hands it over, so an
+    interrupt anywhere else finds exactly the claimed messages nobody has
+    received, and gives them back (an at-least-once batch rolls back instead).
+    """
+    pending: list[Message] = []
     try:
-        while batch := connection.run(source.next_batch()):
-            yield from batch
+        while True:
+            pending = connection.run(source.next_batch())
+            if not pending:
+                return
+            while pending:
+                yield pending.pop(0).body if bodies else pending.pop(0)
+    except BaseException as exc:
+        if claims:
+            connection.give_back(pending, exc)
+        raise
     finally:
-        connection.run(source.close())
+        if not connection.closing:  # else close() ended its batch with its connection
+            connection.run(source.close())
+
+
+def _same(bodies: list[str]) -> list[str]:
+    return bodies
+
+
+def _first(bodies: list[str]) -> str | None:
+    return bodies[0] if bodies else None
+
+
+def _bodies(messages: list[Message]) -> list[str]:
+    return [m.body for m in messages]
 
 
 class Queue:
@@ -618,7 +862,7 @@ class Queue:
 
     def __init__(self, name: str, broker: Broker) -> None:
         self.name = check_queue_name(name)
-        self.broker = broker
+        self.broker = check_broker(broker, Broker, "Queue")  # a path here fails now, not at the first call
 
     def write(self, message: str) -> int:
         return self.broker.write(self.name, message)
@@ -660,17 +904,8 @@ class Queue:
         ``all_messages=True`` returns every body: claimed in one transaction,
         so either all are handed over or none is claimed.
         """
-        bodies = self.broker.read(
-            self.name,
-            peek=peek,
-            all_messages=all_messages,
-            exact_timestamp=message_id,
-            after_timestamp=after_timestamp,
-            before_timestamp=before_timestamp,
-        )
-        if all_messages:
-            return bodies
-        return bodies[0] if bodies else None
+        shape = _same if all_messages else _first
+        return self.broker._read(self.name, peek, all_messages, message_id, after_timestamp, before_timestamp, shape)
 
     def read_all(self, *, peek: bool = False) -> list[str]:
         return self.read(peek=peek, all_messages=True)
@@ -703,7 +938,8 @@ class Queue:
 
     def read_many(self, limit: int) -> list[str]:
         """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
-        return [m.body for m in self.broker.claim_many(self.name, limit)]
+        broker = self.broker
+        return broker._claiming(broker._connection(), lambda s: s.claim_many(self.name, limit), _bodies)
 
     def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
         return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
@@ -742,10 +978,25 @@ class Queue:
         return self.broker.delete_messages(self.name, [message_id]) > 0
 
 
+# Locks every broker holds across a fork (see Broker._quiesce).
+_FORK_HELD: list[Lock] = []
+
+
+def _before_fork() -> None:
+    for broker in list(_BROKERS):
+        _FORK_HELD.extend(broker._quiesce())
+
+
+def _after_fork_in_parent() -> None:
+    while _FORK_HELD:
+        _FORK_HELD.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _after_fork_in_parent()  # this thread took them: the only thread here
     for broker in list(_BROKERS):
         broker._forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

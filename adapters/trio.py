@@ -22,6 +22,7 @@ exception, which a cancel scope does not swallow.)
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import threading
@@ -35,15 +36,17 @@ import trio
 from sansio_broker import BrokerClosedError, BrokerCore, Config, Session
 from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
-from sansio_broker.validation import check_positive
+from sansio_broker.validation import check_broker, check_path, check_positive
 
 from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import SyncDriver, connect
+from ._sync import SyncDriver, check_read_only, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
+
+LOG = logging.getLogger("sansio_broker")
 
 
 class CommitOutcomeUnknown(OutcomeUnknownError):
@@ -155,13 +158,13 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] = DEFAULT_PATH,
         *,
-        pool_size: int,
-        config: Config | Mapping[str, Any] | None,
+        pool_size: int = 4,
+        config: Config | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.path = os.fspath(path)
+        self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
         self._core = BrokerCore(self.config)
@@ -172,16 +175,17 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self._returned = trio.lowlevel.ParkingLot()
         self._open_lock = trio.Lock()  # one connection opened at a time
         self._opened = False
-        self._closed = False
+        self._closed = False  # refusing callers; the connections stay open until _shut
+        self._shut = False
         self._cleaning = 0  # background clean-ups running
         self._cleaned = trio.lowlevel.ParkingLot()
         self.last_background_error: Exception | None = None
 
     # ----------------------------------------------------------- connections
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, internal: bool = False) -> _Connection:
         try:
             while True:
-                if self._closed:
+                if self._shut or (self._closed and not internal):
                     raise BrokerClosedError(f"the broker on {self.path} is closed")
                 if self._idle:
                     return self._idle.pop()  # no checkpoint: a wake-up is never dropped
@@ -220,6 +224,8 @@ class TrioBroker(AsyncOperations["_Connection"]):
         raw = connect(self.path, self.config)
         connection = _Connection(worker, SyncDriver(raw, self.path), self._core.session())
         try:
+            if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
+                check_read_only(self.path, self._core)
             connection.driver.run(connection.session.setup_connection(self.path))
             if not self._opened:
                 connection.driver.run(connection.session.open_database(self.path))
@@ -231,7 +237,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def _release(self, connection: _Connection) -> None:
         """Give a connection back without suspending; clean it first if needed."""
-        if self._closed:
+        if self._shut:
             return  # close() closed it; its transaction ended with it
         busy = connection.busy
         if (busy is not None and not busy.finished) or left_open(connection):
@@ -243,7 +249,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
             self._returned.unpark()
 
     async def _release_when_ready(self, connection: _Connection) -> None:
-        if self._closed:
+        if self._shut:
             return  # close() closes it once its thread is done
         try:
             await self._settle(connection, connection.session.reset())
@@ -277,14 +283,13 @@ class TrioBroker(AsyncOperations["_Connection"]):
             await work
         except Exception as exc:
             self.last_background_error = exc
+            LOG.error("background work of the broker on %s failed: %r", self.path, exc, exc_info=exc)
         finally:
             self._cleaning -= 1
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(
-        self, connection: _Connection, operation: Operation[T], committing: Callable[[Flight], None] | None = None
-    ) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
         """Run one operation in the connection's worker thread: one hop."""
         flight = Flight()
         in_commit = False
@@ -295,15 +300,16 @@ class TrioBroker(AsyncOperations["_Connection"]):
             in_commit = flight.cancel(connection.driver.connection.interrupt)
 
         try:
-            return await connection.worker.call(run_in_thread, connection.driver, operation, flight, on_cancel=cancel)
+            answer: T = await connection.worker.call(
+                run_in_thread, connection.driver, operation, flight, on_cancel=cancel
+            )
         except trio.Cancelled:
-            if in_commit and committing is not None:
-                committing(flight)
-            elif in_commit:
-                raise CommitOutcomeUnknown(
-                    "cancelled while COMMIT was running: the operation may or may not have taken effect"
-                ) from None
+            late = self._cancelled_in_commit(connection, flight) if in_commit else None
+            if late is not None:
+                raise late from None
             raise
+        self._housekeep()
+        return answer
 
     async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
         """Run clean-up after any abandoned operation, shielded from cancellation."""
@@ -338,7 +344,16 @@ class TrioBroker(AsyncOperations["_Connection"]):
         return soon
 
     def _outcome_unknown(self) -> BaseException:
-        return CommitOutcomeUnknown("cancelled after its group commit sealed: the write may or may not have landed")
+        return CommitOutcomeUnknown(
+            "cancelled while its COMMIT ran (or after its group sealed): the change may or may not have landed"
+        )
+
+    async def wait_background(self) -> None:
+        while self._cleaning or self._obligations:
+            if self._cleaning:
+                await self._cleaned.park()
+            else:
+                await trio.sleep(0.001)  # a flight in a worker thread reports soon
 
     async def close(self) -> None:
         """Close every connection once its worker thread is done with it.
@@ -351,8 +366,10 @@ class TrioBroker(AsyncOperations["_Connection"]):
             self._closed = True
             self._returned.unpark_all()
             await trio.lowlevel.checkpoint()  # let clean-ups already scheduled start
-            while self._cleaning:
-                await self._cleaned.park()
+            # Give-backs promised by cancelled claims, groups still running and
+            # background work all finish first, on connections still open.
+            await self.wait_background()
+            self._shut = True
             for connection in self._connections:
                 # Queued behind any abandoned operation, so it runs after it.
                 await connection.worker.call(connection.driver.close)
@@ -427,4 +444,4 @@ class TrioQueue(QueueOperations):
     """
 
     def __init__(self, name: str, broker: TrioBroker) -> None:
-        super().__init__(name, broker)
+        super().__init__(name, check_broker(broker, TrioBroker, "TrioQueue"))

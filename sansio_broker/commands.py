@@ -42,11 +42,17 @@ class Fetch(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Execute:
-    """Run one SQL statement with bound parameters."""
+    """Run one SQL statement with bound parameters.
+
+    ``claims`` names the queue whose messages the statement claims; its rows
+    are ``(body, id)``. A driver keeps them until the next operation, so a
+    claim whose COMMIT landed but whose caller was lost can be given back.
+    """
 
     sql: str
     params: Sequence[Any] = ()
     fetch: Fetch = Fetch.NONE
+    claims: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

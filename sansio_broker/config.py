@@ -2,21 +2,31 @@
 
 The core never reads the environment; adapters pass ``os.environ`` when the
 user gives no config. Keys this broker does not use (SimpleBroker has many
-more ``BROKER_*`` settings) are ignored so one environment serves both.
+more ``BROKER_*`` settings) are ignored so one environment serves both. An
+explicit mapping is parsed with ``strict=True``: there a key neither this
+broker nor SimpleBroker reads is a typo (``SYNC_MODE``), refused by name.
+
+Integers are bounded so no value can overflow where it is used: SQLite reads
+``PRAGMA busy_timeout``, ``cache_size`` and ``wal_autocheckpoint`` as 32-bit
+ints, and binds every other count as a 64-bit one.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidTypeError
 
 SYNC_MODES = ("FULL", "NORMAL", "OFF", "EXTRA")
 _INTEGER = re.compile(r"-?[0-9]+")
+INT32_MAX = 2**31 - 1  # PRAGMA busy_timeout / wal_autocheckpoint / cache_size, and sqlite3's timeout
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's integers
+MAX_CACHE_MB = INT32_MAX // 1024  # cache_size is set as -(MB * 1024) KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +52,21 @@ class Config:
             object.__setattr__(self, f.name, parse(key, value))
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> Config:
-        """Parse ``BROKER_*`` keys (strings from the environment, or typed values)."""
+    def from_mapping(cls, mapping: Mapping[str, Any], *, strict: bool = False) -> Config:
+        """Parse ``BROKER_*`` keys (strings from the environment, or typed values).
+
+        ``strict`` refuses keys unknown to this broker and to SimpleBroker (a
+        mapping written for the broker); without it they are ignored (the
+        environment holds every other program's variables too).
+        """
+        if strict:
+            if not isinstance(mapping, Mapping):
+                raise InvalidTypeError(
+                    f"config must be a Config, a mapping of BROKER_* keys or None, not {type(mapping).__name__}"
+                )
+            for key, value in mapping.items():
+                if key not in KNOWN_KEYS:
+                    raise ConfigError(str(key), value, _known_key_hint(key))
         kwargs: dict[str, Any] = {}
         for name, (key, parse, _) in _FIELDS.items():
             if key in mapping:
@@ -58,21 +81,26 @@ class Config:
         return out
 
 
-def _int(minimum: int) -> Callable[[str, Any], int]:
+def _int(minimum: int, maximum: int = INT64_MAX) -> Callable[[str, Any], int]:
+    if minimum == INT64_MIN:
+        expected = f"an integer from {INT64_MIN} to {maximum}"
+    else:
+        expected = f"an integer >= {minimum} and <= {maximum}"
+
     def parse(key: str, value: Any) -> int:
-        expected = "an integer" if minimum < -(2**62) else f"an integer >= {minimum}"
         if isinstance(value, bool):
             raise ConfigError(key, value, expected)
         if isinstance(value, int):
             number = value
         elif isinstance(value, str):
             text = value.strip()
-            if not _INTEGER.fullmatch(text):
+            # Length first: int() of thousands of digits raises its own ValueError.
+            if len(text) > 20 or not _INTEGER.fullmatch(text):
                 raise ConfigError(key, value, expected)
             number = int(text)
         else:
             raise ConfigError(key, value, expected)
-        if number < minimum:
+        if not minimum <= number <= maximum:
             raise ConfigError(key, value, expected)
         return number
 
@@ -89,12 +117,12 @@ def _only_one_enables(key: str, value: Any) -> bool:
     # SimpleBroker accepts any integer and enables the feature only for 1.
     if isinstance(value, bool):
         return value
-    return _int(-(2**63))(key, value) == 1
+    return _int(INT64_MIN)(key, value) == 1
 
 
 def _at_least_one(key: str, value: Any) -> int:
     # SimpleBroker accepts any integer here and treats values below 1 as 1.
-    return max(1, _int(-(2**63))(key, value))
+    return max(1, _int(INT64_MIN)(key, value))
 
 
 def _percent(key: str, value: Any) -> float:
@@ -103,7 +131,7 @@ def _percent(key: str, value: Any) -> float:
         raise ConfigError(key, value, expected)
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float
         raise ConfigError(key, value, expected) from None
     if not math.isfinite(number) or not 0.0 <= number <= 100.0:
         raise ConfigError(key, value, expected)
@@ -111,10 +139,11 @@ def _percent(key: str, value: Any) -> float:
 
 
 _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] = {
-    "busy_timeout_ms": ("BROKER_BUSY_TIMEOUT", _int(0), str),
-    "cache_mb": ("BROKER_CACHE_MB", _int(1), str),
+    # sqlite3.connect(timeout=ms / 1000) becomes a C int of milliseconds again.
+    "busy_timeout_ms": ("BROKER_BUSY_TIMEOUT", _int(0, INT32_MAX), str),
+    "cache_mb": ("BROKER_CACHE_MB", _int(1, MAX_CACHE_MB), str),
     "sync_mode": ("BROKER_SYNC_MODE", _sync_mode, str),
-    "wal_autocheckpoint": ("BROKER_WAL_AUTOCHECKPOINT", _int(0), str),
+    "wal_autocheckpoint": ("BROKER_WAL_AUTOCHECKPOINT", _int(0, INT32_MAX), str),
     "max_message_size": ("BROKER_MAX_MESSAGE_SIZE", _int(1), str),
     "auto_vacuum": ("BROKER_AUTO_VACUUM", _only_one_enables, lambda v: "1" if v else "0"),
     "auto_vacuum_interval": ("BROKER_AUTO_VACUUM_INTERVAL", _at_least_one, str),
@@ -124,3 +153,46 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
 }
 
 CONFIG_KEYS = tuple(key for key, _, _ in _FIELDS.values())
+
+# Every key SimpleBroker 8.7.2 reads (``simplebroker._constants.DEFAULT_CONFIG``,
+# prefixed): accepted in an explicit mapping, since one mapping may serve both.
+SIMPLEBROKER_ONLY_KEYS = tuple(
+    "BROKER_" + name
+    for name in (
+        "READ_COMMIT_INTERVAL",
+        "LOAD_MAX_FUTURE_SKEW_SECONDS",
+        "POSTGRES_CAPACITY_WAIT_SECONDS",
+        "SKIP_IDLE_CHECK",
+        "JITTER_FACTOR",
+        "INITIAL_CHECKS",
+        "MAX_INTERVAL",
+        "BURST_SLEEP",
+        "DEBUG",
+        "LOGGING_ENABLED",
+        "DEFAULT_DB_LOCATION",
+        "DEFAULT_DB_NAME",
+        "PROJECT_CONFIG_PATH",
+        "PROJECT_CONFIG_NAME",
+        "PROJECT_SCOPE",
+        "BACKEND",
+        "BACKEND_HOST",
+        "BACKEND_PORT",
+        "BACKEND_USER",
+        "BACKEND_PASSWORD",
+        "BACKEND_DATABASE",
+        "BACKEND_SCHEMA",
+        "BACKEND_TARGET",
+    )
+)
+KNOWN_KEYS = frozenset(CONFIG_KEYS + SIMPLEBROKER_ONLY_KEYS)
+
+
+def _known_key_hint(key: object) -> str:
+    """What an unknown key should have been: SimpleBroker's unprefixed names and near misses get a suggestion."""
+    expected = "a BROKER_* key this broker or SimpleBroker reads"
+    if not isinstance(key, str):
+        return expected + f" (keys are str, not {type(key).__name__})"
+    name = key.strip().upper().replace("-", "_").removeprefix("BROKER_")
+    names = sorted(k.removeprefix("BROKER_") for k in KNOWN_KEYS)
+    matches = [name] if name in names else difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return expected + (f" (did you mean BROKER_{matches[0]}?)" if matches else "")

@@ -49,6 +49,7 @@ from .errors import (
 from .sql import SQLITE, SQLiteDialect, where_params
 from .types import Message, QueueStats
 from .validation import (
+    check_bodies,
     check_body,
     check_message_id,
     check_positive,
@@ -113,6 +114,7 @@ class BrokerCore:
         # when the last check showed vacuum cannot be due sooner (a big table).
         self.next_vacuum_check = self.config.auto_vacuum_interval
         self.last_vacuum_error: BaseException | None = None
+        self._auto_vacuum_taken = False
         self._plain_claims: dict[str, Execute] = {}
 
     def plain_claim(self, queue: str) -> Execute:
@@ -125,7 +127,7 @@ class BrokerCore:
         if statement is None:
             check_queue_name(queue)
             where = self.sql.where(by_id=False, unclaimed_only=True, after=False, before=False)
-            statement = Execute(self.sql.claim(where), (queue, 1), Fetch.ALL)
+            statement = Execute(self.sql.claim(where), (queue, 1), Fetch.ALL, queue)
             if len(self._plain_claims) >= PLAIN_CLAIM_CACHE_SIZE:
                 self._plain_claims.clear()
             self._plain_claims[queue] = statement
@@ -139,10 +141,22 @@ class BrokerCore:
         """A new session for one fresh connection."""
         return Session(self)
 
-    def record_mutations(self, count: int) -> bool:
-        """Count committed mutations; True when an auto-vacuum check is due."""
+    def record_mutations(self, count: int) -> None:
+        """Count committed mutations (see :meth:`take_auto_vacuum`)."""
         self.mutations += count
-        return self.config.auto_vacuum and self.mutations >= self.next_vacuum_check
+
+    def take_auto_vacuum(self) -> bool:
+        """True (once, until :meth:`Session.auto_vacuum` ends) when an
+        auto-vacuum check is due: the adapter then runs it as housekeeping,
+        outside every caller's operation, so a committed answer never waits
+        for it or fails with it."""
+        if self._auto_vacuum_taken or not self.config.auto_vacuum or self.mutations < self.next_vacuum_check:
+            return False
+        self._auto_vacuum_taken = True
+        return True
+
+    def auto_vacuum_ended(self) -> None:
+        self._auto_vacuum_taken = False
 
     def vacuum_is_due(self, claimed: int, total: int) -> bool:
         threshold = total * self.config.vacuum_threshold_percent / 100.0
@@ -211,7 +225,7 @@ class Session:
         except BaseException:
             yield from self.rollback_quietly()
             raise
-        yield from self.after_commit(self._transaction_mutations)
+        self.after_commit(self._transaction_mutations)
 
     def rollback_transaction(self) -> Operation[None]:
         if not self.in_transaction:
@@ -321,14 +335,11 @@ class Session:
                 # taken effect; "no transaction is active" is swallowed.
                 yield from self.rollback_quietly()
                 raise
-            count = mutations(result)
-            if count and self.core.record_mutations(count):
-                yield from self._auto_vacuum()
+            self.core.record_mutations(mutations(result))
             return result
 
-    def after_commit(self, mutations: int) -> Operation[None]:
-        if mutations and self.core.record_mutations(mutations):
-            yield from self._auto_vacuum()
+    def after_commit(self, mutations: int) -> None:
+        self.core.record_mutations(mutations)
 
     # ------------------------------------------------------------------ IDs
     def _allocate_ids(self, count: int) -> Operation[range]:
@@ -378,10 +389,8 @@ class Session:
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
         """Append messages in order, in one transaction; returns their IDs."""
         check_queue_name(queue)
-        if isinstance(bodies, str | bytes):
-            raise InvalidTypeError("write_many takes an iterable of str bodies, not a single str")
         limit = self.core.config.max_message_size
-        items = tuple(check_body(b, limit) for b in bodies)
+        items = tuple(check_body(b, limit) for b in check_bodies(bodies))
         return self._write_transaction(lambda: self._insert_many(queue, items), len, resync_ids=True)
 
     def _insert(self, queue: str, bodies: tuple[str]) -> Operation[int]:
@@ -500,7 +509,7 @@ class Session:
         self._check_group()
         base = self.core.plain_claim(queue)  # validates the name
         check_positive(members, "members")
-        statement = base if members == 1 else Execute(base.sql, (base.params[0], members), Fetch.ALL)
+        statement = base if members == 1 else Execute(base.sql, (queue, members), Fetch.ALL, queue)
         return self._claim_group_or_nothing(statement, members)
 
     def _claim_group_or_nothing(self, statement: Execute, members: int) -> Operation[list[Message | None]]:
@@ -578,7 +587,7 @@ class Session:
         mid, lo, hi = check_selection(message_id, after, before)
         where = self.sql.where(by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None)
         params = (*where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.sql.claim(where), params, Fetch.ALL)
+        return Execute(self.sql.claim(where), params, Fetch.ALL, queue)
 
     def select(self, statement: Execute) -> Operation[list[Message]]:
         """Run a statement returning ``(body, ts)`` rows, as messages in ID order."""
@@ -845,20 +854,31 @@ class Session:
         except DatabaseError:
             pass
 
-    def _auto_vacuum(self) -> Operation[None]:
-        # The caller's mutation already committed: a failure here must not
-        # turn its success into an error. It is remembered and retried later.
+    def auto_vacuum(self) -> Operation[None]:
+        """Housekeeping after :meth:`BrokerCore.take_auto_vacuum`: count, and
+        vacuum if the claimed share calls for it.
+
+        Adapters run it on its own, never inside a caller's operation. A
+        failure is raised (adapters log it) and remembered in
+        ``last_vacuum_error``; the next check still waits an interval.
+        """
+        core = self.core
         try:
             claimed, total = yield Execute(self.sql.OVERALL_STATS, (), Fetch.ONE)
             claimed, total = int(claimed or 0), int(total or 0)
-            self.core.checked_vacuum(claimed, total)  # also if the vacuum below fails
-            if self.core.vacuum_is_due(claimed, total):
+            core.checked_vacuum(claimed, total)  # also if the vacuum below fails
+            if core.vacuum_is_due(claimed, total):
                 deleted = yield from self._vacuum(compact=False)
                 # Others may have claimed meanwhile: the vacuum took those too.
-                self.core.checked_vacuum(max(claimed - deleted, 0), max(total - deleted, 0))
-            self.core.last_vacuum_error = None
-        except DatabaseError as exc:
-            self.core.last_vacuum_error = exc
+                core.checked_vacuum(max(claimed - deleted, 0), max(total - deleted, 0))
+            core.last_vacuum_error = None
+        except BaseException as exc:
+            if core.mutations >= core.next_vacuum_check:  # failed before the count
+                core.mutations = 0
+            core.last_vacuum_error = exc
+            raise
+        finally:
+            core.auto_vacuum_ended()
 
 
 class _AllWithdrawn(Exception):

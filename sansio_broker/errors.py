@@ -84,7 +84,15 @@ class OperationCancelled(BrokerError):
 
 
 class OutcomeUnknownError(BrokerError):
-    """A COMMIT was interrupted: the transaction may or may not have landed."""
+    """A COMMIT was interrupted: the transaction may or may not have landed.
+
+    ``message_ids`` names the messages concerned where they are known (the
+    IDs of a write that landed after all), so a caller can check or undo.
+    """
+
+    def __init__(self, message: str = "", message_ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message_ids = message_ids
 
 
 class DatabaseError(BrokerError):

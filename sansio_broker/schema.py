@@ -75,6 +75,23 @@ def open_database(sql: SQLiteDialect, label: str, transaction: _Transactor) -> O
         yield from _admit(sql, label, tables, transaction)
 
 
+def check_database(sql: SQLiteDialect, label: str) -> Operation[None]:
+    """Every refusal of :func:`open_database`, by reads alone.
+
+    Adapters run it first on a read-only connection when the file has a WAL:
+    on a read-write connection even the set-up PRAGMAs read the file, which
+    rebuilds its ``-shm``, and closing that connection checkpoints the WAL
+    into the database, so a refused file would not stay byte-for-byte
+    unchanged. An empty file passes (it is created on the read-write one).
+    """
+    try:
+        tables = yield from _tables(sql)
+    except NotADatabaseDriverError:
+        raise _not_a_database(label) from None
+    if tables:
+        yield from _inspect(sql, label, tables)
+
+
 def _tables(sql: SQLiteDialect) -> Operation[set[str]]:
     rows = yield Execute(sql.LIST_TABLES, (), Fetch.ALL)
     return {r[0] for r in rows}
@@ -111,6 +128,21 @@ def _ensure_wal(sql: SQLiteDialect, label: str) -> Operation[None]:
 
 
 def _admit(sql: SQLiteDialect, label: str, tables: set[str], transaction: _Transactor) -> Operation[None]:
+    last_ts, missing_indexes = yield from _inspect(sql, label, tables)
+    # Everything was read; from here on the file is ours to write.
+    yield from _ensure_wal(sql, label)
+    repairs = list(sql.ENSURE_ALIASES) if "queue_aliases" not in tables else []
+    if missing_indexes:
+        repairs[:0] = sql.REPAIR_V6_INDEXES
+    if repairs:
+        yield from transaction(lambda: _run_all(repairs))
+    (newest,) = yield Execute(sql.MAX_TS, (), Fetch.ONE)
+    if newest is not None and newest > last_ts:
+        yield from transaction(lambda: resync_last_ts(sql))
+
+
+def _inspect(sql: SQLiteDialect, label: str, tables: set[str]) -> Operation[tuple[int, bool]]:
+    """Refuse the file, or return its ``last_ts`` and whether canonical indexes are missing; reads only."""
     if "messages" not in tables or "meta" not in tables:
         if "messages" in tables:
             raise SchemaVersionError(
@@ -150,16 +182,7 @@ def _admit(sql: SQLiteDialect, label: str, tables: set[str], transaction: _Trans
         missing_indexes = yield from _check_v6_indexes(sql, label)
     elif not set(V6_COLUMNS) <= set(columns):
         raise IncompatibleDatabaseError(f"{label}: messages table lacks (queue, body, ts, claimed)")
-    # Everything was read; from here on the file is ours to write.
-    yield from _ensure_wal(sql, label)
-    repairs = list(sql.ENSURE_ALIASES) if "queue_aliases" not in tables else []
-    if missing_indexes:
-        repairs[:0] = sql.REPAIR_V6_INDEXES
-    if repairs:
-        yield from transaction(lambda: _run_all(repairs))
-    (newest,) = yield Execute(sql.MAX_TS, (), Fetch.ONE)
-    if newest is not None and newest > last_ts:
-        yield from transaction(lambda: resync_last_ts(sql))
+    return last_ts, missing_indexes
 
 
 def _schema_version(label: str, value: Any) -> int:

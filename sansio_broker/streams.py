@@ -118,7 +118,7 @@ class ClaimStream:
             self.done = True
             yield from self._session.rollback_quietly()
             raise
-        yield from self._session.after_commit(count)
+        self._session.after_commit(count)
 
     def _release(self) -> None:
         self._batch_size = 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from .errors import (
     InvalidInputError,
@@ -18,6 +19,11 @@ from .errors import (
 MAX_QUEUE_NAME_LENGTH = 512
 MAX_MESSAGE_ID = 2**63 - 1
 MESSAGE_ID_DIGITS = 19
+MAX_COUNT = 2**63 - 1  # SQLite's largest integer: a LIMIT or count beyond it cannot be bound
+_MESSAGE_ID = re.compile(r"[0-9]{19}")
+# Paths SQLite opens as a temporary or in-memory database, never a file on disk.
+NOT_A_FILE_PATHS = ("", ":memory:")
+T = TypeVar("T")
 _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]*")
 _valid_names: set[str] = set()  # names already checked: the hot path skips the regex
 
@@ -54,15 +60,36 @@ def check_body(body: object, max_size: int) -> str:
     return body
 
 
+def check_bodies(bodies: object) -> Iterator[Any]:
+    """An iterator over ``write_many``'s bodies (each still to be checked).
+
+    A str or bytes would be written one character at a time, and ``None``
+    or a number would surface as Python's bare ``TypeError``: all are refused
+    as the library's type error.
+    """
+    if isinstance(bodies, str | bytes):
+        raise InvalidTypeError("write_many takes an iterable of str bodies, not a single str")
+    try:
+        return iter(bodies)  # type: ignore[call-overload, no-any-return]
+    except TypeError:
+        raise InvalidTypeError(f"write_many takes an iterable of str bodies, not {type(bodies).__name__}") from None
+
+
 def check_message_id(value: object, name: str = "message_id") -> int:
-    """An exact ID: an int in ``0..2**63-1`` or a 19-digit string."""
+    """An exact ID: an int in ``0..2**63-1`` or exactly 19 ASCII digits.
+
+    Stricter than SimpleBroker 8.7.2, which strips whitespace and folds
+    non-ASCII decimal digits: an ID is an identifier, and a spelling that
+    only looks like one (``" 0…1"``, fullwidth digits) is refused, never guessed.
+    """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidTypeError(f"{name} must be an int or a 19-digit str, not {type(value).__name__}")
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) != MESSAGE_ID_DIGITS or not text.isdecimal():
-            raise MessageIdError(f"invalid {name} {value!r}: expected exactly 19 digits")
-        value = int(text)
+        if not _MESSAGE_ID.fullmatch(value):
+            raise MessageIdError(
+                f"invalid {name} {value[:40]!r}: expected exactly 19 ASCII digits, without spaces or signs"
+            )
+        value = int(value)
     if not 0 <= value <= MAX_MESSAGE_ID:
         raise MessageIdError(f"invalid {name} {value}: must be in 0..2**63-1")
     return value
@@ -85,6 +112,9 @@ def check_positive(value: object, name: str) -> int:
         raise InvalidTypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 1:
         raise InvalidInputError(f"{name} must be >= 1, got {value}")
+    if value > MAX_COUNT:
+        # SQLite binds 64-bit integers only; beyond that sqlite3 raises OverflowError.
+        raise InvalidInputError(f"{name} must be <= 2**63-1, got {value}")
     return value
 
 
@@ -95,3 +125,42 @@ def check_selection(message_id: Any, after: Any, before: Any) -> tuple[int | Non
             raise InvalidInputError("message_id cannot be combined with after_timestamp/before_timestamp")
         return check_message_id(message_id), None, None
     return None, check_bound(after, "after_timestamp"), check_bound(before, "before_timestamp")
+
+
+def check_path(path: object) -> str:
+    """The database path as a str, refused if it cannot name a file on disk.
+
+    ``""`` and ``":memory:"`` make SQLite open a private temporary database
+    that cannot switch to WAL or be shared, so they fail here with a clear
+    message instead of at the first PRAGMA. Pure (no ``os``): ``PathLike``
+    is read through its ``__fspath__``.
+    """
+    text = path
+    fspath = getattr(type(path), "__fspath__", None)
+    if fspath is not None and not isinstance(path, str | bytes):
+        text = fspath(path)
+    if not isinstance(text, str):
+        raise InvalidTypeError(f"path must be a str or an os.PathLike of str, not {type(text).__name__}")
+    if text in NOT_A_FILE_PATHS:
+        raise InvalidInputError(
+            f"path {text!r} names no file: SQLite would open a private in-memory database, "
+            "but the broker needs a database file on disk (for WAL and for sharing between connections)"
+        )
+    if "\0" in text:
+        raise InvalidInputError(f"path {text!r} contains a NUL character")
+    return text
+
+
+def check_broker(broker: object, expected: type[T], owner: str) -> T:
+    """``broker`` if it is an ``expected``; a path (or another adapter's broker) is refused now,
+    not at the first call as an ``AttributeError``."""
+    if isinstance(broker, expected):
+        return broker
+    name = expected.__name__
+    if isinstance(broker, str | bytes) or hasattr(type(broker), "__fspath__"):
+        hint = f"; open one first (for example {name}(path)) and pass it"
+    else:
+        hint = ""
+    raise InvalidTypeError(
+        f"{owner}(name, broker): broker must be a broker object ({name}), not {type(broker).__name__}{hint}"
+    )

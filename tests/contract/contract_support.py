@@ -261,7 +261,10 @@ class BlockingFacade(Facade):
         return Queue
 
     def _invoke(self, target: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(target, name)(*args, **kwargs)
+        try:
+            return getattr(target, name)(*args, **kwargs)
+        finally:  # housekeeping (auto-vacuum) runs in the background: tests see its effect
+            self.target.wait_background()
 
     def _stream(self, target: Any, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         return getattr(target, name)(*args, **kwargs)  # type: ignore[no-any-return]
@@ -356,7 +359,11 @@ class AsyncFacade(Facade):
             raise AssertionError(f"a call through the {self.adapter} bridge hung for {CALL_TIMEOUT} s") from None
 
     def _invoke(self, target: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self._call(lambda: getattr(target, name)(*args, **kwargs))
+        try:
+            return self._call(lambda: getattr(target, name)(*args, **kwargs))
+        finally:  # housekeeping (auto-vacuum) runs in the background: tests see its effect
+            if not self.closed:
+                self._call(self.target.wait_background)
 
     def _stream(self, target: Any, name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         source = self._call(lambda: getattr(target, name)(*args, **kwargs))
