@@ -209,7 +209,7 @@ class AsyncOperations(Generic[C]):
         self._obligations += 1
 
         def finished() -> None:  # in the worker thread, before the connection is reused
-            queue, messages = driver.claim_queue, driver.take_claimed()
+            queue, messages = driver.claim_queue, driver.committed_claims()
             soon(lambda: self._give_back(queue, messages, promised=True))
 
         if not flight.when_finished(finished):

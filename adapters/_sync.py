@@ -137,7 +137,12 @@ class VacuumFileLock:
     def acquire(self) -> bool:
         if self._fd is not None:
             return False
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Writable by every account the umask allows: all who share the
+            # queue share its vacuum lock.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:
+            fd = os.open(self.path, os.O_RDONLY)  # another account's file: flock needs no write access
         try:
             if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
                 import msvcrt
@@ -185,6 +190,7 @@ class Settled(NamedTuple):
 
     landed: bool  # the operation's latest COMMIT took effect
     claimed: list[Message] | None  # what it claimed there (None: not a claim)
+    queue: str = ""  # whose messages those are
 
 
 NOT_LANDED = Settled(False, None)
@@ -286,8 +292,9 @@ class SyncDriver:
             self.commit_sent = True
             try:
                 self.connection.execute(command.sql)
-            except BaseException:
-                # Failed: rolled back, or still open (SQLite says which).
+            except sqlite3.Error:
+                # Failed: rolled back, or still open. (An interrupt raised
+                # here came after COMMIT returned: in_transaction tells.)
                 self.commit_sent = False
                 raise
             return
@@ -299,14 +306,13 @@ class SyncDriver:
             self.commit_sent = False
         self.connection.execute(command.sql)
 
-    def take_claimed(self) -> list[Message]:
-        """What the last operation claimed, if its COMMIT landed (once)."""
-        claimed, self.claimed = self.claimed, None
+    def committed_claims(self) -> list[Message]:
+        """What the last operation claimed, if its COMMIT landed."""
         try:
             landed = self.commit_sent and not self.connection.in_transaction
         except sqlite3.Error:  # closed meanwhile
             return []
-        return claimed if claimed and landed else []
+        return self.claimed or [] if landed else []
 
     def settle(self) -> Settled:
         """After an operation ended without handing over its answer: roll
@@ -314,19 +320,17 @@ class SyncDriver:
         and what that COMMIT claimed (for the caller to give back).
 
         SQLite's ``in_transaction`` decides, not the operation's view, which
-        an interrupt between two lines may have left behind.
+        an interrupt between two lines may have left behind. Safe to repeat.
         """
-        claimed, self.claimed = self.claimed, None
         try:
             if self.connection.in_transaction:
+                self.commit_sent = False  # first: whatever happens next, nothing landed
                 self.connection.execute(sql.ROLLBACK)
-                return NOT_LANDED
         except sqlite3.Error:
             return NOT_LANDED  # closed, or rolled back already
         if not self.commit_sent:
             return NOT_LANDED
-        self.commit_sent = False
-        return Settled(True, claimed)
+        return Settled(True, self.claimed, self.claim_queue)
 
     def _seal_group(self, command: SealGroup) -> frozenset[int]:
         return self._seal()

@@ -40,7 +40,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import Seal, SyncDriver, check_read_only, connect, no_withdrawals
+from ._sync import NOT_LANDED, Seal, Settled, SyncDriver, check_read_only, connect, no_withdrawals
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -121,17 +121,20 @@ class _Connection:
         if isinstance(exc, BrokerClosedError):
             return
         session = self.session
-        with self.lock:
-            if self.closing:
-                raise self.broker._closed_error() from exc
-            if session.in_transaction or session.stream_holding_lock is not None:
-                return  # the transaction's or stream's owner rolls back
-            settled = self.driver.settle()
-            if not settled.landed:
-                return
-            if settled.claimed is not None:
-                self._give_back_locked(settled.claimed, exc)
-                return
+        if session.in_transaction or session.stream_holding_lock is not None:
+            return  # the transaction's or stream's owner rolls back
+        found: list[Settled] = []
+
+        def settle() -> None:
+            if not found:
+                found.append(self.driver.settle())
+            if found[0].claimed:
+                self._return(found[0].claimed, found[0].queue)
+
+        self._steadily(settle, exc)
+        settled = found[0] if found else NOT_LANDED
+        if not settled.landed or settled.claimed is not None:
+            return
         ids = _written_ids(answer)
         if isinstance(exc, KeyboardInterrupt):
             raise CommitOutcomeUnknown("interrupted after its COMMIT landed: the change took effect", ids) from exc
@@ -140,24 +143,38 @@ class _Connection:
 
     def give_back(self, messages: list[Message], exc: BaseException) -> None:
         """Messages claimed for a caller who never received them: pending again."""
-        if not messages or self.session.in_transaction or self.session.stream_holding_lock is not None:
-            return  # uncommitted: the transaction's rollback returns them
-        with self.lock:
-            if self.closing:
-                raise self.broker._closed_error() from exc
-            self._give_back_locked(messages, exc)
+        if messages and not self.session.in_transaction and self.session.stream_holding_lock is None:
+            self._steadily(lambda: self._return(messages, self.driver.claim_queue), exc)
 
-    def _give_back_locked(self, messages: list[Message], exc: BaseException) -> None:
-        if not messages:
-            return
-        try:
-            self.driver.run(self.session.return_claims(self.driver.claim_queue, messages))
-        except Exception as failed:
-            ids = tuple(m.id for m in messages)
-            LOG.error("could not give back claimed messages %s: %r", ids, failed)
-            raise OutcomeUnknownError(
-                f"claimed, then {exc!r} before the caller received them, and giving them back failed", ids
-            ) from failed
+    def give_back_last(self, exc: BaseException) -> None:
+        """The last operation's committed claims, which never reached the caller."""
+        messages = self.driver.committed_claims()
+        self.give_back(messages, exc)
+
+    def _return(self, messages: list[Message], queue: str) -> None:
+        self.driver.run(self.session.return_claims(queue, messages))  # an upsert: safe to repeat
+
+    def _steadily(self, step: Callable[[], None], exc: BaseException) -> None:
+        """Run an idempotent clean-up ``step`` under the lock to its end,
+        again if another interrupt (Ctrl-C pressed twice) cuts it short."""
+        for _ in range(RECOVERY_ATTEMPTS):
+            try:
+                with self.lock:
+                    if self.closing:
+                        raise self.broker._closed_error() from exc
+                    step()
+                return
+            except BrokerClosedError:
+                raise
+            except Exception as failed:
+                LOG.error("could not restore claimed messages after %r: %r", exc, failed)
+                raise OutcomeUnknownError(
+                    f"{exc!r}, then restoring its claimed messages failed: {failed!r}"
+                ) from failed
+            except BaseException:
+                continue
+        LOG.error("gave up restoring claimed messages after %d interrupts", RECOVERY_ATTEMPTS)
+        raise OutcomeUnknownError(f"{exc!r}, then interrupted {RECOVERY_ATTEMPTS} times while restoring") from exc
 
     def close(self) -> None:
         """Close once no operation runs here; a long statement is cut short."""
@@ -181,6 +198,9 @@ def _written_ids(answer: object) -> tuple[int, ...]:
         return tuple(answer)
     return ()
 
+
+# Interrupts a clean-up absorbs before it gives up (Ctrl-C held down).
+RECOVERY_ATTEMPTS = 50
 
 # How long a leader waits for the threads of its last group to come back.
 GATHER_SECONDS = 0.001
@@ -296,7 +316,7 @@ class Broker:
             return shape(connection.run(make(connection.session)))
         except BaseException as exc:
             if connection.driver.runs != runs:  # else the claim never ran
-                connection.give_back(connection.driver.take_claimed(), exc)
+                connection.give_back_last(exc)
             raise
 
     # ------------------------------------------------------------ housekeeping

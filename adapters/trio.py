@@ -169,6 +169,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self.config = resolve_config(config)
         self._core = BrokerCore(self.config)
         self._token = trio.lowlevel.current_trio_token()
+        self._trio_thread = threading.get_ident()
         self._connections: list[_Connection] = []
         self._idle: list[_Connection] = []
         self._opening = 0  # connections being created, counted against pool_size
@@ -267,13 +268,22 @@ class TrioBroker(AsyncOperations["_Connection"]):
         # A system task, scheduled through the trio token: safe from other
         # threads and from finalizers (a stream dropped after ``break``), and
         # no nursery of ours wraps the user's exceptions.
-        def start() -> None:
+        # Counted at once when asked from trio's thread, so close() waits
+        # for it even before it starts.
+        counted = threading.get_ident() == self._trio_thread
+        if counted:
             self._cleaning += 1
+
+        def start() -> None:
+            if not counted:
+                self._cleaning += 1
             trio.lowlevel.spawn_system_task(self._clean_up, work)
 
         try:
             self._token.run_sync_soon(start)
         except trio.RunFinishedError:
+            if counted:
+                self._cleaning -= 1
             work.close()
 
     async def _clean_up(self, work: Coroutine[Any, Any, Any]) -> None:
