@@ -39,6 +39,23 @@ from ._sync import SyncDriver
 T = TypeVar("T")
 
 
+class Late:
+    """What a lone caller's clean-up waits for when its COMMIT outlived it:
+    ``then`` runs once the outcome is dealt with, instead of at once."""
+
+    __slots__ = ("taken", "then")
+
+    def __init__(self, then: Callable[[], object]) -> None:
+        self.then = then
+        self.taken = False
+
+    def taken_over(self) -> None:
+        self.taken = True
+
+    def done(self) -> None:
+        self.then()
+
+
 class Supervisor(Protocol):
     """What watches an operation in its worker thread: a :class:`Flight`
     (one caller) or a :class:`~._group.Group` (many)."""
@@ -120,7 +137,7 @@ class AsyncOperations(Generic[C]):
     def _current_task(self) -> object:
         raise NotImplementedError
 
-    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
+    async def _run_on(self, connection: C, operation: Operation[T], late: Late | None = None) -> T:
         """Run ``operation`` on ``connection`` (one thread hop).
 
         Cancelled while its COMMIT runs, it raises what
@@ -183,34 +200,38 @@ class AsyncOperations(Generic[C]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _run(self, make: Callable[[Session], Operation[T]], internal: bool = False) -> T:
+    async def _run(
+        self, make: Callable[[Session], Operation[T]], internal: bool = False, late: Late | None = None
+    ) -> T:
         """Run ``make(session)`` on this task's held connection or a pooled one."""
         held = self._held.get(self._current_task())
         if held is not None:
             return await self._run_on(held, make(held.session))
         connection = await self._acquire(internal)
         try:
-            return await self._run_on(connection, make(connection.session))
+            return await self._run_on(connection, make(connection.session), late)
         finally:
             self._release(connection)
 
-    def _cancelled_in_commit(self, connection: C, flight: Flight) -> BaseException | None:
+    def _cancelled_in_commit(self, connection: C, flight: Flight, late: Late | None) -> BaseException | None:
         """The caller was cancelled while COMMIT ran (the flight goes on).
 
         A claim's messages are given back once the flight has ended, to a
         reader waiting on that queue or to pending, and the caller gets the
         plain cancellation (returns None). Anything else may have landed:
-        the adapter's outcome-unknown error.
+        the adapter's outcome-unknown error. ``late`` is told either way.
         """
         driver = connection.driver
         if driver.claimed is None:
             return self._outcome_unknown()
         soon = self._threadsafe_soon()
         self._obligations += 1
+        if late is not None:
+            late.taken_over()
 
         def finished() -> None:  # in the worker thread, before the connection is reused
             queue, messages = driver.claim_queue, driver.committed_claims()
-            soon(lambda: self._give_back(queue, messages, promised=True))
+            soon(lambda: self._give_back(queue, messages, promised=True, late=late))
 
         if not flight.when_finished(finished):
             finished()
@@ -222,7 +243,7 @@ class AsyncOperations(Generic[C]):
             soon = self._soon = self._threadsafe()
         return soon
 
-    def _give_back(self, queue: str, messages: list[Message], promised: bool = False) -> None:
+    def _give_back(self, queue: str, messages: list[Message], promised: bool = False, late: Late | None = None) -> None:
         """Claimed messages their readers never took: to the next waiting
         readers of ``queue``, else pending again (in the background)."""
         try:
@@ -233,6 +254,8 @@ class AsyncOperations(Generic[C]):
         finally:
             if promised:
                 self._obligations -= 1
+            if late is not None:
+                late.done()
 
     def _housekeep(self) -> None:
         """Start a due auto-vacuum check in the background: never inside a
@@ -315,11 +338,17 @@ class AsyncOperations(Generic[C]):
 
     async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]]) -> T:
         """Run a plain operation for a caller that came alone (``run_alone``);
-        callers arriving meanwhile form the next group."""
+        callers arriving meanwhile form the next group.
+
+        A claim cancelled while its COMMIT runs hands on only once its
+        message is given back, so a reader that came meanwhile gets it.
+        """
+        late = Late(combiner.hand_on)
         try:
-            return await self._run(make)
+            return await self._run(make, late=late)
         finally:
-            combiner.hand_on()
+            if not late.taken:
+                combiner.hand_on()
 
     async def _write_grouped(self, queue: str, message: str) -> int:
         if self._writes.run_alone():

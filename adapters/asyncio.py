@@ -43,7 +43,7 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_broker, check_path, check_positive
 
-from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, Late, QueueOperations, Supervisor, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
 from ._sync import SyncDriver, check_read_only, connect
@@ -222,7 +222,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         if not task.cancelled() and (error := task.exception()) is not None:
             LOG.error("background work of the broker on %s failed: %r", self.path, error, exc_info=error)
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T], late: Late | None = None) -> T:
         """Run one operation in the connection's thread: one hop."""
         flight = Flight()
         future = connection.submit(operation, flight)
@@ -234,9 +234,9 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             # only once the worker is done with it.
             connection.busy = flight
             if flight.cancel(connection.driver.connection.interrupt):
-                late = self._cancelled_in_commit(connection, flight)
-                if late is not None:
-                    raise late from None
+                error = self._cancelled_in_commit(connection, flight, late)
+                if error is not None:
+                    raise error from None
             raise
         self._housekeep()
         return answer

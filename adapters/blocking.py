@@ -327,8 +327,8 @@ class Broker:
             return
         try:
             thread = threading.Thread(target=self._auto_vacuum, name="sansio-broker-vacuum", daemon=True)
-            self._vacuum_thread = thread
             thread.start()
+            self._vacuum_thread = thread
         except Exception:
             self._core.auto_vacuum_ended()
             LOG.warning("could not start the auto-vacuum thread", exc_info=True)

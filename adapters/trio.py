@@ -38,7 +38,7 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_broker, check_path, check_positive
 
-from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, Late, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
 from ._sync import SyncDriver, check_read_only, connect
@@ -299,7 +299,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T], late: Late | None = None) -> T:
         """Run one operation in the connection's worker thread: one hop."""
         flight = Flight()
         in_commit = False
@@ -314,9 +314,9 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 run_in_thread, connection.driver, operation, flight, on_cancel=cancel
             )
         except trio.Cancelled:
-            late = self._cancelled_in_commit(connection, flight) if in_commit else None
-            if late is not None:
-                raise late from None
+            error = self._cancelled_in_commit(connection, flight, late) if in_commit else None
+            if error is not None:
+                raise error from None
             raise
         self._housekeep()
         return answer

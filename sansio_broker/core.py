@@ -872,9 +872,12 @@ class Session:
                 # Others may have claimed meanwhile: the vacuum took those too.
                 core.checked_vacuum(max(claimed - deleted, 0), max(total - deleted, 0))
             core.last_vacuum_error = None
+        except GeneratorExit:
+            raise  # closed by its driver: nothing failed
         except BaseException as exc:
             if core.mutations >= core.next_vacuum_check:  # failed before the count
                 core.mutations = 0
+                core.next_vacuum_check = core.config.auto_vacuum_interval
             core.last_vacuum_error = exc
             raise
         finally:

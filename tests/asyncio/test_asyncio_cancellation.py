@@ -234,7 +234,7 @@ def test_cancelled_while_giving_the_connection_back(db_path: Path) -> None:
 
 
 # ------------------------------------------------- deterministic COMMIT races
-@pytest.mark.parametrize("operation", ["claim", "write", "transaction"])
+@pytest.mark.parametrize("operation", ["write", "transaction"])
 def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path, operation: str) -> None:
     async def main() -> None:
         async with async_broker(db_path, pool_size=1, config=QUIET) as broker:
@@ -282,16 +282,26 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
     run(main())
 
 
-def test_a_shared_claim_cancelled_during_commit_gives_its_message_back(db_path: Path) -> None:
-    """A plain claim is a shared claim: cancelled once its COMMIT runs, its
-    message is not lost but pending again (no reader was waiting for it)."""
+CLAIM_SHAPES = {
+    "plain": lambda broker, message_id: broker.claim("q"),
+    "by_id": lambda broker, message_id: broker.claim("q", message_id=message_id),
+    "claim_many": lambda broker, message_id: broker.claim_many("q", 5),
+    "read_all": lambda broker, message_id: broker.read("q", all_messages=True),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CLAIM_SHAPES))
+def test_a_claim_cancelled_during_commit_gives_its_message_back(db_path: Path, shape: str) -> None:
+    """Every claim shape: cancelled once its COMMIT runs, its message is not
+    lost but pending again (no reader was waiting for it), and the caller
+    sees a plain cancellation."""
 
     async def main() -> None:
         async with async_broker(db_path, pool_size=1, config=QUIET) as broker:
             (message_id,) = await broker.write_many("q", ["job"])
             started = threading.Event()
             with patched_handler(broker, Commit, slow_commit(started, 0.3)):
-                task = asyncio.create_task(broker.claim("q"))
+                task = asyncio.ensure_future(CLAIM_SHAPES[shape](broker, message_id))
                 while not started.is_set():
                     await asyncio.sleep(0.001)
                 task.cancel()

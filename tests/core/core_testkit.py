@@ -7,7 +7,7 @@ so every module under it is imported by its bare name.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sansio_broker import BrokerCore, Config, RetryPolicy, Session
@@ -25,6 +25,7 @@ from sansio_broker.commands import (
     UnlockVacuumFile,
 )
 from sansio_broker.sql import SQLITE
+from sansio_broker.testing import run_with
 
 SQL = SQLITE
 
@@ -61,6 +62,21 @@ def make_session(retry: RetryPolicy | None = None, **config: Any) -> Session:
     """A session of a fresh core; ``config`` holds Config field names."""
     core = BrokerCore(Config(**config), retry=retry or RetryPolicy())
     return core.session()
+
+
+def housekeeping(session: Session, respond: Callable[[Command], Any]) -> list[Command]:
+    """What an adapter does after an operation: when the core hands out an
+    auto-vacuum check (``take_auto_vacuum``), run ``session.auto_vacuum()``
+    on its own, answered by ``respond``; return its commands.
+
+    ``[]`` means no check was due (a check always sends its count first).
+    A failing check raises, as ``auto_vacuum`` does.
+    """
+    if not session.core.take_auto_vacuum():
+        return []
+    _, commands = run_with(session.auto_vacuum(), respond)
+    assert commands, "an auto-vacuum check starts with its count"
+    return commands
 
 
 def kinds(commands: Iterable[Command]) -> list[str]:

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sansio_broker import Config, ConfigError
-from sansio_broker.config import CONFIG_KEYS
+from sansio_broker import Config, ConfigError, InvalidTypeError
+from sansio_broker.config import CONFIG_KEYS, KNOWN_KEYS, SIMPLEBROKER_ONLY_KEYS
+from sansio_broker.sql import SQLITE
 
 DEFAULTS = {
     "busy_timeout_ms": 5000,
@@ -286,3 +287,106 @@ def test_any_string_either_parses_or_is_a_config_error(key: str, text: str) -> N
         assert error.key == key
         return
     assert Config.from_mapping(config.to_mapping()) == config
+
+
+# ------------------------------------------------------------- integer bounds
+# Where each value goes: 32-bit PRAGMAs (and sqlite3's C int timeout) or a 64-bit bound parameter.
+BOUNDS = {
+    "BROKER_BUSY_TIMEOUT": (0, 2**31 - 1),
+    "BROKER_CACHE_MB": (1, (2**31 - 1) // 1024),
+    "BROKER_WAL_AUTOCHECKPOINT": (0, 2**31 - 1),
+    "BROKER_MAX_MESSAGE_SIZE": (1, 2**63 - 1),
+    "BROKER_VACUUM_BATCH_SIZE": (1, 2**63 - 1),
+    "BROKER_GENERATOR_BATCH_SIZE": (1, 2**63 - 1),
+    "BROKER_AUTO_VACUUM_INTERVAL": (-(2**63), 2**63 - 1),
+    "BROKER_AUTO_VACUUM": (-(2**63), 2**63 - 1),
+}
+
+
+@pytest.mark.parametrize("key", list(BOUNDS))
+def test_integers_are_bounded_where_they_are_used(key: str) -> None:
+    low, high = BOUNDS[key]
+    for value in (high, str(high), f" {high} ", low, str(low)):
+        Config.from_mapping({key: value})
+    for value in (high + 1, str(high + 1), low - 1, str(low - 1), 2**64, "9" * 30, "9" * 5000, "-" + "9" * 5000):
+        with pytest.raises(ConfigError) as caught:
+            Config.from_mapping({key: value})
+        assert caught.value.key == key
+        assert str(high) in caught.value.expected
+        assert str(caught.value).startswith(f"invalid configuration {key}=")
+
+
+def test_the_largest_values_reach_their_pragmas_intact() -> None:
+    config = Config(busy_timeout_ms=2**31 - 1, cache_mb=(2**31 - 1) // 1024, wal_autocheckpoint=2**31 - 1)
+    pragmas = SQLITE.connection_pragmas(
+        config.busy_timeout_ms, config.cache_mb, config.sync_mode, config.wal_autocheckpoint
+    )
+    numbers = [int(p.split("=")[1]) for p in pragmas if p.split("=")[1].lstrip("-").isdigit()]
+    assert numbers == [2**31 - 1, 2**31 - 1, -2147482624]
+    assert all(-(2**31) <= n < 2**31 for n in numbers)
+
+
+def test_typed_construction_is_bounded_too() -> None:
+    with pytest.raises(ConfigError, match="BROKER_VACUUM_BATCH_SIZE"):
+        Config(vacuum_batch_size=2**63)
+    with pytest.raises(ConfigError, match="BROKER_BUSY_TIMEOUT"):
+        Config(busy_timeout_ms=2**31)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_an_integer_beyond_a_float_is_a_config_error_for_the_threshold(value: int) -> None:
+    with pytest.raises(ConfigError, match="BROKER_VACUUM_THRESHOLD"):
+        Config.from_mapping({"BROKER_VACUUM_THRESHOLD": value})
+
+
+# ------------------------------------------------------------ strict mappings
+def test_strict_mapping_accepts_every_key_of_ours_and_of_simplebroker() -> None:
+    mapping = {key: "1" for key in KNOWN_KEYS}
+    mapping["BROKER_SYNC_MODE"] = "off"
+    mapping["BROKER_VACUUM_THRESHOLD"] = "5"
+    config = Config.from_mapping(mapping, strict=True)
+    assert config.sync_mode == "OFF"
+    assert config.cache_mb == 1
+    assert set(CONFIG_KEYS) <= KNOWN_KEYS
+    assert set(SIMPLEBROKER_ONLY_KEYS).isdisjoint(CONFIG_KEYS)
+
+
+def test_known_keys_are_simplebrokers_keys() -> None:
+    constants = pytest.importorskip("simplebroker._constants")
+    assert {"BROKER_" + name for name in constants.DEFAULT_CONFIG} == KNOWN_KEYS
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("SYNC_MODE", "BROKER_SYNC_MODE"),
+        ("BROKER_SYNCMODE", "BROKER_SYNC_MODE"),
+        ("broker_sync_mode", "BROKER_SYNC_MODE"),
+        ("BROKER_CACHE", "BROKER_CACHE_MB"),
+        ("BUSY_TIMEOUT_MS", "BROKER_BUSY_TIMEOUT"),
+        ("PATH", None),
+        ("BROKER_X", None),
+    ],
+)
+def test_strict_mapping_refuses_unknown_keys_naming_them(key: str, hint: str | None) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_mapping({"BROKER_CACHE_MB": "3", key: "OFF"}, strict=True)
+    error = caught.value
+    assert error.key == key
+    assert error.value == "OFF"
+    assert isinstance(error, ValueError)
+    assert str(error).startswith(f"invalid configuration {key}='OFF': expected a BROKER_* key")
+    if hint is None:
+        assert "did you mean" not in str(error)
+    else:
+        assert str(error).endswith(f"(did you mean {hint}?)")
+    # Lenient parsing (the environment) ignores the same key.
+    assert Config.from_mapping({"BROKER_CACHE_MB": "3", key: "OFF"}) == Config(cache_mb=3)
+
+
+def test_strict_mapping_refuses_a_non_str_key_and_a_non_mapping() -> None:
+    with pytest.raises(ConfigError, match="keys are str, not int"):
+        Config.from_mapping({1: "x"}, strict=True)  # type: ignore[dict-item]
+    for wrong in ("BROKER_SYNC_MODE=OFF", [("BROKER_SYNC_MODE", "OFF")]):
+        with pytest.raises(InvalidTypeError, match="config must be a Config, a mapping"):
+            Config.from_mapping(wrong, strict=True)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from sansio_broker import (
     InvalidTypeError,
     MessageError,
     MessageIdError,
+    OutcomeUnknownError,
     QueueNameError,
     StatementInterruptedError,
 )
@@ -98,3 +99,14 @@ def test_public_names_resolve() -> None:
     assert sansio_broker.__version__ == "0.1.0"
     missing = [name for name in sansio_broker.__all__ if not hasattr(sansio_broker, name)]
     assert missing == []
+
+
+def test_outcome_unknown_names_the_messages_concerned_when_known() -> None:
+    unknown = OutcomeUnknownError("cancelled in COMMIT")
+    assert unknown.message_ids == ()
+    assert str(unknown) == "cancelled in COMMIT"
+    assert OutcomeUnknownError().message_ids == ()
+    landed = OutcomeUnknownError("cancelled in COMMIT", (7, 8))
+    assert landed.message_ids == (7, 8)
+    assert str(landed) == "cancelled in COMMIT"
+    assert isinstance(landed, BrokerError)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, kinds, make_session
+from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session
 
 from sansio_broker import (
     Begin,
@@ -64,7 +64,8 @@ def advance(last: int, first: int) -> Execute:
 
 
 def claim(queue: str, limit: int) -> Execute:
-    return Execute(CLAIM, (queue, limit), Fetch.ALL)
+    """The claim statement of ``claim_group``: it claims messages of ``queue``."""
+    return Execute(CLAIM, (queue, limit), Fetch.ALL, queue)
 
 
 def count(commands: list[Command], kind: type) -> int:
@@ -171,6 +172,7 @@ def test_a_lone_write_withdrawn_rolls_back() -> None:
     assert commands[-2:] == [SealGroup(), Rollback()]
     assert db.inserted == []
     assert session.core.mutations == 0
+    assert housekeeping(session, db) == []  # nothing written: no auto-vacuum check
 
 
 def test_a_lone_write_uses_execute_like_write() -> None:
@@ -214,9 +216,12 @@ def test_kept_writes_count_for_auto_vacuum() -> None:
     db.withdrawn = frozenset({0})
     run_with(session.write_group([("q", "a"), ("q", "b")]), db)
     assert session.core.mutations == 1  # one kept write: no check yet
+    assert housekeeping(session, db) == []
     db.withdrawn = frozenset()
     _, commands = run_with(session.write_group([("q", "c")]), db)
-    assert commands[-2:] == [Commit(), Execute(OVERALL, (), Fetch.ONE)]
+    assert commands[-1] == Commit()  # the check is housekeeping, not part of the group
+    assert session.core.mutations == 2
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
     assert session.core.mutations == 0
 
 
@@ -516,6 +521,7 @@ def test_claim_group_on_an_empty_queue() -> None:
     assert result == [None, None]
     assert commands == [Begin(), claim("q", 2), SealGroup(), Commit()]
     assert session.core.mutations == 0  # no claim: no auto-vacuum check
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_claim_group_every_member_withdrawn_rolls_back() -> None:
@@ -620,8 +626,12 @@ def test_claim_group_counts_handed_over_claims_for_auto_vacuum() -> None:
     _, commands = run_with(session.claim_group("q", 3), db)
     assert session.core.mutations == 2  # the third message went back
     assert commands[-1] == Commit()
+    assert housekeeping(session, db) == []
     _, commands = run_with(session.claim_group("q", 2), db)
-    assert commands[-2:] == [Commit(), Execute(OVERALL, (), Fetch.ONE)]
+    assert commands[-1] == Commit()
+    assert session.core.mutations == 4
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
+    assert session.core.mutations == 1  # 4 % 3
 
 
 # ------------------------------------------------------------ return_claims
@@ -636,6 +646,7 @@ def test_return_claims_is_one_transaction_of_one_upsert() -> None:
         Commit(),
     ]
     assert session.core.mutations == 0  # giving back is no claim: no vacuum check
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_return_claims_retries_when_busy() -> None:
@@ -756,14 +767,17 @@ def test_a_big_table_defers_the_next_check() -> None:
     session = make_session(auto_vacuum_interval=100)
     db = auto_db((0, 1_000_000))
     _, commands = run_with(session.write_many("q", ["m"] * 100), db)
-    assert checks(commands) == 1
+    assert checks(commands) == 0  # never inside the write
+    assert checks(housekeeping(session, db)) == 1
     assert session.core.next_vacuum_check == 10_001
     assert session.core.mutations == 0
     _, commands = run_with(session.write_many("q", ["m"] * 10_000), db)
-    assert checks(commands) == 0  # SimpleBroker would have counted the table 100 times
+    assert checks(commands) == 0
+    assert housekeeping(session, db) == []  # SimpleBroker would have counted the table 100 times
     assert session.core.mutations == 10_000
     _, commands = run_with(session.write("q", "m"), db)
-    assert commands[-1] == Execute(OVERALL, (), Fetch.ONE)
+    assert commands[-1] == Commit()
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
     assert session.core.mutations == 1  # 10,001 % 100
 
 
@@ -773,7 +787,8 @@ def test_a_small_table_keeps_checking_every_interval() -> None:
     seen = []
     for n in range(9):
         _, commands = run_with(session.write("q", str(n)), db)
-        seen.append(checks(commands))
+        assert checks(commands) == 0
+        seen.append(checks(housekeeping(session, db)))
     assert seen == [0, 0, 1] * 3
     assert session.core.next_vacuum_check == 3
 
@@ -784,6 +799,8 @@ def test_after_a_vacuum_the_gap_comes_from_what_remains() -> None:
     db.script(ANY_CLAIMED, (1,), (0,)).answer(DELETE_BATCH, 3_000)
     db.answer("PRAGMA auto_vacuum", (0,))
     _, commands = run_with(session.write("q", "a"), db)
+    assert commands[-1] == Commit()
+    commands = housekeeping(session, db)
     assert LockVacuumFile() in commands and commands[-1] == UnlockVacuumFile()
     # 17,000 rows and none claimed remain: 1,700 claims make vacuum due again
     # (from the counts before the vacuum it would check again at once)
@@ -795,7 +812,8 @@ def test_when_another_process_holds_the_vacuum_lock_the_next_check_is_after_inte
     db = auto_db((3_000, 20_000))
     db.vacuum_lock_free = False
     _, commands = run_with(session.write_many("q", ["m"] * 5), db)
-    assert commands[-2:] == [Execute(OVERALL, (), Fetch.ONE), LockVacuumFile()]
+    assert commands[-1] == Commit()
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE), LockVacuumFile()]
     assert session.core.next_vacuum_check == 5
     assert session.core.mutations == 0
 
@@ -808,6 +826,7 @@ def test_a_vacuum_deleting_more_than_counted_does_not_defer_the_next_check_too_f
     db.script(ANY_CLAIMED, (1,), (0,)).answer(DELETE_BATCH, 600)
     db.answer("PRAGMA auto_vacuum", (0,))
     run_with(session.write("q", "a"), db)
+    assert LockVacuumFile() in housekeeping(session, db)
     # 400 rows, none claimed, remain: 40 claims make vacuum due (the product waits 540)
     assert session.core.next_vacuum_check == 40
 
@@ -815,9 +834,25 @@ def test_a_vacuum_deleting_more_than_counted_does_not_defer_the_next_check_too_f
 def test_a_failed_vacuum_is_retried_after_the_interval_not_after_every_commit() -> None:
     session = make_session(auto_vacuum_interval=3, retry=RetryPolicy(attempts=1))
     db = FakeDb().answer(OVERALL, (5, 5)).answer(ANY_CLAIMED, (1,))
-    db.answer(DELETE_BATCH, BusyError("database is locked", 5))
+    db.answer(DELETE_BATCH, lambda _: BusyError("database is locked", 5))
+    seen: list[Command] = []
+
+    def record(command: Command) -> Any:
+        seen.append(command)
+        return db(command)
+
     _, commands = run_with(session.write_many("q", ["a", "b", "c"]), db)
-    assert isinstance(session.core.last_vacuum_error, BusyError)
-    assert checks(commands) == 1
-    _, commands = run_with(session.write("q", "d"), db)
     assert checks(commands) == 0
+    with pytest.raises(BusyError):
+        housekeeping(session, record)
+    assert isinstance(session.core.last_vacuum_error, BusyError)
+    assert checks(seen) == 1
+    for body in ("d", "e"):
+        _, commands = run_with(session.write("q", body), db)
+        assert checks(commands) == 0
+        assert housekeeping(session, db) == []  # not after every commit
+    run_with(session.write("q", "f"), db)
+    seen.clear()
+    with pytest.raises(BusyError):  # after the interval: checked (and failing) again
+        housekeeping(session, record)
+    assert checks(seen) == 1

@@ -1,4 +1,5 @@
-"""Session.open_database: create schema v6, or admit / refuse an existing file (contract §1)."""
+"""Session.open_database: create schema v6, or admit / refuse an existing file (contract §1);
+schema.check_database: the same refusals by reads alone."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from sansio_broker import (
 )
 from sansio_broker.commands import Command
 from sansio_broker.errors import NotADatabaseDriverError
+from sansio_broker.schema import check_database
 from sansio_broker.testing import Stepper, run_with
 
 LIST_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
@@ -441,3 +443,80 @@ def test_other_errors_during_connection_setup_propagate_unchanged() -> None:
     with pytest.raises(DatabaseError) as caught:
         step.throw(error)
     assert caught.value is error
+
+
+# ---------------------------------------------- read-only admission (item 11)
+def check(file: FakeFile) -> list[Command]:
+    """``check_database`` on ``file``: every command it sent (all reads, or it fails)."""
+    _, commands = run_with(check_database(SQL, "test.db"), file)
+    assert [c for c in commands if is_write(c) or not isinstance(c, Execute | ReadClock)] == []
+    return commands
+
+
+def test_check_database_of_an_admissible_file_reads_only_what_admission_reads() -> None:
+    assert executed(check(FakeFile())) == [
+        LIST_TABLES,
+        SQL.READ_META,
+        "PRAGMA table_info('messages')",
+        "PRAGMA index_list('messages')",
+        SQL.index_columns("idx_messages_queue_ts"),
+        SQL.index_columns("idx_messages_pending_queue_ts"),
+    ]
+
+
+def test_check_database_of_an_empty_file_lists_the_tables_only() -> None:
+    assert executed(check(FakeFile(tables=set()))) == [LIST_TABLES]
+
+
+def test_check_database_passes_what_open_database_repairs() -> None:
+    """Missing indexes, a missing aliases table, a rollback journal, a stale last_ts: the read-write open fixes them."""
+    file = FakeFile(tables={"messages", "meta"}, index_list=[], journal_mode="delete", max_ts=NOW + 5)
+    assert "PRAGMA journal_mode" not in executed(check(file))
+    assert [c for c in open_db(file) if is_write(c)] != []
+
+
+def _v5() -> FakeFile:
+    file = FakeFile(table_info=list(V5_TABLE_INFO), index_list=[])
+    file.meta["schema_version"] = 5
+    return file
+
+
+def test_check_database_passes_v5() -> None:
+    check(_v5())
+
+
+def _with_meta(**changes: Any) -> FakeFile:
+    file = FakeFile()
+    file.meta.update(changes)
+    return file
+
+
+REFUSED: dict[str, tuple[FakeFile, type[Exception]]] = {
+    "not-sqlite": (FakeFile(not_a_database=True), NotADatabaseError),
+    "foreign": (FakeFile(tables={"users"}), ForeignDatabaseError),
+    "v1": (FakeFile(tables={"messages"}), SchemaVersionError),
+    "magic": (_with_meta(magic="other"), ForeignDatabaseError),
+    "schema-7": (_with_meta(schema_version=7), SchemaVersionError),
+    "schema-4": (_with_meta(schema_version=4), SchemaVersionError),
+    "legacy-last-ts": (_with_meta(last_ts=(1_750_000_000_000_000 << 12) | 3), IncompatibleDatabaseError),
+    "v6-shape": (FakeFile(table_info=[(0, "queue", "TEXT", 1, None, 0)]), IncompatibleDatabaseError),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_check_database_refuses_exactly_what_open_database_refuses(case: str) -> None:
+    file, error = REFUSED[case]
+    commands: list[Command] = []
+
+    def record(command: Command) -> Any:
+        commands.append(command)
+        return file(command)
+
+    with pytest.raises(error) as checked:
+        run_with(check_database(SQL, "test.db"), record)
+    assert [c for c in commands if is_write(c) or isinstance(c, Begin | Commit)] == []
+    with pytest.raises(error) as opened:
+        run_with(make_session().open_database("test.db"), file)
+    assert type(checked.value) is type(opened.value)
+    assert str(checked.value) == str(opened.value)
+    assert "test.db" in str(checked.value)

@@ -39,7 +39,7 @@ def test_claim_oldest_pending() -> None:
     session = make_session()
     result, commands = run_scripted(session.claim("q"), [None, [("body", ID)], None])
     assert result == Message("body", ID)
-    assert commands == claim_transaction(Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL))
+    assert commands == claim_transaction(Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL, "q"))
     assert session.core.mutations == 1
 
 
@@ -47,16 +47,27 @@ def test_claim_on_empty_queue_returns_none_and_counts_nothing() -> None:
     session = make_session(auto_vacuum_interval=1)
     result, commands = run_scripted(session.claim("q"), [None, [], None])
     assert result is None
-    assert commands == claim_transaction(Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL))
+    assert commands == claim_transaction(Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL, "q"))
     assert session.core.mutations == 0
+    assert session.core.take_auto_vacuum() is False  # nothing claimed: no auto-vacuum check
 
 
-@pytest.mark.parametrize("message_id", [ID, str(ID), f"  {ID}\n"])
+@pytest.mark.parametrize("message_id", [ID, str(ID)])
 def test_claim_by_message_id(message_id: int | str) -> None:
     session = make_session()
     result, commands = run_scripted(session.claim("q", message_id=message_id), [None, [("b", ID)], None])
     assert result == Message("b", ID)
-    assert commands[1] == Execute(claim_sql(BY_ID_PENDING), (ID, "q", 1), Fetch.ALL)
+    assert commands[1] == Execute(claim_sql(BY_ID_PENDING), (ID, "q", 1), Fetch.ALL, "q")
+
+
+@pytest.mark.parametrize("message_id", [f"  {ID}\n", f" {ID}", f"{ID}\n", f"{ID} "])
+def test_claim_by_a_padded_message_id_is_refused_before_any_command(message_id: str) -> None:
+    # Only exactly 19 ASCII digits spell an ID: surrounding whitespace is refused, not stripped.
+    session = make_session()
+    with pytest.raises(MessageIdError, match="expected exactly 19 ASCII digits"):
+        session.claim("q", message_id=message_id)
+    with pytest.raises(MessageIdError):
+        session.claim_statement("q", 1, message_id, None, None)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +83,7 @@ def test_claim_bounds_are_strict_and_ordered(
     after: int | None, before: int | None, where: str, params: tuple[Any, ...]
 ) -> None:
     _, commands = run_scripted(make_session().claim("q", after=after, before=before), [None, [], None])
-    assert commands[1] == Execute(claim_sql(where), params, Fetch.ALL)
+    assert commands[1] == Execute(claim_sql(where), params, Fetch.ALL, "q")
 
 
 def test_claim_many_sorts_returning_rows_by_id() -> None:
@@ -80,7 +91,7 @@ def test_claim_many_sorts_returning_rows_by_id() -> None:
     rows = [("c", 30), ("a", 10), ("b", 20)]
     result, commands = run_scripted(session.claim_many("q", 3, after=5), [None, rows, None])
     assert result == [Message("a", 10), Message("b", 20), Message("c", 30)]
-    assert commands == claim_transaction(Execute(claim_sql(PENDING + " AND ts > ?"), ("q", 5, 3), Fetch.ALL))
+    assert commands == claim_transaction(Execute(claim_sql(PENDING + " AND ts > ?"), ("q", 5, 3), Fetch.ALL, "q"))
     assert session.core.mutations == 3
 
 
@@ -89,7 +100,7 @@ def test_claim_all_uses_limit_minus_one_in_one_transaction() -> None:
     rows = [("b", 2), ("a", 1)]
     result, commands = run_scripted(session.claim_all("q", before=99), [None, rows, None])
     assert result == [Message("a", 1), Message("b", 2)]
-    assert commands == claim_transaction(Execute(claim_sql(PENDING + " AND ts < ?"), ("q", 99, -1), Fetch.ALL))
+    assert commands == claim_transaction(Execute(claim_sql(PENDING + " AND ts < ?"), ("q", 99, -1), Fetch.ALL, "q"))
 
 
 def test_claim_validates_before_any_command() -> None:
@@ -117,7 +128,8 @@ def test_claim_validates_before_any_command() -> None:
 def test_claim_statement_is_reusable() -> None:
     session = make_session()
     statement = session.claim_statement("q", 7, None, 1, 2)
-    assert statement == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 1, 2, 7), Fetch.ALL)
+    assert statement == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 1, 2, 7), Fetch.ALL, "q")
+    assert statement.claims == "q"  # rows are (body, id) of messages claimed from "q"
 
 
 def test_select_sorts_and_wraps_rows() -> None:
@@ -135,6 +147,7 @@ def test_peek_has_no_transaction_at_all() -> None:
     assert result == Message("b", ID)
     assert commands == [Execute(peek_sql(PENDING), ("q", 1), Fetch.ALL)]
     assert session.core.mutations == 0
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_peek_empty_returns_none() -> None:
@@ -285,6 +298,7 @@ def test_delete_queue() -> None:
         Commit(),
     ]
     assert session.core.mutations == 0  # deletes are not counted toward auto-vacuum
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_delete_all() -> None:

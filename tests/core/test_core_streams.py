@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, kinds, make_session, peek_sql
+from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session, peek_sql
 
 from sansio_broker import (
     Begin,
@@ -15,6 +15,7 @@ from sansio_broker import (
     Fetch,
     InvalidInputError,
     InvalidTypeError,
+    LockVacuumFile,
     Message,
     MessageIdError,
     PeekStream,
@@ -22,6 +23,7 @@ from sansio_broker import (
     Rollback,
     Sleep,
     TransactionError,
+    UnlockVacuumFile,
 )
 from sansio_broker.testing import Stepper, run_scripted, run_with
 
@@ -31,7 +33,7 @@ def test_exactly_once_stream_is_one_transaction_per_message() -> None:
     session = make_session()
     stream = ClaimStream(session, "q")
     assert stream.at_least_once is False
-    statement = Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL)
+    statement = Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL, "q")
     batch, commands = run_scripted(stream.next_batch(), [None, [("a", 1)], None])
     assert batch == [Message("a", 1)]
     assert commands == [Begin(), statement, Commit()]  # committed before it is handed over
@@ -49,9 +51,14 @@ def test_exactly_once_stream_passes_bounds_and_counts_mutations() -> None:
     stream = ClaimStream(session, "q", after=5, before=50)
     db = FakeDb().answer(claim_sql(PENDING + " AND ts > ? AND ts < ?"), [("m", 7)]).answer(SQL.OVERALL_STATS, (0, 1))
     _, commands = run_with(stream.next_batch(), db)
-    assert commands[1] == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 5, 50, 1), Fetch.ALL)
+    assert commands[1] == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 5, 50, 1), Fetch.ALL, "q")
+    assert session.core.mutations == 1
+    assert housekeeping(session, db) == []  # one claim of an interval of 2: no check yet
     _, commands = run_with(stream.next_batch(), db)
-    assert commands[-1] == Execute(SQL.OVERALL_STATS, (), Fetch.ONE)
+    assert commands[-1] == Commit()  # the check is not part of the batch
+    assert session.core.mutations == 2
+    assert housekeeping(session, db) == [Execute(SQL.OVERALL_STATS, (), Fetch.ONE)]
+    assert session.core.mutations == 0
 
 
 def test_exactly_once_stream_lets_the_consumer_write_between_messages() -> None:
@@ -69,7 +76,7 @@ def test_exactly_once_stream_works_inside_an_explicit_transaction() -> None:
     stream = ClaimStream(session, "q")
     batch, commands = run_scripted(stream.next_batch(), [[("m", 1)]])
     assert batch == [Message("m", 1)]
-    assert commands == [Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL)]
+    assert commands == [Execute(claim_sql(PENDING), ("q", 1), Fetch.ALL, "q")]
 
 
 def test_exactly_once_close_emits_nothing() -> None:
@@ -85,7 +92,7 @@ def test_at_least_once_batch_stays_open_until_the_next_batch() -> None:
     session = make_session()
     stream = ClaimStream(session, "q", commit_interval=3)
     assert stream.at_least_once is True
-    statement = Execute(claim_sql(PENDING), ("q", 3), Fetch.ALL)
+    statement = Execute(claim_sql(PENDING), ("q", 3), Fetch.ALL, "q")
 
     batch, commands = run_scripted(stream.next_batch(), [None, [("c", 3), ("a", 1), ("b", 2)]])
     assert batch == [Message("a", 1), Message("b", 2), Message("c", 3)]
@@ -217,6 +224,7 @@ def test_commit_error_rolls_back_and_ends_the_stream() -> None:
     assert stream.done is True
     assert session.stream_holding_lock is None
     assert session.core.mutations == 0
+    assert session.core.take_auto_vacuum() is False  # the failed batch counted nothing
 
 
 def test_at_least_once_begin_retries_busy() -> None:
@@ -228,7 +236,7 @@ def test_at_least_once_begin_retries_busy() -> None:
     assert commands[1] == Sleep(0.05)
 
 
-def test_commit_of_a_batch_triggers_auto_vacuum_after_releasing_the_lock() -> None:
+def test_commit_of_a_batch_makes_auto_vacuum_due_as_housekeeping_after_releasing_the_lock() -> None:
     session = make_session(auto_vacuum_interval=2)
     stream = ClaimStream(session, "q", commit_interval=2)
     statement = claim_sql(PENDING)
@@ -239,17 +247,31 @@ def test_commit_of_a_batch_triggers_auto_vacuum_after_releasing_the_lock() -> No
         .answer(SQL.ANY_CLAIMED, (0,))
     )
     run_with(stream.next_batch(), db)
+    assert session.core.mutations == 0  # the batch is open: nothing counted yet
+    assert housekeeping(session, db) == []
     batch, commands = run_with(stream.next_batch(), db)
     assert batch == []
-    assert kinds(commands)[:4] == ["Commit", "Execute", "LockVacuumFile", "Begin"]
-    assert commands[1] == Execute(SQL.OVERALL_STATS, (), Fetch.ONE)
+    # The batch's own commands hold no vacuum: it commits, finds nothing more and ends.
+    assert commands == [Commit(), Begin(), Execute(statement, ("q", 2), Fetch.ALL, "q"), Rollback()]
+    assert session.stream_holding_lock is None
+    assert session.core.mutations == 2
+    # The check runs on its own, once the batch released the lock.
+    assert housekeeping(session, db) == [
+        Execute(SQL.OVERALL_STATS, (), Fetch.ONE),
+        LockVacuumFile(),
+        Begin(),
+        Execute(SQL.ANY_CLAIMED, (), Fetch.ONE),
+        Commit(),
+        UnlockVacuumFile(),
+    ]
     assert db.in_tx is False
+    assert session.core.mutations == 0
 
 
 def test_at_least_once_stream_with_bounds() -> None:
     stream = ClaimStream(make_session(), "q", commit_interval=10, after=1, before=2)
     _, commands = run_scripted(stream.next_batch(), [None, [], None])
-    assert commands[1] == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 1, 2, 10), Fetch.ALL)
+    assert commands[1] == Execute(claim_sql(PENDING + " AND ts > ? AND ts < ?"), ("q", 1, 2, 10), Fetch.ALL, "q")
 
 
 def test_claim_stream_validates_when_created() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_testkit import NOW, SQL, FakeDb, kinds, make_session
+from core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
 from sansio_broker import (
     Begin,
@@ -109,12 +109,12 @@ def test_other_error_rolls_back_then_is_reraised_unchanged() -> None:
     error = DatabaseError("disk I/O error", 10)
     step = Stepper(session.claim("q"))
     assert step.start() == Begin()
-    assert step.send(None) == Execute(CLAIM, ("q", 1), Fetch.ALL)
+    assert step.send(None) == Execute(CLAIM, ("q", 1), Fetch.ALL, "q")
     assert step.throw(error) == Rollback()
     with pytest.raises(DatabaseError) as caught:
         step.send(None)
     assert caught.value is error
-    assert step.commands == [Begin(), Execute(CLAIM, ("q", 1), Fetch.ALL), Rollback()]
+    assert step.commands == [Begin(), Execute(CLAIM, ("q", 1), Fetch.ALL, "q"), Rollback()]
 
 
 def test_failing_rollback_is_swallowed_and_the_original_error_raised() -> None:
@@ -252,7 +252,7 @@ def test_explicit_transaction_operations_emit_no_begin_or_commit() -> None:
     _, commands = run_with(session.write_many("q", ["y", "z"]), db)
     assert kinds(commands) == ["ReadClock", "Execute", "ExecuteMany"]
     claimed, commands = run_with(session.claim("q"), db)
-    assert commands == [Execute(CLAIM, ("q", 1), Fetch.ALL)]
+    assert commands == [Execute(CLAIM, ("q", 1), Fetch.ALL, "q")]
     assert session.core.mutations == 0  # nothing committed yet
     _, commands = run_with(session.commit_transaction(), db)
     assert commands == [Commit()]
@@ -262,15 +262,18 @@ def test_explicit_transaction_operations_emit_no_begin_or_commit() -> None:
     assert claimed is not None and claimed.id == 5
 
 
-def test_commit_triggers_auto_vacuum_check_for_the_transaction_mutations() -> None:
+def test_commit_makes_the_auto_vacuum_check_due_for_the_transaction_mutations() -> None:
     session = make_session(auto_vacuum_interval=2)
     db = FakeDb().answer(SQL.OVERALL_STATS, (0, 2))
     run_with(session.begin_transaction(), db)
     run_with(session.write("q", "a"), db)
     _, commands = run_with(session.write("q", "b"), db)
     assert SQL.OVERALL_STATS not in [getattr(c, "sql", None) for c in commands]
+    assert housekeeping(session, db) == []  # nothing committed yet
     _, commands = run_with(session.commit_transaction(), db)
-    assert commands == [Commit(), Execute(SQL.OVERALL_STATS, (), Fetch.ONE)]
+    assert commands == [Commit()]
+    assert session.core.mutations == 2
+    assert housekeeping(session, db) == [Execute(SQL.OVERALL_STATS, (), Fetch.ONE)]
     assert session.core.mutations == 0
 
 
@@ -341,6 +344,7 @@ def test_failed_commit_rolls_back_and_counts_nothing() -> None:
         step.send(None)
     assert session.in_transaction is False
     assert session.core.mutations == 0
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_error_inside_an_explicit_transaction_leaves_it_open_for_the_caller() -> None:

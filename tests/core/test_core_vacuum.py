@@ -1,9 +1,12 @@
-"""vacuum (claimed-row removal under <db>.vacuum.lock) and auto-vacuum after commits."""
+"""vacuum (claimed-row removal under <db>.vacuum.lock) and auto-vacuum: counted by commits, run as housekeeping."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from core_testkit import NOW, SQL, FakeDb, kinds, make_session
+from core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
 from sansio_broker import (
     Begin,
@@ -15,12 +18,14 @@ from sansio_broker import (
     Execute,
     Fetch,
     LockVacuumFile,
+    OperationCancelled,
     RetryPolicy,
     Rollback,
     Sleep,
     TransactionError,
     UnlockVacuumFile,
 )
+from sansio_broker.commands import Command
 from sansio_broker.testing import Stepper, run_scripted, run_with
 
 ANY_CLAIMED = "SELECT EXISTS(SELECT 1 FROM messages WHERE claimed = 1 LIMIT 1)"
@@ -175,13 +180,56 @@ def test_vacuum_is_refused_inside_a_transaction() -> None:
 
 
 # ------------------------------------------------------------- auto-vacuum
-def test_record_mutations_reports_when_a_check_is_due() -> None:
+# An operation only counts its committed mutations; the adapter asks
+# take_auto_vacuum() afterwards and runs session.auto_vacuum() on its own
+# (core_testkit.housekeeping does the same), never inside the operation.
+def test_record_mutations_only_counts() -> None:
     core = BrokerCore(Config(auto_vacuum_interval=3))
-    assert core.record_mutations(1) is False
-    assert core.record_mutations(1) is False
-    assert core.record_mutations(1) is True
-    assert core.mutations == 3
-    assert BrokerCore(Config(auto_vacuum=False)).record_mutations(10**6) is False
+    # It no longer reports whether a check is due (take_auto_vacuum does).
+    assert core.record_mutations(2) is None  # type: ignore[func-returns-value]
+    assert core.record_mutations(0) is None  # type: ignore[func-returns-value]
+    assert core.mutations == 2
+    assert core.next_vacuum_check == 3
+    core.record_mutations(5)
+    assert core.mutations == 7  # counting never starts a check
+
+
+def test_take_auto_vacuum_reports_once_when_a_check_is_due() -> None:
+    core = BrokerCore(Config(auto_vacuum_interval=3))
+    assert core.take_auto_vacuum() is False
+    core.record_mutations(1)
+    assert core.take_auto_vacuum() is False
+    core.record_mutations(1)
+    assert core.take_auto_vacuum() is False
+    core.record_mutations(1)
+    assert core.take_auto_vacuum() is True
+    assert core.mutations == 3  # taking a check counts nothing off
+    # A check under way is not handed out again, however many commits follow.
+    assert core.take_auto_vacuum() is False
+    core.record_mutations(10)
+    assert core.take_auto_vacuum() is False
+    core.auto_vacuum_ended()
+    assert core.take_auto_vacuum() is True  # still due: nothing was counted off
+    core.auto_vacuum_ended()
+    core.auto_vacuum_ended()  # harmless when no check is under way
+    core.mutations = 0
+    assert core.take_auto_vacuum() is False
+
+
+def test_take_auto_vacuum_waits_for_the_scheduled_check() -> None:
+    core = BrokerCore(Config(auto_vacuum_interval=3))
+    core.next_vacuum_check = 10  # a big table deferred the next check
+    core.record_mutations(9)
+    assert core.take_auto_vacuum() is False
+    core.record_mutations(1)
+    assert core.take_auto_vacuum() is True
+
+
+def test_take_auto_vacuum_is_never_true_when_disabled() -> None:
+    core = BrokerCore(Config(auto_vacuum=False, auto_vacuum_interval=1))
+    core.record_mutations(10**6)
+    assert core.take_auto_vacuum() is False
+    assert core.mutations == 10**6
 
 
 @pytest.mark.parametrize(
@@ -207,16 +255,28 @@ def auto_db(stats: tuple[object, object]) -> FakeDb:
     return FakeDb().answer(OVERALL, stats).answer(ANY_CLAIMED, (0,))
 
 
+def recording(db: FakeDb, seen: list[Command]) -> Callable[[Command], Any]:
+    """``db``, noting every command in ``seen`` (for a check that raises)."""
+
+    def respond(command: Command) -> Any:
+        seen.append(command)
+        return db(command)
+
+    return respond
+
+
 def test_auto_vacuum_checks_every_interval_mutations_and_vacuums_when_due() -> None:
     session = make_session(auto_vacuum_interval=3)
     db = auto_db((1, 10))
     for body in ("a", "b"):
         _, commands = run_with(session.write("q", body), db)
         assert commands[-1] == Commit()
+        assert session.core.take_auto_vacuum() is False
     result, commands = run_with(session.write("q", "c"), db)
     assert result == NOW + 2  # the write's own answer is unchanged
-    after = commands[commands.index(Commit()) + 1 :]
-    assert after == [
+    assert commands[-1] == Commit()  # and its commands end at its COMMIT
+    assert session.core.mutations == 3
+    assert housekeeping(session, db) == [
         Execute(OVERALL, (), Fetch.ONE),
         LockVacuumFile(),
         Begin(),
@@ -226,12 +286,15 @@ def test_auto_vacuum_checks_every_interval_mutations_and_vacuums_when_due() -> N
     ]
     assert session.core.mutations == 0
     assert session.core.last_vacuum_error is None
+    assert session.core.take_auto_vacuum() is False  # the check ended; the next waits an interval
 
 
 def test_auto_vacuum_not_due_below_the_threshold() -> None:
     session = make_session(auto_vacuum_interval=1, vacuum_threshold_percent=50)
-    _, commands = run_with(session.write("q", "a"), auto_db((4, 10)))
-    assert commands[-2:] == [Commit(), Execute(OVERALL, (), Fetch.ONE)]
+    db = auto_db((4, 10))
+    _, commands = run_with(session.write("q", "a"), db)
+    assert commands[-1] == Commit()
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
     assert session.core.mutations == 0
 
 
@@ -239,21 +302,26 @@ def test_auto_vacuum_counter_keeps_the_remainder() -> None:
     session = make_session(auto_vacuum_interval=2)
     db = auto_db((0, 5))
     run_with(session.write_many("q", ["a", "b", "c"]), db)
+    assert session.core.mutations == 3
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
     assert session.core.mutations == 1  # 3 % 2
 
 
 def test_auto_vacuum_ceiling_of_ten_thousand_claimed_rows() -> None:
     session = make_session(auto_vacuum_interval=1, vacuum_threshold_percent=100)
-    _, commands = run_with(session.write("q", "a"), auto_db((10_001, 1_000_000)))
-    assert LockVacuumFile() in commands
-    _, commands = run_with(session.write("q", "b"), auto_db((10_000, 1_000_000)))
-    assert LockVacuumFile() not in commands
+    run_with(session.write("q", "a"), FakeDb())
+    assert LockVacuumFile() in housekeeping(session, auto_db((10_001, 1_000_000)))
+    run_with(session.write("q", "b"), FakeDb())
+    assert housekeeping(session, auto_db((10_000, 1_000_000))) == [Execute(OVERALL, (), Fetch.ONE)]
 
 
 def test_auto_vacuum_handles_null_sums() -> None:
     session = make_session(auto_vacuum_interval=1)
-    _, commands = run_with(session.write("q", "a"), auto_db((None, 0)))
-    assert commands[-1] == Execute(OVERALL, (), Fetch.ONE)
+    db = auto_db((None, 0))
+    run_with(session.write("q", "a"), db)
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
+    assert session.core.last_vacuum_error is None
+    assert session.core.mutations == 0
 
 
 def test_auto_vacuum_disabled() -> None:
@@ -261,6 +329,7 @@ def test_auto_vacuum_disabled() -> None:
     _, commands = run_with(session.write("q", "a"), FakeDb())
     assert commands[-1] == Commit()
     assert session.core.mutations == 1
+    assert housekeeping(session, FakeDb()) == []
 
 
 def test_auto_vacuum_skipped_when_the_lock_is_held() -> None:
@@ -269,40 +338,100 @@ def test_auto_vacuum_skipped_when_the_lock_is_held() -> None:
     db.vacuum_lock_free = False
     result, commands = run_with(session.write("q", "a"), db)
     assert result == NOW
-    assert commands[-2:] == [Execute(OVERALL, (), Fetch.ONE), LockVacuumFile()]
+    assert commands[-1] == Commit()
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE), LockVacuumFile()]
+    assert session.core.last_vacuum_error is None
 
 
-def test_database_error_in_the_stats_check_does_not_fail_the_write() -> None:
-    session = make_session(auto_vacuum_interval=1)
+def test_database_error_in_the_stats_check_fails_the_check_not_the_write() -> None:
+    session = make_session(auto_vacuum_interval=2)
+    core = session.core
     error = DatabaseError("database disk image is malformed")
     db = FakeDb().script(OVERALL, error)
-    result, _ = run_with(session.write("q", "a"), db)
-    assert result == NOW
-    assert session.core.last_vacuum_error is error
-    assert session.core.mutations == 1  # not reset: the check is retried after the next commit
-    # The next commit checks again; success clears the stored error.
-    db.answer(OVERALL, (0, 2))
-    _, commands = run_with(session.write("q", "b"), db)
-    assert commands[-1] == Execute(OVERALL, (), Fetch.ONE)
-    assert session.core.last_vacuum_error is None
-    assert session.core.mutations == 0
+    run_with(session.write("q", "a"), db)
+    result, commands = run_with(session.write("q", "b"), db)
+    assert result == NOW + 1  # the write's result is unaffected
+    assert commands[-1] == Commit()
+    assert OVERALL not in [getattr(c, "sql", None) for c in commands]
+    assert db.inserted == [("q", "a", NOW), ("q", "b", NOW + 1)]
+    with pytest.raises(DatabaseError) as caught:
+        housekeeping(session, db)
+    assert caught.value is error
+    assert core.last_vacuum_error is error
+    # Failed before the count: the counter restarts, so the next check waits an interval.
+    assert core.mutations == 0
+    run_with(session.write("q", "c"), db)
+    assert housekeeping(session, db) == []
+    # After the interval it checks again; success clears the stored error.
+    db.answer(OVERALL, (0, 4))
+    run_with(session.write("q", "d"), db)
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
+    assert core.last_vacuum_error is None
+    assert core.mutations == 0
 
 
-def test_database_error_during_the_vacuum_does_not_fail_the_write() -> None:
+def test_database_error_during_the_vacuum_fails_the_check_not_the_write() -> None:
     session = make_session(auto_vacuum_interval=1, retry=RetryPolicy(attempts=1))
     db = FakeDb().answer(OVERALL, (1, 1)).answer(ANY_CLAIMED, (1,))
     db.script(DELETE_BATCH, BusyError("database is locked", 5))
     result, commands = run_with(session.write("q", "a"), db)
     assert result == NOW
-    assert isinstance(session.core.last_vacuum_error, BusyError)
-    assert commands[-3:] == [delete_batch(), Rollback(), UnlockVacuumFile()]
+    assert commands[-1] == Commit()
     assert db.inserted == [("q", "a", NOW)]
+    seen: list[Command] = []
+    with pytest.raises(BusyError) as caught:
+        housekeeping(session, recording(db, seen))
+    assert session.core.last_vacuum_error is caught.value
+    assert seen[0] == Execute(OVERALL, (), Fetch.ONE)
+    assert seen[-3:] == [delete_batch(), Rollback(), UnlockVacuumFile()]
+    assert db.in_tx is False
+    # The count ran before the failure: the next check is scheduled from it.
+    assert session.core.mutations == 0
+    assert session.core.next_vacuum_check == 1
+    assert session.core.take_auto_vacuum() is False
 
 
-def test_non_database_errors_during_auto_vacuum_propagate() -> None:
+def test_a_failure_after_the_count_keeps_the_counted_remainder() -> None:
+    session = make_session(auto_vacuum_interval=3, retry=RetryPolicy(attempts=1))
+    session.core.record_mutations(4)
+    db = FakeDb().answer(OVERALL, (5, 5)).answer(ANY_CLAIMED, (1,))
+    db.script(DELETE_BATCH, DatabaseError("disk I/O error", 10))
+    with pytest.raises(DatabaseError, match="disk I/O"):
+        housekeeping(session, db)
+    assert session.core.mutations == 1  # 4 % 3, not reset
+    session.core.record_mutations(2)
+    assert session.core.take_auto_vacuum() is True  # the check ended: a new one can be taken
+
+
+def test_non_database_errors_during_auto_vacuum_are_recorded_and_propagate() -> None:
     session = make_session(auto_vacuum_interval=1)
+    interrupt = KeyboardInterrupt()
+    db = FakeDb().script(OVERALL, interrupt)
+    result, commands = run_with(session.write("q", "a"), db)
+    assert result == NOW
+    assert commands[-1] == Commit()
     with pytest.raises(KeyboardInterrupt):
-        run_with(session.write("q", "a"), FakeDb().script(OVERALL, KeyboardInterrupt()))
+        housekeeping(session, db)
+    assert session.core.last_vacuum_error is interrupt
+    assert session.core.mutations == 0
+    run_with(session.write("q", "b"), db)
+    assert session.core.take_auto_vacuum() is True  # ended despite the interrupt
+
+
+def test_auto_vacuum_ends_the_check_when_interrupted_at_the_count() -> None:
+    session = make_session(auto_vacuum_interval=1)
+    session.core.record_mutations(1)
+    assert session.core.take_auto_vacuum() is True
+    step = Stepper(session.auto_vacuum())
+    assert step.start() == Execute(OVERALL, (), Fetch.ONE)
+    assert session.core.take_auto_vacuum() is False  # still under way
+    error = OperationCancelled("cancelled")
+    with pytest.raises(OperationCancelled):
+        step.throw(error)
+    assert session.core.last_vacuum_error is error
+    assert session.core.mutations == 0
+    session.core.record_mutations(1)
+    assert session.core.take_auto_vacuum() is True
 
 
 def test_claims_and_moves_count_rows_for_auto_vacuum() -> None:
@@ -311,9 +440,17 @@ def test_claims_and_moves_count_rows_for_auto_vacuum() -> None:
     db = FakeDb().script(claim, [("a", 1), ("b", 2)], [("c", 3)]).answer(OVERALL, (0, 0))
     _, commands = run_with(session.claim_many("q", 2), db)
     assert session.core.mutations == 2
+    assert housekeeping(session, db) == []
     _, commands = run_with(session.claim("q"), db)
-    assert commands[-1] == Execute(OVERALL, (), Fetch.ONE)
+    assert commands[-1] == Commit()
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
     assert session.core.mutations == 0
+    move = SQL.move(SQL.where(by_id=False, unclaimed_only=True, after=False, before=False))
+    db.answer(move, [("d", 4), ("e", 5), ("f", 6)])
+    _, commands = run_with(session.move_many("q", "r", 3), db)
+    assert commands[-1] == Commit()
+    assert session.core.mutations == 3
+    assert housekeeping(session, db) == [Execute(OVERALL, (), Fetch.ONE)]
 
 
 def test_closing_a_running_vacuum_does_not_yield() -> None:

@@ -21,16 +21,20 @@ from sansio_broker import (
 from sansio_broker.validation import (
     MAX_MESSAGE_ID,
     MAX_QUEUE_NAME_LENGTH,
+    check_bodies,
     check_body,
     check_bound,
+    check_broker,
     check_message_id,
+    check_path,
     check_positive,
     check_queue_name,
     check_selection,
 )
 
 ID = 1_750_000_000_000_004_096
-# "1234567890123456789" in FULLWIDTH DIGITs (U+FF10..U+FF19): str.isdecimal() is true for them.
+# "1234567890123456789" in FULLWIDTH DIGITs (U+FF10..U+FF19): str.isdecimal() is true for them,
+# and SimpleBroker 8.7.2 accepts them; we do not.
 FULLWIDTH_ID = "".join(chr(0xFF10 + int(d)) for d in "1234567890123456789")
 
 
@@ -171,10 +175,8 @@ def test_non_str_body_is_a_message_error() -> None:
         (ID, ID),
         (MAX_MESSAGE_ID, 2**63 - 1),
         ("0000000000000000001", 1),
-        (" 0000000000000000001\n", 1),
         (str(ID), ID),
         ("9223372036854775807", 2**63 - 1),
-        (FULLWIDTH_ID, 1234567890123456789),  # Unicode decimals, as SimpleBroker accepts
     ],
 )
 def test_valid_message_ids(value: int | str, expected: int) -> None:
@@ -195,12 +197,24 @@ def test_valid_message_ids(value: int | str, expected: int) -> None:
         "",
         -1,
         2**63,
+        # Accepted by SimpleBroker 8.7.2, refused here: only 19 ASCII digits spell an ID.
+        " 0000000000000000001",
+        "0000000000000000001 ",
+        " 0000000000000000001\n",
+        "\u00a00000000000000000001",
+        FULLWIDTH_ID,
+        "\u0661" * 19,  # ARABIC-INDIC DIGIT ONE
+        "000000000000000000\u0661",
+        "0000_00000000000001",
+        "000000000000000001" + "\u00b9",  # SUPERSCRIPT ONE: isdigit() but not isdecimal()
     ],
 )
 def test_invalid_message_ids(value: int | str) -> None:
     with pytest.raises(MessageIdError) as caught:
         check_message_id(value)
     assert isinstance(caught.value, ValueError)
+    if isinstance(value, str) and value != "9223372036854775808":
+        assert "expected exactly 19 ASCII digits" in str(caught.value)
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, None, b"0000000000000000001"])
@@ -219,7 +233,9 @@ def test_message_id_of_the_wrong_type(value: object) -> None:
         st.integers(min_value=0, max_value=2**64).map(lambda n: f"{n:019d}"),
     )
 )
-def test_message_ids_agree_with_simplebroker(value: int | str) -> None:
+def test_message_ids_refuse_all_simplebroker_refuses(value: int | str) -> None:
+    """Every ID SimpleBroker refuses is refused; of what it accepts, only the plain
+    spellings (an int, or exactly 19 ASCII digits) are, with the same value."""
     sb = pytest.importorskip("simplebroker._message_id")
     try:
         expected: int | None = sb.normalize_message_id(value)
@@ -229,7 +245,8 @@ def test_message_ids_agree_with_simplebroker(value: int | str) -> None:
         got: int | None = check_message_id(value)
     except MessageIdError:
         got = None
-    assert got == expected
+    plain = isinstance(value, int) or (len(value) == 19 and value.isascii() and value.isdigit())
+    assert got == (expected if plain else None)
 
 
 # ------------------------------------------------------ bounds and limits
@@ -248,6 +265,11 @@ def test_bounds() -> None:
 
 def test_positive_limits() -> None:
     assert check_positive(1, "limit") == 1
+    assert check_positive(2**63 - 1, "limit") == 2**63 - 1
+    for huge in (2**63, 2**64, 10**100):
+        with pytest.raises(InvalidInputError, match=r"limit must be <= 2\*\*63-1") as caught:
+            check_positive(huge, "limit")
+        assert not isinstance(caught.value, InvalidTypeError)
     with pytest.raises(InvalidInputError, match="limit must be >= 1"):
         check_positive(0, "limit")
     with pytest.raises(InvalidInputError):
@@ -283,6 +305,12 @@ BAD_CALLS: list[tuple[str, Any, type[BaseException]]] = [
     ("claim id and bound", lambda s: s.claim("q", message_id=ID, before=5), InvalidInputError),
     ("claim bool bound", lambda s: s.claim("q", after=False), InvalidTypeError),
     ("claim_many zero", lambda s: s.claim_many("q", 0), InvalidInputError),
+    ("claim_many 2**63", lambda s: s.claim_many("q", 2**63), InvalidInputError),
+    ("peek_many 2**63", lambda s: s.peek_many("q", 2**63), InvalidInputError),
+    ("move_many 2**63", lambda s: s.move_many("a", "b", 2**63), InvalidInputError),
+    ("write_many None", lambda s: s.write_many("q", None), InvalidTypeError),
+    ("write_many int", lambda s: s.write_many("q", 3), InvalidTypeError),
+    ("claim padded id", lambda s: s.claim("q", message_id=f" {ID}"), MessageIdError),
     ("claim_all bad queue", lambda s: s.claim_all(".q"), QueueNameError),
     ("peek bad queue", lambda s: s.peek("q q"), QueueNameError),
     ("peek_many bool", lambda s: s.peek_many("q", True), InvalidTypeError),
@@ -312,3 +340,79 @@ def test_the_valid_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(full) == 10_000
     with pytest.raises(QueueNameError):
         check_queue_name("-still-checked")
+
+
+# ------------------------------------------------------------ write_many bodies
+def test_check_bodies_iterates_once_and_refuses_non_iterables() -> None:
+    assert list(check_bodies(["a", "b"])) == ["a", "b"]
+    assert list(check_bodies(b for b in "xy")) == ["x", "y"]
+    assert list(check_bodies(())) == []
+    for single in ("abc", b"abc"):
+        with pytest.raises(InvalidTypeError, match="not a single str"):
+            check_bodies(single)
+    for value in (None, 3, 1.5, object()):
+        with pytest.raises(InvalidTypeError, match=f"iterable of str bodies, not {type(value).__name__}") as caught:
+            check_bodies(value)
+        assert isinstance(caught.value, TypeError)
+
+
+def test_a_type_error_inside_the_iterable_is_not_disguised() -> None:
+    def bodies() -> Any:
+        yield "a"
+        raise TypeError("from the caller's generator")
+
+    with pytest.raises(TypeError, match="from the caller's generator") as caught:
+        list(check_bodies(bodies()))
+    assert not isinstance(caught.value, InvalidTypeError)
+
+
+# -------------------------------------------------------------------- paths
+class _PathLike:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __fspath__(self) -> object:
+        return self.value
+
+
+@pytest.mark.parametrize("path", ["broker.db", "/tmp/x/broker.db", " ", "file::memory:", ":memory:x"])
+def test_check_path_accepts_file_names(path: str) -> None:
+    assert check_path(path) == path
+    assert check_path(_PathLike(path)) == path
+
+
+@pytest.mark.parametrize("path", ["", ":memory:"])
+def test_check_path_refuses_paths_that_name_no_file(path: str) -> None:
+    for spelled in (path, _PathLike(path)):
+        with pytest.raises(InvalidInputError, match="needs a database file on disk") as caught:
+            check_path(spelled)
+        assert not isinstance(caught.value, InvalidTypeError)
+        assert repr(path) in str(caught.value)
+
+
+def test_check_path_refuses_nul_and_wrong_types() -> None:
+    with pytest.raises(InvalidInputError, match="NUL"):
+        check_path("a\0b.db")
+    for wrong in (None, 3, b"broker.db", _PathLike(b"broker.db"), ["broker.db"]):
+        with pytest.raises(InvalidTypeError, match=r"path must be a str or an os\.PathLike of str"):
+            check_path(wrong)
+
+
+# ------------------------------------------------------------------ brokers
+class _Broker:
+    pass
+
+
+def test_check_broker() -> None:
+    broker = _Broker()
+    assert check_broker(broker, _Broker, "Queue") is broker
+    with pytest.raises(
+        InvalidTypeError,
+        match=r"Queue\(name, broker\): broker must be a broker object \(_Broker\), not str; open one first",
+    ) as caught:
+        check_broker("x.db", _Broker, "Queue")
+    assert isinstance(caught.value, TypeError)
+    with pytest.raises(InvalidTypeError, match="not _PathLike; open one first"):
+        check_broker(_PathLike("x.db"), _Broker, "Queue")
+    with pytest.raises(InvalidTypeError, match=r"not NoneType$"):
+        check_broker(None, _Broker, "Queue")

@@ -185,6 +185,7 @@ def test_broadcast_with_no_target_returns_zero_and_inserts_nothing() -> None:
     assert commands == [Begin(), Execute(LIST_QUEUES, (), Fetch.ALL), Commit()]
     # no mutation, so no auto-vacuum check either
     assert session.core.mutations == 0
+    assert session.core.take_auto_vacuum() is False
 
 
 def test_broadcast_to_an_empty_database() -> None:

@@ -28,6 +28,7 @@ def public(cls: type) -> dict[str, inspect.Signature]:
 BROKER_METHODS = {
     "open",
     "close",
+    "wait_background",
     "transaction",
     "write",
     "write_many",

@@ -190,7 +190,7 @@ def test_randomly_cancelled_claims_while_the_pool_grows(tmp_path: Path) -> None:
 
 # ------------------------------------------------- deterministic COMMIT races
 @pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("operation", ["claim", "write", "transaction"])
+@pytest.mark.parametrize("operation", ["write", "transaction"])
 def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path, operation: str, style: str) -> None:
     async def main() -> None:
         async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
@@ -253,9 +253,19 @@ def test_cancellation_during_commit_raises_commit_outcome_unknown(db_path: Path,
     run(main)
 
 
-def test_a_shared_claim_cancelled_during_commit_gives_its_message_back(db_path: Path) -> None:
-    """A plain claim is a shared claim: cancelled once its COMMIT runs, its
-    message is not lost but pending again (no reader was waiting for it)."""
+CLAIM_SHAPES = {
+    "plain": lambda broker, message_id: broker.claim("q"),
+    "by_id": lambda broker, message_id: broker.claim("q", message_id=message_id),
+    "claim_many": lambda broker, message_id: broker.claim_many("q", 5),
+    "read_all": lambda broker, message_id: broker.read("q", all_messages=True),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CLAIM_SHAPES))
+def test_a_claim_cancelled_during_commit_gives_its_message_back(db_path: Path, shape: str) -> None:
+    """Every claim shape: cancelled once its COMMIT runs, its message is not
+    lost but pending again (no reader was waiting for it), and the caller
+    sees a plain cancellation."""
 
     async def main() -> None:
         async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
@@ -264,7 +274,7 @@ def test_a_shared_claim_cancelled_during_commit_gives_its_message_back(db_path: 
             with patched_handler(broker, Commit, slow_commit(started, 0.3)):
                 with trio.CancelScope() as scope:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(broker.claim, "q")
+                        nursery.start_soon(CLAIM_SHAPES[shape], broker, message_id)
                         await wait_for_thread_event(started)
                         scope.cancel()
                 assert scope.cancelled_caught

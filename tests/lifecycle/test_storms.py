@@ -1,0 +1,42 @@
+"""The storms of issue 9 (``storms.py``), each at a scale that takes a few seconds.
+
+Every storm must lose no message (target 0), hand none out twice, and meet
+no unexpected error, escaped exception, hang or crash. The failure message
+is the storm's summary line (``python tests/lifecycle/storms.py --only NAME
+--seed SEED`` repeats it at full scale).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import storms
+
+# storm -> scale: the issue's sizes where a run takes well under a second.
+SCALES = {
+    "asyncio-cancel": 1.0,
+    "trio-cancel": 1.0,
+    "asyncio-close": 1.0,
+    "trio-close": 1.0,
+    "blocking-ctrlc": 1.0,
+    "asyncio-sigint": 0.5,
+    "asyncio-stream": 0.4,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SCALES))
+def test_storm_loses_nothing(tmp_path: Path, name: str) -> None:
+    seed = random.randrange(2**32)
+    result = storms.run_storm(name, tmp_path, SCALES[name], seed)
+    context = f"seed {seed}, scale {SCALES[name]}:\n{result.summary()}"
+    seeded, received, lost = len(result.seeded), len(result.received), len(result.lost)
+    duplicated, foreign, problems = len(result.duplicates), len(result.foreign), len(result.problems)
+    assert seeded > 0, "the storm seeded nothing"
+    assert received > 0, f"the storm delivered nothing: {context}"
+    assert lost == 0, f"{lost} of {seeded} messages lost: {context}"
+    assert duplicated == 0, f"{duplicated} messages delivered twice: {context}"
+    assert foreign == 0, f"bodies nobody wrote: {context}"
+    assert problems == 0, f"{problems} problems: {context}"
