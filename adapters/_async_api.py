@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
 
 from sansio_broker import BrokerCore, Message, QueueStats, Session
 from sansio_broker.commands import Command, Operation
+from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_bodies, check_queue_name
 
@@ -37,23 +38,6 @@ from ._group import (
 from ._sync import SyncDriver
 
 T = TypeVar("T")
-
-
-class Late:
-    """What a lone caller's clean-up waits for when its COMMIT outlived it:
-    ``then`` runs once the outcome is dealt with, instead of at once."""
-
-    __slots__ = ("taken", "then")
-
-    def __init__(self, then: Callable[[], object]) -> None:
-        self.then = then
-        self.taken = False
-
-    def taken_over(self) -> None:
-        self.taken = True
-
-    def done(self) -> None:
-        self.then()
 
 
 class Supervisor(Protocol):
@@ -129,7 +113,6 @@ class AsyncOperations(Generic[C]):
         # Group commit: every write waiting at one moment; shared claims per queue.
         self._writes: Combiner[tuple[str, str]] = Combiner()
         self._claims: dict[str, Combiner[None]] = {}
-        self._soon: Callable[[Callable[[], object]], None] | None = None  # see _threadsafe
         # Give-backs promised and not yet under way: close() waits for them.
         self._obligations = 0
 
@@ -137,12 +120,20 @@ class AsyncOperations(Generic[C]):
     def _current_task(self) -> object:
         raise NotImplementedError
 
-    async def _run_on(self, connection: C, operation: Operation[T], late: Late | None = None) -> T:
+    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
         """Run ``operation`` on ``connection`` (one thread hop).
 
         Cancelled while its COMMIT runs, it raises what
         :meth:`_cancelled_in_commit` says.
         """
+        raise NotImplementedError
+
+    async def _flight_ended(self, connection: C) -> None:
+        """Wait until an operation abandoned on ``connection`` has ended."""
+        raise NotImplementedError
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to its end, even if the caller is cancelled meanwhile."""
         raise NotImplementedError
 
     async def _acquire(self, internal: bool = False) -> C:
@@ -176,10 +167,6 @@ class AsyncOperations(Generic[C]):
         """The error for a write cancelled after its group sealed."""
         raise NotImplementedError
 
-    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
-        """Something any thread may call to run a callback in this event loop."""
-        raise NotImplementedError
-
     # --- what every async adapter does with that runtime ---------------------
     async def wait_background(self) -> None:
         """Wait until work in the background has ended: give-backs of
@@ -200,62 +187,54 @@ class AsyncOperations(Generic[C]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _run(
-        self, make: Callable[[Session], Operation[T]], internal: bool = False, late: Late | None = None
-    ) -> T:
+    async def _run(self, make: Callable[[Session], Operation[T]], internal: bool = False) -> T:
         """Run ``make(session)`` on this task's held connection or a pooled one."""
         held = self._held.get(self._current_task())
         if held is not None:
             return await self._run_on(held, make(held.session))
         connection = await self._acquire(internal)
         try:
-            return await self._run_on(connection, make(connection.session), late)
+            return await self._run_on(connection, make(connection.session))
         finally:
             self._release(connection)
 
-    def _cancelled_in_commit(self, connection: C, flight: Flight, late: Late | None) -> BaseException | None:
-        """The caller was cancelled while COMMIT ran (the flight goes on).
+    async def _cancelled_in_commit(self, connection: C) -> BaseException | None:
+        """The caller was cancelled while COMMIT ran (the operation goes on).
 
-        A claim's messages are given back once the flight has ended, to a
-        reader waiting on that queue or to pending, and the caller gets the
-        plain cancellation (returns None). Anything else may have landed:
-        the adapter's outcome-unknown error. ``late`` is told either way.
+        A claim's messages are given back before the caller's cancellation
+        goes on (returns None): to readers waiting on that queue, else
+        pending again. Anything else may have landed: the adapter's
+        outcome-unknown error.
         """
-        driver = connection.driver
-        if driver.claimed is None:
+        if connection.driver.claimed is None:
             return self._outcome_unknown()
-        soon = self._threadsafe_soon()
-        self._obligations += 1
-        if late is not None:
-            late.taken_over()
-
-        def finished() -> None:  # in the worker thread, before the connection is reused
-            queue, messages = driver.claim_queue, driver.committed_claims()
-            soon(lambda: self._give_back(queue, messages, promised=True, late=late))
-
-        if not flight.when_finished(finished):
-            finished()
+        await self._shielded(self._give_back_late(connection))
         return None
 
-    def _threadsafe_soon(self) -> Callable[[Callable[[], object]], None]:
-        soon = self._soon
-        if soon is None:
-            soon = self._soon = self._threadsafe()
-        return soon
-
-    def _give_back(self, queue: str, messages: list[Message], promised: bool = False, late: Late | None = None) -> None:
-        """Claimed messages their readers never took: to the next waiting
-        readers of ``queue``, else pending again (in the background)."""
+    async def _give_back_late(self, connection: C) -> None:
+        self._obligations += 1  # close() waits for it
         try:
+            await self._flight_ended(connection)
+            driver = connection.driver  # done with the operation: its ledger is final
+            queue, messages = driver.claim_queue, driver.committed_claims()
             combiner = self._claims.get(queue)
             rest = [m for m in messages if combiner is None or not combiner.hand_over(m)]
             if rest:
-                self._in_background(self._run(lambda s: s.return_claims(queue, rest), internal=True))
+                try:
+                    await self._run_on(connection, connection.session.return_claims(queue, rest))
+                except Exception as exc:
+                    ids = tuple(m.id for m in rest)
+                    raise OutcomeUnknownError(f"claimed, then cancelled, and giving back failed: {exc!r}", ids) from exc
         finally:
-            if promised:
-                self._obligations -= 1
-            if late is not None:
-                late.done()
+            self._obligations -= 1
+
+    def _give_back(self, queue: str, messages: list[Message]) -> None:
+        """Claimed messages their readers never took: to the next waiting
+        readers of ``queue``, else pending again (in the background)."""
+        combiner = self._claims.get(queue)
+        rest = [m for m in messages if combiner is None or not combiner.hand_over(m)]
+        if rest:
+            self._in_background(self._run(lambda s: s.return_claims(queue, rest), internal=True))
 
     def _housekeep(self) -> None:
         """Start a due auto-vacuum check in the background: never inside a
@@ -338,17 +317,13 @@ class AsyncOperations(Generic[C]):
 
     async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]]) -> T:
         """Run a plain operation for a caller that came alone (``run_alone``);
-        callers arriving meanwhile form the next group.
-
-        A claim cancelled while its COMMIT runs hands on only once its
-        message is given back, so a reader that came meanwhile gets it.
-        """
-        late = Late(combiner.hand_on)
+        callers arriving meanwhile form the next group. (A claim cancelled
+        while its COMMIT runs hands on after its message was given back, so
+        a reader that came meanwhile gets it.)"""
         try:
-            return await self._run(make, late=late)
+            return await self._run(make)
         finally:
-            if not late.taken:
-                combiner.hand_on()
+            combiner.hand_on()
 
     async def _write_grouped(self, queue: str, message: str) -> int:
         if self._writes.run_alone():

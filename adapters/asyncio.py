@@ -43,7 +43,7 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_broker, check_path, check_positive
 
-from ._async_api import AsyncOperations, Done, Late, QueueOperations, Supervisor, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
 from ._sync import SyncDriver, check_read_only, connect
@@ -222,7 +222,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         if not task.cancelled() and (error := task.exception()) is not None:
             LOG.error("background work of the broker on %s failed: %r", self.path, error, exc_info=error)
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T], late: Late | None = None) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
         """Run one operation in the connection's thread: one hop."""
         flight = Flight()
         future = connection.submit(operation, flight)
@@ -234,7 +234,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             # only once the worker is done with it.
             connection.busy = flight
             if flight.cancel(connection.driver.connection.interrupt):
-                error = self._cancelled_in_commit(connection, flight, late)
+                error = await self._cancelled_in_commit(connection)
                 if error is not None:
                     raise error from None
             raise
@@ -266,6 +266,17 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             else:
                 await asyncio.sleep(0.001)  # a flight in a worker thread reports soon
 
+    async def _flight_ended(self, connection: _Connection) -> None:
+        await _settled(connection)
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        # A task of its own, counted as background work: a second
+        # cancellation releases the caller, never the work.
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+        return await asyncio.shield(task)
+
     async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
         """Run clean-up after any abandoned operation, shielded from cancellation."""
         await asyncio.shield(self._settle_now(connection, operation))
@@ -287,15 +298,6 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         # The job hands its end straight to the loop: one loop iteration, as
         # an awaited operation takes (aiosqlite's own future is left unused).
         _in_thread(connection.aio, _run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
-
-    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
-        loop = asyncio.get_running_loop()
-
-        def soon(callback: Callable[[], object]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left
-                loop.call_soon_threadsafe(callback)
-
-        return soon
 
     def _outcome_unknown(self) -> BaseException:
         return CommitOutcomeUnknown(

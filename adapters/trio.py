@@ -21,7 +21,6 @@ exception, which a cancel scope does not swallow.)
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -38,7 +37,7 @@ from sansio_broker.commands import Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.validation import check_broker, check_path, check_positive
 
-from ._async_api import AsyncOperations, Done, Late, QueueOperations, left_open, run_in_thread
+from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
 from ._sync import SyncDriver, check_read_only, connect
@@ -299,7 +298,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T], late: Late | None = None) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
         """Run one operation in the connection's worker thread: one hop."""
         flight = Flight()
         in_commit = False
@@ -314,7 +313,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 run_in_thread, connection.driver, operation, flight, on_cancel=cancel
             )
         except trio.Cancelled:
-            error = self._cancelled_in_commit(connection, flight, late) if in_commit else None
+            error = await self._cancelled_in_commit(connection) if in_commit else None
             if error is not None:
                 raise error from None
             raise
@@ -324,13 +323,21 @@ class TrioBroker(AsyncOperations["_Connection"]):
     async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
         """Run clean-up after any abandoned operation, shielded from cancellation."""
         with trio.CancelScope(shield=True):
-            busy = connection.busy
-            if busy is not None:
-                done = trio.Event()
-                if busy.when_finished(lambda: self._token.run_sync_soon(done.set)):
-                    await done.wait()
-                connection.busy = None
+            await self._flight_ended(connection)
             await self._run_on(connection, operation)
+
+    async def _flight_ended(self, connection: _Connection) -> None:
+        busy = connection.busy
+        if busy is not None:
+            done = trio.Event()
+            if busy.when_finished(lambda: self._token.run_sync_soon(done.set)):
+                await done.wait()
+            connection.busy = None
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        with trio.CancelScope(shield=True):
+            result = await work
+        return result
 
     def _current_task(self) -> object:
         return trio.lowlevel.current_task()
@@ -343,15 +350,6 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         connection.worker.start(run_in_thread, (connection.driver, operation, group), done)
-
-    def _threadsafe(self) -> Callable[[Callable[[], object]], None]:
-        token = self._token
-
-        def soon(callback: Callable[[], object]) -> None:
-            with contextlib.suppress(trio.RunFinishedError):  # trio is gone: nobody is left
-                token.run_sync_soon(callback)
-
-        return soon
 
     def _outcome_unknown(self) -> BaseException:
         return CommitOutcomeUnknown(
