@@ -98,12 +98,13 @@ class _Connection:
         # an interrupt never lands in another thread's bookkeeping.
         self.main = self.thread is threading.main_thread()
 
-    def run(self, operation: Operation[T], seal: Seal = no_withdrawals) -> T:
+    def run(self, operation: Operation[T], seal: Seal = no_withdrawals, writes: bool = False) -> T:
         """Run ``operation``; whatever ends it early, leave nothing behind.
 
         A transaction left open is rolled back; messages whose claim
-        committed go back to pending; a write that landed is reported as
-        such (:class:`CommitOutcomeUnknown`), never as a plain failure.
+        committed go back to pending; a change that landed is reported as
+        such (:class:`CommitOutcomeUnknown`), never as a plain failure,
+        naming the IDs when ``writes`` says the answer is written IDs.
         """
         answer: Any = None
         try:
@@ -114,7 +115,7 @@ class _Connection:
             self.broker._housekeep()
             return answer  # type: ignore[no-any-return]
         except BaseException as exc:
-            self._recover(exc, answer)
+            self._recover(exc, answer if writes else None)
             raise
 
     def _recover(self, exc: BaseException, answer: object) -> None:
@@ -131,7 +132,7 @@ class _Connection:
             if found[0].claimed:
                 self._return(found[0].claimed, found[0].queue)
 
-        self._steadily(settle, exc)
+        self._steadily(settle, exc, lambda: found[0].claimed or [] if found else [])
         settled = found[0] if found else NOT_LANDED
         if not settled.landed or settled.claimed is not None:
             return
@@ -144,7 +145,7 @@ class _Connection:
     def give_back(self, messages: list[Message], exc: BaseException) -> None:
         """Messages claimed for a caller who never received them: pending again."""
         if messages and not self.session.in_transaction and self.session.stream_holding_lock is None:
-            self._steadily(lambda: self._return(messages, self.driver.claim_queue), exc)
+            self._steadily(lambda: self._return(messages, self.driver.claim_queue), exc, lambda: messages)
 
     def give_back_last(self, exc: BaseException) -> None:
         """The last operation's committed claims, which never reached the caller."""
@@ -154,9 +155,10 @@ class _Connection:
     def _return(self, messages: list[Message], queue: str) -> None:
         self.driver.run(self.session.return_claims(queue, messages))  # an upsert: safe to repeat
 
-    def _steadily(self, step: Callable[[], None], exc: BaseException) -> None:
+    def _steadily(self, step: Callable[[], None], exc: BaseException, claimed: Callable[[], list[Message]]) -> None:
         """Run an idempotent clean-up ``step`` under the lock to its end,
-        again if another interrupt (Ctrl-C pressed twice) cuts it short."""
+        again if another interrupt (Ctrl-C pressed twice) cuts it short.
+        If it cannot, the caller hears which ``claimed`` messages are stuck."""
         for _ in range(RECOVERY_ATTEMPTS):
             try:
                 with self.lock:
@@ -167,14 +169,16 @@ class _Connection:
             except BrokerClosedError:
                 raise
             except Exception as failed:
-                LOG.error("could not restore claimed messages after %r: %r", exc, failed)
-                raise OutcomeUnknownError(
-                    f"{exc!r}, then restoring its claimed messages failed: {failed!r}"
-                ) from failed
+                ids = tuple(m.id for m in claimed())
+                LOG.error("could not restore claimed messages %s after %r: %r", ids, exc, failed)
+                raise OutcomeUnknownError(f"{exc!r}, then the clean-up failed: {failed!r}", ids) from failed
             except BaseException:
                 continue
-        LOG.error("gave up restoring claimed messages after %d interrupts", RECOVERY_ATTEMPTS)
-        raise OutcomeUnknownError(f"{exc!r}, then interrupted {RECOVERY_ATTEMPTS} times while restoring") from exc
+        ids = tuple(m.id for m in claimed())
+        LOG.error("gave up restoring claimed messages %s after %d interrupts", ids, RECOVERY_ATTEMPTS)
+        raise OutcomeUnknownError(
+            f"{exc!r}, then interrupted {RECOVERY_ATTEMPTS} times while cleaning up", ids
+        ) from exc
 
     def close(self) -> None:
         """Close once no operation runs here; a long statement is cut short."""
@@ -570,11 +574,11 @@ class Broker:
         """
         connection = self._connection()
         if not connection.groupable:
-            return connection.run(connection.session.write(queue, message))
+            return connection.run(connection.session.write(queue, message), writes=True)
         writes = self._writes
         if self._run_alone(writes):
             try:
-                return connection.run(connection.session.write(queue, message))
+                return connection.run(connection.session.write(queue, message), writes=True)
             finally:
                 self._hand_on(writes)
         written: int = self._in_group(connection, writes, self._core.check_write(queue, message), write_group)
@@ -597,7 +601,8 @@ class Broker:
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
-        return self._run(lambda s: s.write_many(queue, messages))
+        connection = self._connection()
+        return connection.run(connection.session.write_many(queue, messages), writes=True)
 
     def broadcast(self, message: str, *, pattern: str | None = None) -> int:
         """Write to every existing queue (or those matching the glob); returns how many."""
