@@ -6,6 +6,7 @@ connection's worker thread, so a whole operation costs one thread hop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import sqlite3
@@ -266,22 +267,28 @@ class SyncDriver:
                 value, error = None, exc
 
     def _execute(self, command: Execute) -> Any:
-        cursor = self.connection.execute(command.sql, command.params)
-        fetch = command.fetch
-        if fetch is Fetch.NONE:
-            return None
-        if fetch is Fetch.ALL:
-            rows = cursor.fetchall()
-            if command.claims is not None:
-                self.claim_queue = command.claims
-                self.claimed = [Message(body, ts) for body, ts in rows]
-            return rows
-        if fetch is Fetch.ONE:
-            # fetchall completes the statement, so no write statement stays
-            # active into the next command (e.g. UPDATE ... RETURNING before COMMIT).
-            rows = cursor.fetchall()
-            return rows[0] if rows else None
-        return cursor.rowcount
+        cursor = None
+        try:
+            cursor = self.connection.execute(command.sql, command.params)
+            fetch = command.fetch
+            if fetch is Fetch.NONE:
+                return None
+            if fetch is Fetch.ALL:
+                rows = cursor.fetchall()
+                if command.claims is not None:
+                    self.claim_queue = command.claims
+                    self.claimed = [Message(body, ts) for body, ts in rows]
+                return rows
+            if fetch is Fetch.ONE:
+                # fetchall completes the statement, so no write statement stays
+                # active into the next command (e.g. UPDATE ... RETURNING before COMMIT).
+                rows = cursor.fetchall()
+                return rows[0] if rows else None
+            return cursor.rowcount
+        except BaseException:
+            if cursor is not None:  # an interrupt must not leave the statement active (COMMIT would fail)
+                cursor.close()
+            raise
 
     def _execute_many(self, command: ExecuteMany) -> None:
         self.connection.executemany(command.sql, command.rows)
@@ -305,6 +312,12 @@ class SyncDriver:
             self.claimed = None
             self.commit_sent = False
         self.connection.execute(command.sql)
+
+    def rollback_if_open(self) -> None:
+        """Roll back a transaction nobody owns (its ROLLBACK failed or was skipped)."""
+        if self.connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute(sql.ROLLBACK)
 
     def committed_claims(self) -> list[Message]:
         """What the last operation claimed, if its COMMIT landed."""

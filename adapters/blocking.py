@@ -106,24 +106,33 @@ class _Connection:
         such (:class:`CommitOutcomeUnknown`), never as a plain failure,
         naming the IDs when ``writes`` says the answer is written IDs.
         """
+        driver = self.driver
+        runs = driver.runs
         answer: Any = None
         try:
             with self.lock:
                 if self.closing:
                     raise self.broker._closed_error()
-                answer = self.driver.run(operation, None, seal)
+                answer = driver.run(operation, None, seal)
+                if driver.connection.in_transaction and self.unowned:
+                    driver.rollback_if_open()  # its own ROLLBACK failed: nobody else would
             self.broker._housekeep()
             return answer  # type: ignore[no-any-return]
         except BaseException as exc:
-            self._recover(exc, answer if writes else None)
+            _close_quietly(operation)  # abandoned mid-way by an interrupt: nothing may run later
+            if driver.runs != runs:  # else it never started, and what the driver holds is older
+                self._recover(exc, answer if writes else None)
             raise
 
-    def _recover(self, exc: BaseException, answer: object) -> None:
-        if isinstance(exc, BrokerClosedError):
-            return
+    @property
+    def unowned(self) -> bool:
+        """No explicit transaction or stream batch owns this connection's transaction."""
         session = self.session
-        if session.in_transaction or session.stream_holding_lock is not None:
-            return  # the transaction's or stream's owner rolls back
+        return not session.in_transaction and session.stream_holding_lock is None
+
+    def _recover(self, exc: BaseException, answer: object) -> None:
+        if isinstance(exc, BrokerClosedError) or not self.unowned:
+            return  # closed with its connection, or the transaction's or stream's owner rolls back
         found: list[Settled] = []
 
         def settle() -> None:
@@ -136,15 +145,13 @@ class _Connection:
         settled = found[0] if found else NOT_LANDED
         if not settled.landed or settled.claimed is not None:
             return
-        ids = _written_ids(answer)
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OutcomeUnknownError):
+            ids = _written_ids(answer)
             raise CommitOutcomeUnknown("interrupted after its COMMIT landed: the change took effect", ids) from exc
-        if isinstance(exc, Exception) and not isinstance(exc, OutcomeUnknownError):
-            raise OutcomeUnknownError(f"{exc!r} after its COMMIT landed: the change took effect", ids) from exc
 
     def give_back(self, messages: list[Message], exc: BaseException) -> None:
         """Messages claimed for a caller who never received them: pending again."""
-        if messages and not self.session.in_transaction and self.session.stream_holding_lock is None:
+        if messages and self.unowned:
             self._steadily(lambda: self._return(messages, self.driver.claim_queue), exc, lambda: messages)
 
     def give_back_last(self, exc: BaseException) -> None:
@@ -152,10 +159,17 @@ class _Connection:
         messages = self.driver.committed_claims()
         self.give_back(messages, exc)
 
+    def abandon_transaction(self, exc: BaseException | None) -> None:
+        """Roll back an explicit transaction left by an exception, however many interrupts follow."""
+        if not self.closing:  # else closing the connection ended it
+            self._steadily(lambda: self.driver.run(self.session.reset()), exc, list)
+
     def _return(self, messages: list[Message], queue: str) -> None:
         self.driver.run(self.session.return_claims(queue, messages))  # an upsert: safe to repeat
 
-    def _steadily(self, step: Callable[[], None], exc: BaseException, claimed: Callable[[], list[Message]]) -> None:
+    def _steadily(
+        self, step: Callable[[], None], exc: BaseException | None, claimed: Callable[[], list[Message]]
+    ) -> None:
         """Run an idempotent clean-up ``step`` under the lock to its end,
         again if another interrupt (Ctrl-C pressed twice) cuts it short.
         If it cannot, the caller hears which ``claimed`` messages are stuck."""
@@ -193,6 +207,13 @@ class _Connection:
         reach: its calls may join a group."""
         session = self.session
         return not self.main and not session.in_transaction and session.stream_holding_lock is None
+
+
+def _close_quietly(operation: Operation[Any]) -> None:
+    try:
+        operation.close()
+    except Exception:  # an operation that yields on GeneratorExit: a bug, but not the caller's
+        LOG.exception("an abandoned operation did not close cleanly")
 
 
 def _written_ids(answer: object) -> tuple[int, ...]:
@@ -560,10 +581,14 @@ class Broker:
         try:
             connection.run(begin)
             yield self
-        except BaseException:
-            connection.run(session.reset())
+            connection.run(session.commit_transaction())  # the last line: nothing runs after it lands
+        except BaseException as exc:
+            try:
+                connection.abandon_transaction(exc)
+            finally:
+                if session.in_transaction:  # an interrupt cut the clean-up short
+                    connection.abandon_transaction(None)
             raise
-        connection.run(session.commit_transaction())
 
     # ---------------------------------------------------------------- writes
     def write(self, queue: str, message: str) -> int:

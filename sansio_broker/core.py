@@ -222,6 +222,8 @@ class Session:
         self.in_transaction = False
         try:
             yield COMMIT
+        except GeneratorExit:
+            raise  # closed by its driver: nothing may be yielded now
         except BaseException:
             yield from self.rollback_quietly()
             raise

@@ -90,6 +90,8 @@ class ClaimStream:
         yield from session.begin_with_retry()
         try:
             messages = yield from session.select(self._statement)
+        except GeneratorExit:
+            raise  # closed by its driver: nothing may be yielded now
         except BaseException:
             self.done = True
             yield from session.rollback_quietly()
@@ -114,6 +116,8 @@ class ClaimStream:
         self._release()
         try:
             yield COMMIT
+        except GeneratorExit:
+            raise  # closed by its driver: nothing may be yielded now
         except BaseException:
             self.done = True
             yield from self._session.rollback_quietly()
@@ -121,8 +125,10 @@ class ClaimStream:
         self._session.after_commit(count)
 
     def _release(self) -> None:
-        self._batch_size = 0
+        # The session's flag first: an interrupt between the two leaves the
+        # transaction to the driver's clean-up, never to nobody.
         self._session.stream_holding_lock = None
+        self._batch_size = 0
 
 
 class PeekStream:
