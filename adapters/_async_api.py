@@ -18,7 +18,7 @@ from sansio_broker import BrokerCore, Message, QueueStats, Session
 from sansio_broker.commands import Command, Operation
 from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.streams import Stream, open_stream
-from sansio_broker.validation import check_bodies, check_queue_name
+from sansio_broker.validation import check_bodies, check_id_list, check_queue_name
 
 from ._flight import Flight
 from ._group import (
@@ -556,7 +556,7 @@ class AsyncOperations(Generic[C]):
 
     async def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
         """Delete messages of ``queue`` by ID; returns how many existed."""
-        ids = list(message_ids) if not isinstance(message_ids, str | bytes | int) else message_ids
+        ids = check_id_list(message_ids)  # read once, here
         return await self._run(lambda s: s.delete_messages(queue, ids))
 
     # ------------------------------------------------------------ inspection

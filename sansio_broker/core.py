@@ -51,7 +51,7 @@ from .types import Message, QueueStats
 from .validation import (
     check_bodies,
     check_body,
-    check_message_id,
+    check_id_list,
     check_positive,
     check_queue_name,
     check_selection,
@@ -757,9 +757,7 @@ class Session:
     def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> Operation[int]:
         """Remove the listed messages of ``queue`` (claimed or not); returns how many existed."""
         check_queue_name(queue)
-        if isinstance(message_ids, str | bytes | int):
-            raise InvalidTypeError("message_ids must be an iterable of IDs")
-        ids = [(check_message_id(m),) for m in message_ids]
+        ids = [(m,) for m in check_id_list(message_ids)]
         return self._write_transaction(lambda: self._delete_listed(queue, ids))
 
     def _delete_listed(self, queue: str, ids: list[tuple[int]]) -> Operation[int]:

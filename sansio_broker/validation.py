@@ -75,6 +75,18 @@ def check_bodies(bodies: object) -> Iterator[Any]:
         raise InvalidTypeError(f"write_many takes an iterable of str bodies, not {type(bodies).__name__}") from None
 
 
+def check_id_list(message_ids: object) -> list[int]:
+    """``delete_messages``'s IDs, read once and each checked: a single ID,
+    a str or ``None`` is refused as the library's type error."""
+    if isinstance(message_ids, str | bytes | int):
+        raise InvalidTypeError("message_ids must be an iterable of IDs, not a single one")
+    try:
+        items = list(message_ids)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidTypeError(f"message_ids must be an iterable of IDs, not {type(message_ids).__name__}") from None
+    return [check_message_id(m) for m in items]
+
+
 def check_message_id(value: object, name: str = "message_id") -> int:
     """An exact ID: an int in ``0..2**63-1`` or exactly 19 ASCII digits.
 

@@ -418,3 +418,12 @@ def test_trio_pool_waiter_gets_broker_closed_error(db_path: Path) -> None:
     waited, _ = trio.run(main)
     assert waited is not None, "the waiting write succeeded after close()"
     expect_error(waited, BrokerClosedError, "closed")
+
+
+@pytest.mark.parametrize("message_ids", [None, 5, "1750000000000004096", 3.5])
+def test_delete_messages_of_a_non_iterable_is_a_type_error(broker: Facade, message_ids: object) -> None:
+    broker.write("q", "kept")
+    error = raised_by(lambda: broker.delete_messages("q", message_ids))
+    assert isinstance(error, InvalidTypeError), repr(error)
+    assert "message_ids must be an iterable of IDs" in str(error)
+    assert [m.body for m in broker.peek_many("q", 5)] == ["kept"]

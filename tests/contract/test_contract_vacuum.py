@@ -174,3 +174,26 @@ def test_threshold_is_a_percentage(make_broker: MakeBroker, db_path: Path, thres
     assert counts(db_path) == (19, 0)
     broker.claim("q")  # 5th mutation: 1 of 19 claimed = 5.26 %
     assert counts(db_path) == ((18, 0) if due else (19, 1))
+
+
+EVERY_COMMIT = {"BROKER_AUTO_VACUUM_INTERVAL": "1", "BROKER_VACUUM_THRESHOLD": "0"}
+
+
+def test_a_failing_auto_vacuum_never_fails_the_operation_that_committed(
+    make_broker: MakeBroker, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Housekeeping runs outside the caller's operation: when ``<db>.vacuum.lock``
+    cannot be opened (here it is a directory), every write and claim still
+    returns its committed result, and the failure goes to the
+    ``sansio_broker`` logger."""
+    os.mkdir(lock_path(db_path))
+    broker = make_broker(config=EVERY_COMMIT)
+    with caplog.at_level("WARNING", logger="sansio_broker"):
+        ids = [broker.write("q", f"m{i}") for i in range(5)]
+        claimed = [broker.claim("q") for _ in range(5)]
+    assert [m.id if m else None for m in claimed] == ids
+    assert [m.body if m else None for m in claimed] == [f"m{i}" for i in range(5)]
+    assert counts(db_path) == (5, 5)  # nothing vacuumed: the lock could not be taken
+    failures = [r for r in caplog.records if r.name == "sansio_broker" and r.levelname in ("WARNING", "ERROR")]
+    assert failures, "the vacuum failure was not logged"
+    assert any(isinstance(r.exc_info and r.exc_info[1], OSError) for r in failures), [r.getMessage() for r in failures]
