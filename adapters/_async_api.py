@@ -113,7 +113,7 @@ class AsyncOperations(Generic[C]):
         # Group commit: every write waiting at one moment; shared claims per queue.
         self._writes: Combiner[tuple[str, str]] = Combiner()
         self._claims: dict[str, Combiner[None]] = {}
-        # Give-backs promised and not yet under way: close() waits for them.
+        # Give-backs of cancelled claims and groups under way: close() waits for them.
         self._obligations = 0
 
     # --- the runtime an adapter provides ------------------------------------
@@ -216,9 +216,8 @@ class AsyncOperations(Generic[C]):
         try:
             await self._flight_ended(connection)
             driver = connection.driver  # done with the operation: its ledger is final
-            queue, messages = driver.claim_queue, driver.committed_claims()
-            combiner = self._claims.get(queue)
-            rest = [m for m in messages if combiner is None or not combiner.hand_over(m)]
+            queue = driver.claim_queue
+            rest = self._hand_over(queue, driver.committed_claims())
             if rest:
                 try:
                     await self._run_on(connection, connection.session.return_claims(queue, rest))
@@ -228,11 +227,16 @@ class AsyncOperations(Generic[C]):
         finally:
             self._obligations -= 1
 
+    def _hand_over(self, queue: str, messages: list[Message]) -> list[Message]:
+        """Give claimed messages nobody took to readers waiting on ``queue``;
+        returns those left over, which must go back to pending."""
+        combiner = self._claims.get(queue)
+        return [m for m in messages if combiner is None or not combiner.hand_over(m)]
+
     def _give_back(self, queue: str, messages: list[Message]) -> None:
         """Claimed messages their readers never took: to the next waiting
         readers of ``queue``, else pending again (in the background)."""
-        combiner = self._claims.get(queue)
-        rest = [m for m in messages if combiner is None or not combiner.hand_over(m)]
+        rest = self._hand_over(queue, messages)
         if rest:
             self._in_background(self._run(lambda s: s.return_claims(queue, rest), internal=True))
 
