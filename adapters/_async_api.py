@@ -35,7 +35,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import SyncDriver
+from ._sync import LOG, SyncDriver
 
 T = TypeVar("T")
 
@@ -246,9 +246,9 @@ class AsyncOperations(Generic[C]):
         if self._core.take_auto_vacuum():
             try:
                 self._in_background(self._auto_vacuum())
-            except BaseException:
+            except Exception:  # never into the caller's committed operation
                 self._core.auto_vacuum_ended()
-                raise
+                LOG.warning("could not start an auto-vacuum check", exc_info=True)
 
     async def _auto_vacuum(self) -> None:
         try:

@@ -7,6 +7,7 @@ connection's worker thread, so a whole operation costs one thread hop.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import sqlite3
@@ -36,6 +37,9 @@ from sansio_broker.core import BrokerCore
 from sansio_broker.schema import check_database
 
 T = TypeVar("T")
+
+LOG = logging.getLogger("sansio_broker")
+"""Where background failures go (vacuum, give-backs): never into a caller's operation."""
 
 VACUUM_LOCK_SUFFIX = ".vacuum.lock"
 
@@ -208,7 +212,9 @@ class SyncDriver:
 
     def __init__(self, connection: sqlite3.Connection, db_path: str) -> None:
         self.connection = connection
-        self.claimed: list[Message] | None = None  # None: no claim statement ran
+        # Rows ``(body, id)`` the last claim statement returned, kept as they
+        # came (no cost on the hot path); None: no claim statement ran.
+        self.claimed: list[tuple[str, int]] | None = None
         self.runs = 0  # operations started: tells a caller whether its own ran
         self.claim_queue = ""
         self.commit_sent = False
@@ -277,7 +283,7 @@ class SyncDriver:
                 rows = cursor.fetchall()
                 if command.claims is not None:
                     self.claim_queue = command.claims
-                    self.claimed = [Message(body, ts) for body, ts in rows]
+                    self.claimed = rows
                 return rows
             if fetch is Fetch.ONE:
                 # fetchall completes the statement, so no write statement stays
@@ -325,7 +331,7 @@ class SyncDriver:
             landed = self.commit_sent and not self.connection.in_transaction
         except sqlite3.Error:  # closed meanwhile
             return []
-        return self.claimed or [] if landed else []
+        return _messages(self.claimed) if landed else []
 
     def settle(self) -> Settled:
         """After an operation ended without handing over its answer: roll
@@ -343,7 +349,7 @@ class SyncDriver:
             return NOT_LANDED  # closed, or rolled back already
         if not self.commit_sent:
             return NOT_LANDED
-        return Settled(True, self.claimed, self.claim_queue)
+        return Settled(True, None if self.claimed is None else _messages(self.claimed), self.claim_queue)
 
     def _seal_group(self, command: SealGroup) -> frozenset[int]:
         return self._seal()
@@ -360,6 +366,10 @@ class SyncDriver:
     def close(self) -> None:
         self._vacuum_lock.release()
         self.connection.close()
+
+
+def _messages(rows: list[tuple[str, int]] | None) -> list[Message]:
+    return [Message(body, ts) for body, ts in rows or ()]
 
 
 def _read_clock(command: ReadClock) -> int:

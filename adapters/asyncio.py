@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -46,12 +45,10 @@ from sansio_broker.validation import check_broker, check_path, check_positive
 from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import SyncDriver, check_read_only, connect
+from ._sync import LOG, SyncDriver, check_read_only, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
-
-LOG = logging.getLogger("sansio_broker")
 
 
 class CommitOutcomeUnknown(OutcomeUnknownError, asyncio.CancelledError):

@@ -12,7 +12,6 @@ connections and never touches the parent's.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
@@ -40,12 +39,10 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import NOT_LANDED, Seal, Settled, SyncDriver, check_read_only, connect, no_withdrawals
+from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, check_read_only, connect, no_withdrawals
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-LOG = logging.getLogger("sansio_broker")
 
 
 class Lock(Protocol):
@@ -819,7 +816,7 @@ class Broker:
         """Bodies, as the original async example's ``read`` returns them: the
         oldest message, or every one (claimed in one transaction) with
         ``all_messages``; ``peek`` claims nothing."""
-        return self._read(queue, peek, all_messages, exact_timestamp, after_timestamp, before_timestamp, _same)
+        return self._read(queue, peek, all_messages, exact_timestamp, after_timestamp, before_timestamp, _as_list)
 
     def _read(
         self,
@@ -829,13 +826,14 @@ class Broker:
         message_id: int | str | None,
         after: int | None,
         before: int | None,
-        shape: Callable[[list[str]], R],
+        shape: Callable[[Any], R],
     ) -> R:
+        """``shape`` turns the answer (one message or ``None``, or bodies) into the caller's."""
         connection = self._connection()
-        plain = message_id is None and after is None and before is None
-        if plain and not peek and not all_messages and connection.groupable:
-            claimed = self._claim_shared(connection, queue)
-            return shape([] if claimed is None else [claimed.body])
+        if message_id is None and after is None and before is None and not peek and not all_messages:
+            if connection.groupable:
+                return shape(self._claim_shared(connection, queue))
+            return self._claiming(connection, lambda s: s.claim(queue), shape)
         return self._claiming(
             connection,
             lambda s: s.read_bodies(
@@ -891,12 +889,18 @@ def _iterate(connection: _Connection, source: Stream, *, claims: bool, bodies: b
             connection.run(source.close())
 
 
-def _same(bodies: list[str]) -> list[str]:
-    return bodies
+def _as_list(answer: Message | list[str] | None) -> list[str]:
+    """``Broker.read``'s shape: a list of bodies."""
+    if isinstance(answer, list):
+        return answer
+    return [] if answer is None else [answer.body]
 
 
-def _first(bodies: list[str]) -> str | None:
-    return bodies[0] if bodies else None
+def _first_body(answer: Message | list[str] | None) -> str | None:
+    """``Queue.read``'s shape: one body, or ``None``."""
+    if isinstance(answer, list):
+        return answer[0] if answer else None
+    return None if answer is None else answer.body
 
 
 def _bodies(messages: list[Message]) -> list[str]:
@@ -954,7 +958,7 @@ class Queue:
         ``all_messages=True`` returns every body: claimed in one transaction,
         so either all are handed over or none is claimed.
         """
-        shape = _same if all_messages else _first
+        shape = _as_list if all_messages else _first_body
         return self.broker._read(self.name, peek, all_messages, message_id, after_timestamp, before_timestamp, shape)
 
     def read_all(self, *, peek: bool = False) -> list[str]:

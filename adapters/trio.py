@@ -21,7 +21,6 @@ exception, which a cancel scope does not swallow.)
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -40,12 +39,10 @@ from sansio_broker.validation import check_broker, check_path, check_positive
 from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import SyncDriver, check_read_only, connect
+from ._sync import LOG, SyncDriver, check_read_only, connect
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
-
-LOG = logging.getLogger("sansio_broker")
 
 
 class CommitOutcomeUnknown(OutcomeUnknownError):
