@@ -33,7 +33,7 @@ from sansio_broker.commands import (
     UnlockVacuumFile,
 )
 from sansio_broker.config import Config
-from sansio_broker.core import BrokerCore
+from sansio_broker.core import BrokerCore, Session
 from sansio_broker.schema import check_database
 
 T = TypeVar("T")
@@ -96,6 +96,16 @@ def _cannot_open(path: str, exc: sqlite3.Error) -> errors.DatabaseError:
 # mode creates the ``-shm`` (the database and its WAL are still untouched).
 READ_ONLY_MODES = ("mode=ro&readonly_shm=1", "mode=ro")
 SQLITE_CANTOPEN = 14
+
+
+def prepare(driver: SyncDriver, session: Session, path: str, first: bool) -> None:
+    """Set up a new connection; the broker's ``first`` also admits (or
+    creates) the file, refusing a bad one before any write."""
+    if first:  # read-only first: a refused file stays byte-for-byte unchanged
+        check_read_only(path, session.core)
+    driver.run(session.setup_connection(path))
+    if first:
+        driver.run(session.open_database(path))
 
 
 def check_read_only(path: str, core: BrokerCore) -> None:

@@ -45,7 +45,7 @@ from sansio_broker.validation import check_broker, check_path, check_positive
 from ._async_api import AsyncOperations, Done, QueueOperations, Supervisor, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import LOG, SyncDriver, check_read_only, connect
+from ._sync import LOG, SyncDriver, connect, prepare
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
@@ -141,12 +141,8 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         await aio
         connection = _Connection(aio, SyncDriver(aio._conn, self.path), self._core.session())
         try:
-            if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
-                await _in_thread(aio, check_read_only, self.path, self._core)
-            await _in_thread(aio, connection.driver.run, connection.session.setup_connection(self.path))
-            if not self._opened:
-                await _in_thread(aio, connection.driver.run, connection.session.open_database(self.path))
-                self._opened = True
+            await _in_thread(aio, prepare, connection.driver, connection.session, self.path, not self._opened)
+            self._opened = True
         except BaseException:
             await asyncio.shield(connection.close())
             raise

@@ -39,7 +39,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, check_read_only, connect, no_withdrawals
+from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, connect, no_withdrawals, prepare
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -300,12 +300,8 @@ class Broker:
             raw = connect(self.path, self.config)
             connection = _Connection(self, SyncDriver(raw, self.path), self._core.session())
             try:
-                if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
-                    check_read_only(self.path, self._core)
-                connection.driver.run(connection.session.setup_connection(self.path))
-                if not self._opened:
-                    connection.driver.run(connection.session.open_database(self.path))
-                    self._opened = True
+                prepare(connection.driver, connection.session, self.path, not self._opened)
+                self._opened = True
             except BaseException:
                 connection.driver.close()
                 raise

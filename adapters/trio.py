@@ -39,7 +39,7 @@ from sansio_broker.validation import check_broker, check_path, check_positive
 from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import LOG, SyncDriver, check_read_only, connect
+from ._sync import LOG, SyncDriver, connect, prepare
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
@@ -221,12 +221,8 @@ class TrioBroker(AsyncOperations["_Connection"]):
         raw = connect(self.path, self.config)
         connection = _Connection(worker, SyncDriver(raw, self.path), self._core.session())
         try:
-            if not self._opened:  # refuse a bad file read-only: it stays byte-for-byte unchanged
-                check_read_only(self.path, self._core)
-            connection.driver.run(connection.session.setup_connection(self.path))
-            if not self._opened:
-                connection.driver.run(connection.session.open_database(self.path))
-                self._opened = True
+            prepare(connection.driver, connection.session, self.path, not self._opened)
+            self._opened = True
         except BaseException:
             connection.driver.close()
             raise

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import threads
 from support.contract import MAGIC, V6_DDL
 from support.rawdb import connect, rows
 
@@ -52,7 +53,7 @@ CALL_TIMEOUT = 30.0
 
 # The thread names of everything an adapter or the bridge starts; none may outlive a test.
 BRIDGE_THREAD_PREFIX = "contract-bridge-"
-ADAPTER_THREAD_MARKERS = ("_connection_worker_thread", "sansio-broker-trio-worker", BRIDGE_THREAD_PREFIX)
+ADAPTER_THREAD_MARKERS = (*threads.ADAPTER_THREAD_MARKERS, BRIDGE_THREAD_PREFIX)
 
 # What the facade forwards, with the blocking adapter's names and semantics.
 BROKER_CALLS = frozenset(
@@ -555,18 +556,12 @@ def open_facade(adapter: str, path: str | os.PathLike[str], config: Any = _DEFAU
 # ===================================================================== threads
 def adapter_threads() -> set[threading.Thread]:
     """Threads started by an adapter or by the bridge that are alive now."""
-    return {t for t in threading.enumerate() if t.is_alive() and any(mark in t.name for mark in ADAPTER_THREAD_MARKERS)}
+    return threads.adapter_threads(ADAPTER_THREAD_MARKERS)
 
 
 def threads_left(before: set[threading.Thread], timeout: float = 5.0) -> set[threading.Thread]:
     """Such threads started since ``before`` still alive after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = adapter_threads() - before
-        if not left or time.monotonic() > deadline:
-            return left
-        for t in left:
-            t.join(0.05)
+    return threads.threads_left(before, timeout, ADAPTER_THREAD_MARKERS)
 
 
 # ================================================================ file helpers

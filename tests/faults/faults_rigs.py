@@ -52,7 +52,6 @@ from faults_support import (
     Shape,
     Trial,
     TrialHung,
-    adapter_threads,
     alarm,
     check_trial,
     exception_problems,
@@ -61,8 +60,8 @@ from faults_support import (
     record_counts,
     run_with_watchdog,
     summarize,
-    threads_left,
 )
+from support.threads import adapter_threads, threads_left
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker, Queue

@@ -38,7 +38,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +73,6 @@ MAX_K = 5000
 INSTANT_SLEEP = 0.01
 
 # The thread names of everything an adapter starts (as tests/contract/contract_support.py).
-ADAPTER_THREAD_MARKERS = ("_connection_worker_thread", "sansio-broker-trio-worker")
 
 
 class TrialHung(BaseException):
@@ -362,20 +360,6 @@ def open_fds(path: Path) -> list[str]:
             if target in targets:
                 found.append(f"fd {entry.name} -> {Path(target).name}")
     return found
-
-
-def adapter_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.is_alive() and any(m in t.name for m in ADAPTER_THREAD_MARKERS)}
-
-
-def threads_left(before: set[threading.Thread], timeout: float = 5.0) -> set[threading.Thread]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = adapter_threads() - before
-        if not left or time.monotonic() > deadline:
-            return left
-        for thread in left:
-            thread.join(0.05)
 
 
 def library_stack(frame: FrameType | None, depth: int = 4) -> str:

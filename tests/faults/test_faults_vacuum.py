@@ -26,11 +26,10 @@ from faults_support import (
     Injector,
     PersistentFault,
     RawDb,
-    adapter_threads,
     open_fds,
     run_with_watchdog,
-    threads_left,
 )
+from support.threads import adapter_threads, threads_left
 
 from sansio_broker import Message
 from sansio_broker.commands import Execute, LockVacuumFile
