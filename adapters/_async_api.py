@@ -26,11 +26,13 @@ from ._group import (
     Combiner,
     Group,
     Member,
+    State,
     abandon,
     claim_group,
     keep_write,
     new_combiner,
     raise_error,
+    rejoin,
     settle,
     wake,
     write_group,
@@ -266,13 +268,15 @@ class AsyncOperations(Generic[C]):
         combiner: Combiner[Any],
         item: object,
         make: Callable[[Session, list[Any]], Operation[list[Any]]],
-        give_back: Callable[[object], None],
+        queue: str | None = None,
     ) -> Any:
         """Run this caller's part of a group operation (see :mod:`._group`); its answer.
 
-        ``give_back`` takes an answer its caller can no longer take (a claimed
-        message); a write's is None, and such a write is outcome-unknown.
+        ``queue``: the queue of a group claim, whose messages its readers can
+        no longer take are given back; writes (``None``) that may have landed
+        are outcome-unknown instead.
         """
+        give_back = keep_write if queue is None else partial(self._give_back_answer, queue)
         waiter = self._waiter()
         member: Member[Any] = Member(item, waiter)
         try:
@@ -308,16 +312,39 @@ class AsyncOperations(Generic[C]):
                     done(None, exc)
                 answer = await waiter.wait()
         except BaseException:
-            landed = abandon(combiner, member, give_back)
             left = member.group
+            if queue is None:
+                landed = abandon(combiner, member, keep_write)
+                late: AsyncWaiter | None = None
+            else:  # a reader: what it got goes back before its caller moves on
+                landed = False
+                state = combiner.leave(member)
+                late = self._waiter() if state is State.LATE else None
+                if late is not None:
+                    rejoin(member, late)  # the group's end hands it the message after all
             if left is not None and left.abandoned:
                 # No caller is left: stop it as an abandoned operation is stopped.
                 left.owner.busy = left
                 left.cancel(left.owner.driver.connection.interrupt)
-            if landed and give_back is keep_write:
+            if landed:
                 raise self._outcome_unknown() from None
+            if queue is not None and (late is not None or state is State.DONE):
+                await self._shielded(self._take_back(queue, member, late))
             raise
         return raise_error(answer)
+
+    async def _take_back(self, queue: str, member: Member[Any], late: AsyncWaiter | None) -> None:
+        """Give back the message of a reader that left: the one it was handed
+        but never took, or (``late``) the one its group claims for it."""
+        self._obligations += 1  # close() waits for it
+        try:
+            answer = member.answer if late is None else await late.wait()
+            if isinstance(answer, Message):
+                rest = self._hand_over(queue, [answer])
+                if rest:
+                    await self._run(lambda s: s.return_claims(queue, rest), internal=True)
+        finally:
+            self._obligations -= 1
 
     async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]]) -> T:
         """Run a plain operation for a caller that came alone (``run_alone``);
@@ -333,7 +360,7 @@ class AsyncOperations(Generic[C]):
         if self._writes.run_alone():
             return await self._alone(self._writes, lambda s: s.write(queue, message))  # write() checks
         item = self._core.check_write(queue, message)
-        written: int = await self._in_group(self._writes, item, write_group, keep_write)
+        written: int = await self._in_group(self._writes, item, write_group)
         return written
 
     async def _claim_shared(self, queue: str) -> Message | None:
@@ -343,8 +370,7 @@ class AsyncOperations(Generic[C]):
             combiner = self._claims[queue] = new_combiner(self._claims)
         if combiner.run_alone():
             return await self._alone(combiner, lambda s: s.claim(queue))
-        give_back = partial(self._give_back_answer, queue)
-        claimed: Message | None = await self._in_group(combiner, None, partial(claim_group, queue), give_back)
+        claimed: Message | None = await self._in_group(combiner, None, partial(claim_group, queue), queue)
         return claimed
 
     def _give_back_answer(self, queue: str, answer: object) -> None:

@@ -220,6 +220,13 @@ def abandon(combiner: Combiner[Any], member: Member[Any], give_back: Callable[[o
     return state is State.LATE
 
 
+def rejoin(member: Member[Any], waiter: Waiter) -> None:
+    """A member that left after its group sealed (LATE) takes its answer
+    after all, to undo it itself: the group's end wakes ``waiter`` with it."""
+    assert member.state is State.LATE
+    member.waiter, member.state = waiter, State.GROUPED
+
+
 def keep_write(answer: object) -> None:
     """A write's give-back: a committed write stays (its caller hears "outcome unknown")."""
 

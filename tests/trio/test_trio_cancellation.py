@@ -815,3 +815,44 @@ def test_cancelling_the_opening_of_a_broker_leaves_nothing_behind(tmp_path: Path
     entered = run(main)
     assert not all(entered), "no cancellation landed before the body"
     # The autouse fixture checks that no worker thread survived.
+
+
+def test_a_group_reader_cancelled_during_commit_gets_its_cancellation_after_the_give_back(db_path: Path) -> None:
+    """A reader of a shared claim (a group) cancelled while the group's COMMIT
+    runs: by the time its cancellation reaches it, the group has committed
+    and its message is pending again; the other reader keeps its own."""
+
+    async def main() -> None:
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            ids = await broker.write_many("q", ["a", "b", "c", "d", "e"])
+            async with trio.open_nursery() as nursery:  # the first alone, the next two as a group
+                for _ in range(3):
+                    nursery.start_soon(broker.claim, "q")
+            started = threading.Event()
+            got: list[Message | None] = []
+            seen: list[tuple[int, int]] = []
+            scope = trio.CancelScope()
+
+            async def kept_reader() -> None:
+                got.append(await broker.claim("q"))
+
+            async def cancelled_reader() -> None:
+                with scope:
+                    await broker.claim("q")
+                flags = {body: flag for _, body, _, flag in rows(db_path, "q")}
+                seen.append((flags["d"], flags["e"]))
+
+            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(kept_reader)
+                    nursery.start_soon(cancelled_reader)
+                    await wait_for_thread_event(started)
+                    scope.cancel()
+                assert scope.cancelled_caught
+                assert seen == [(1, 0)]  # committed, and given back before the cancellation arrived
+                assert got == [Message("d", ids[3])]
+                await settle(broker)
+            assert await broker.claim("q") == Message("e", ids[4])
+            await assert_clean(broker)
+
+    run(main)
