@@ -20,14 +20,13 @@ from sansio_broker.errors import OutcomeUnknownError
 from sansio_broker.streams import Stream, open_stream
 from sansio_broker.validation import check_bodies, check_id_list, check_queue_name
 
-from ._flight import Flight
+from ._flight import NO_ANSWER, Flight
 from ._group import (
     LEAD,
     Combiner,
     Group,
     Member,
     State,
-    abandon,
     claim_group,
     keep_write,
     new_combiner,
@@ -37,7 +36,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import LOG, SyncDriver
+from ._sync import LOG, SyncDriver, written_ids
 
 T = TypeVar("T")
 
@@ -47,6 +46,9 @@ class Supervisor(Protocol):
     (one caller) or a :class:`~._group.Group` (many)."""
 
     def guard(self, command: Command) -> BaseException | None: ...
+
+    answer: object
+
     def should_stop(self) -> bool: ...
     def seal(self) -> frozenset[int]: ...
     def finish(self) -> None: ...
@@ -62,7 +64,8 @@ def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Superviso
     connection = driver.connection
     connection.set_progress_handler(flight.should_stop, PROGRESS_STEPS)
     try:
-        return driver.run(operation, flight.guard, flight.seal)
+        flight.answer = answer = driver.run(operation, flight.guard, flight.seal)
+        return answer
     finally:
         connection.set_progress_handler(None, 0)
         flight.finish()
@@ -122,8 +125,9 @@ class AsyncOperations(Generic[C]):
     def _current_task(self) -> object:
         raise NotImplementedError
 
-    async def _run_on(self, connection: C, operation: Operation[T]) -> T:
-        """Run ``operation`` on ``connection`` (one thread hop).
+    async def _run_on(self, connection: C, operation: Operation[T], writes: bool = False) -> T:
+        """Run ``operation`` on ``connection`` (one thread hop); ``writes``:
+        its answer is the IDs it wrote.
 
         Cancelled while its COMMIT runs, it raises what
         :meth:`_cancelled_in_commit` says.
@@ -165,8 +169,8 @@ class AsyncOperations(Generic[C]):
         """Queue a group operation in the connection's thread; ``done`` gets its end."""
         raise NotImplementedError
 
-    def _outcome_unknown(self) -> BaseException:
-        """The error for a write cancelled after its group sealed."""
+    def _outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
+        """The adapter's outcome-unknown error, "cancelled <what>", naming ``message_ids``."""
         raise NotImplementedError
 
     # --- what every async adapter does with that runtime ---------------------
@@ -189,29 +193,36 @@ class AsyncOperations(Generic[C]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _run(self, make: Callable[[Session], Operation[T]], internal: bool = False) -> T:
+    async def _run(self, make: Callable[[Session], Operation[T]], internal: bool = False, writes: bool = False) -> T:
         """Run ``make(session)`` on this task's held connection or a pooled one."""
         held = self._held.get(self._current_task())
         if held is not None:
-            return await self._run_on(held, make(held.session))
+            return await self._run_on(held, make(held.session), writes)
         connection = await self._acquire(internal)
         try:
-            return await self._run_on(connection, make(connection.session))
+            return await self._run_on(connection, make(connection.session), writes)
         finally:
             self._release(connection)
 
-    async def _cancelled_in_commit(self, connection: C) -> BaseException | None:
-        """The caller was cancelled while COMMIT ran (the operation goes on).
+    async def _cancelled_in_commit(self, connection: C, flight: Flight, writes: bool) -> BaseException | None:
+        """The caller was cancelled while COMMIT ran; it waits (shielded) for
+        the operation to end, so what it is told is what happened.
 
-        A claim's messages are given back before the caller's cancellation
-        goes on (returns None): to readers waiting on that queue, else
-        pending again. Anything else may have landed: the adapter's
-        outcome-unknown error.
+        A claim's messages are given back, to readers waiting on that queue
+        or to pending, and the caller gets the plain cancellation (None). A
+        change that landed is the adapter's outcome-unknown error, naming
+        the IDs a write wrote; one that did not land, the plain cancellation.
         """
-        if connection.driver.claimed is None:
-            return self._outcome_unknown()
-        await self._shielded(self._give_back_late(connection))
-        return None
+        if connection.driver.claimed is not None:
+            await self._shielded(self._give_back_late(connection))
+            return None
+        await self._shielded(self._flight_ended(connection))
+        if flight.answer is not NO_ANSWER:
+            ids = written_ids(flight.answer) if writes else ()
+            return self._outcome_unknown("while its COMMIT ran: the change took effect", ids)
+        if connection.driver.committed():  # failed after an earlier transaction of it committed
+            return self._outcome_unknown("while it ran: part of the change took effect")
+        return None  # rolled back: nothing happened
 
     async def _give_back_late(self, connection: C) -> None:
         self._obligations += 1  # close() waits for it
@@ -313,52 +324,49 @@ class AsyncOperations(Generic[C]):
                 answer = await waiter.wait()
         except BaseException:
             left = member.group
-            if queue is None:
-                landed = abandon(combiner, member, keep_write)
-                late: AsyncWaiter | None = None
-            else:  # a reader: what it got goes back before its caller moves on
-                landed = False
-                state = combiner.leave(member)
-                late = self._waiter() if state is State.LATE else None
-                if late is not None:
-                    rejoin(member, late)  # the group's end hands it the message after all
+            state = combiner.leave(member)
+            late = self._waiter() if state is State.LATE else None
+            if late is not None:
+                rejoin(member, late)  # its group sealed: the group's end hands it its answer after all
             if left is not None and left.abandoned:
                 # No caller is left: stop it as an abandoned operation is stopped.
                 left.owner.busy = left
                 left.cancel(left.owner.driver.connection.interrupt)
-            if landed:
-                raise self._outcome_unknown() from None
-            if queue is not None and (late is not None or state is State.DONE):
-                await self._shielded(self._take_back(queue, member, late))
+            if late is not None or state is State.DONE:  # something was done for it
+                answer = await self._shielded(self._answer_left(member, late, queue))
+                if queue is None and isinstance(answer, int):
+                    raise self._outcome_unknown("after its group sealed: the write took effect", (answer,)) from None
             raise
         return raise_error(answer)
 
-    async def _take_back(self, queue: str, member: Member[Any], late: AsyncWaiter | None) -> None:
-        """Give back the message of a reader that left: the one it was handed
-        but never took, or (``late``) the one its group claims for it."""
+    async def _answer_left(self, member: Member[Any], late: AsyncWaiter | None, queue: str | None) -> object:
+        """The answer of a caller that left after its group sealed (``late``:
+        once the group ends) or that was handed it but never took it; a
+        reader's message is given to a waiting reader or back to pending."""
         self._obligations += 1  # close() waits for it
         try:
             answer = member.answer if late is None else await late.wait()
-            if isinstance(answer, Message):
+            if queue is not None and isinstance(answer, Message):
                 rest = self._hand_over(queue, [answer])
                 if rest:
                     await self._run(lambda s: s.return_claims(queue, rest), internal=True)
+            return answer
         finally:
             self._obligations -= 1
 
-    async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]]) -> T:
+    async def _alone(self, combiner: Combiner[Any], make: Callable[[Session], Operation[T]], writes: bool = False) -> T:
         """Run a plain operation for a caller that came alone (``run_alone``);
         callers arriving meanwhile form the next group. (A claim cancelled
         while its COMMIT runs hands on after its message was given back, so
         a reader that came meanwhile gets it.)"""
         try:
-            return await self._run(make)
+            return await self._run(make, writes=writes)
         finally:
             combiner.hand_on()
 
     async def _write_grouped(self, queue: str, message: str) -> int:
         if self._writes.run_alone():
-            return await self._alone(self._writes, lambda s: s.write(queue, message))  # write() checks
+            return await self._alone(self._writes, lambda s: s.write(queue, message), writes=True)  # write() checks
         item = self._core.check_write(queue, message)
         written: int = await self._in_group(self._writes, item, write_group)
         return written
@@ -413,13 +421,13 @@ class AsyncOperations(Generic[C]):
         transaction (group commit); each gets its own ID, in arrival order.
         """
         if self._joins_transaction():
-            return await self._run(lambda s: s.write(queue, message))
+            return await self._run(lambda s: s.write(queue, message), writes=True)
         return await self._write_grouped(queue, message)
 
     async def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
         items = list(check_bodies(messages))  # read once, here; None or a str is refused first
-        return await self._run(lambda s: s.write_many(queue, items))
+        return await self._run(lambda s: s.write_many(queue, items), writes=True)
 
     async def broadcast(self, message: str, *, pattern: str | None = None) -> int:
         """Write to every existing queue (or those matching the glob); returns how many."""

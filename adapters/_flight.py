@@ -19,13 +19,16 @@ class Flight:
     cancelled caller never waits, yet its connection is reused only after.
     """
 
-    __slots__ = ("_lock", "_on_finish", "cancelled", "committing", "finished")
+    __slots__ = ("_lock", "_on_finish", "answer", "cancelled", "committing", "finished")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.cancelled = False
         self.committing = False
         self.finished = False
+        # The operation's answer once it returned (read after ``finished``),
+        # for a caller that left while its COMMIT ran.
+        self.answer: object = NO_ANSWER
         self._on_finish: list[Callable[[], object]] = []
 
     def cancel(self, interrupt: Callable[[], object] | None = None) -> bool:
@@ -85,6 +88,10 @@ class Flight:
                 return False
             self._on_finish.append(callback)
             return True
+
+
+NO_ANSWER = object()
+"""A flight's ``answer`` until its operation returns (it may raise instead)."""
 
 
 def _cancelled() -> OperationCancelled:

@@ -335,6 +335,13 @@ class SyncDriver:
             with contextlib.suppress(sqlite3.Error):
                 self.connection.execute(sql.ROLLBACK)
 
+    def committed(self) -> bool:
+        """The last operation's latest COMMIT took effect (ask once it has ended)."""
+        try:
+            return self.commit_sent and not self.connection.in_transaction
+        except sqlite3.Error:  # closed meanwhile
+            return False
+
     def committed_claims(self) -> list[Message]:
         """What the last operation claimed, if its COMMIT landed."""
         try:
@@ -376,6 +383,15 @@ class SyncDriver:
     def close(self) -> None:
         self._vacuum_lock.release()
         self.connection.close()
+
+
+def written_ids(answer: object) -> tuple[int, ...]:
+    """The IDs in a write's answer (one ID, or a list of them)."""
+    if isinstance(answer, int):
+        return (answer,)
+    if isinstance(answer, list) and all(isinstance(i, int) for i in answer):
+        return tuple(answer)
+    return ()
 
 
 def _messages(rows: list[tuple[str, int]] | None) -> list[Message]:

@@ -215,7 +215,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         if not task.cancelled() and (error := task.exception()) is not None:
             LOG.error("background work of the broker on %s failed: %r", self.path, error, exc_info=error)
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T], writes: bool = False) -> T:
         """Run one operation in the connection's thread: one hop."""
         flight = Flight()
         future = connection.submit(operation, flight)
@@ -227,7 +227,7 @@ class AsyncBroker(AsyncOperations["_Connection"]):
             # only once the worker is done with it.
             connection.busy = flight
             if flight.cancel(connection.driver.connection.interrupt):
-                error = await self._cancelled_in_commit(connection)
+                error = await self._cancelled_in_commit(connection, flight, writes)
                 if error is not None:
                     raise error from None
             raise
@@ -292,10 +292,8 @@ class AsyncBroker(AsyncOperations["_Connection"]):
         # an awaited operation takes (aiosqlite's own future is left unused).
         _in_thread(connection.aio, _run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
 
-    def _outcome_unknown(self) -> BaseException:
-        return CommitOutcomeUnknown(
-            "cancelled while its COMMIT ran (or after its group sealed): the change may or may not have landed"
-        )
+    def _outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
+        return CommitOutcomeUnknown(f"cancelled {what}", message_ids)
 
 
 class _Waiter:

@@ -39,7 +39,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, connect, no_withdrawals, prepare
+from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, connect, no_withdrawals, prepare, written_ids
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -143,7 +143,7 @@ class _Connection:
         if not settled.landed or settled.claimed is not None:
             return
         if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OutcomeUnknownError):
-            ids = _written_ids(answer)
+            ids = written_ids(answer)
             raise CommitOutcomeUnknown("interrupted after its COMMIT landed: the change took effect", ids) from exc
 
     def give_back(self, messages: list[Message], exc: BaseException) -> None:
@@ -211,14 +211,6 @@ def _close_quietly(operation: Operation[Any]) -> None:
         operation.close()
     except Exception:  # an operation that yields on GeneratorExit: a bug, but not the caller's
         LOG.exception("an abandoned operation did not close cleanly")
-
-
-def _written_ids(answer: object) -> tuple[int, ...]:
-    if isinstance(answer, int):
-        return (answer,)
-    if isinstance(answer, list) and all(isinstance(i, int) for i in answer):
-        return tuple(answer)
-    return ()
 
 
 # Interrupts a clean-up absorbs before it gives up (Ctrl-C held down).

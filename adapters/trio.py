@@ -291,7 +291,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T]) -> T:
+    async def _run_on(self, connection: _Connection, operation: Operation[T], writes: bool = False) -> T:
         """Run one operation in the connection's worker thread: one hop."""
         flight = Flight()
         in_commit = False
@@ -306,7 +306,7 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 run_in_thread, connection.driver, operation, flight, on_cancel=cancel
             )
         except trio.Cancelled:
-            error = await self._cancelled_in_commit(connection) if in_commit else None
+            error = await self._cancelled_in_commit(connection, flight, writes) if in_commit else None
             if error is not None:
                 raise error from None
             raise
@@ -344,10 +344,8 @@ class TrioBroker(AsyncOperations["_Connection"]):
     def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         connection.worker.start(run_in_thread, (connection.driver, operation, group), done)
 
-    def _outcome_unknown(self) -> BaseException:
-        return CommitOutcomeUnknown(
-            "cancelled while its COMMIT ran (or after its group sealed): the change may or may not have landed"
-        )
+    def _outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
+        return CommitOutcomeUnknown(f"cancelled {what}", message_ids)
 
     async def wait_background(self) -> None:
         while self._cleaning or self._obligations:
