@@ -27,6 +27,7 @@ from ._group import (
     Group,
     Member,
     State,
+    abandon,
     claim_group,
     keep_write,
     new_combiner,
@@ -324,33 +325,31 @@ class AsyncOperations(Generic[C]):
                 answer = await waiter.wait()
         except BaseException:
             left = member.group
-            state = combiner.leave(member)
-            late = self._waiter() if state is State.LATE else None
-            if late is not None:
-                rejoin(member, late)  # its group sealed: the group's end hands it its answer after all
+            if queue is None:  # a writer
+                state = combiner.leave(member)
+                late = self._waiter() if state is State.LATE else None
+                if late is not None:
+                    rejoin(member, late)  # its group sealed: the group's end tells it its ID after all
+            else:  # a reader: a message it can no longer take goes on in the background
+                abandon(combiner, member, give_back)
             if left is not None and left.abandoned:
                 # No caller is left: stop it as an abandoned operation is stopped.
                 left.owner.busy = left
                 left.cancel(left.owner.driver.connection.interrupt)
-            if late is not None or state is State.DONE:  # something was done for it
-                answer = await self._shielded(self._answer_left(member, late, queue))
-                if queue is None and isinstance(answer, int):
-                    raise self._outcome_unknown("after its group sealed: the write took effect", (answer,)) from None
+            if queue is None and (late is not None or state is State.DONE):  # it may have landed
+                written = await self._shielded(self._answer_left(member, late))
+                if isinstance(written, int):
+                    raise self._outcome_unknown("after its group sealed: the write took effect", (written,)) from None
             raise
         return raise_error(answer)
 
-    async def _answer_left(self, member: Member[Any], late: AsyncWaiter | None, queue: str | None) -> object:
-        """The answer of a caller that left after its group sealed (``late``:
-        once the group ends) or that was handed it but never took it; a
-        reader's message is given to a waiting reader or back to pending."""
+    async def _answer_left(self, member: Member[Any], late: AsyncWaiter | None) -> object:
+        """The answer of a writer that left after its group sealed (``late``:
+        once the group ends, which needs no connection of the pool) or that
+        was handed it but never took it."""
         self._obligations += 1  # close() waits for it
         try:
-            answer = member.answer if late is None else await late.wait()
-            if queue is not None and isinstance(answer, Message):
-                rest = self._hand_over(queue, [answer])
-                if rest:
-                    await self._run(lambda s: s.return_claims(queue, rest), internal=True)
-            return answer
+            return member.answer if late is None else await late.wait()
         finally:
             self._obligations -= 1
 

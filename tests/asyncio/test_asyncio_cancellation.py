@@ -646,35 +646,3 @@ def test_a_stream_cancelled_while_waiting_for_a_connection(db_path: Path) -> Non
             assert isinstance(result, asyncio.CancelledError), repr(result)
 
     run(main())
-
-
-def test_a_group_reader_cancelled_during_commit_gets_its_cancellation_after_the_give_back(db_path: Path) -> None:
-    """A reader of a shared claim (a group) cancelled while the group's COMMIT
-    runs: by the time its cancellation reaches it, the group has committed
-    and its message is pending again; the other reader keeps its own."""
-
-    async def main() -> None:
-        async with async_broker(db_path, pool_size=1, config=QUIET) as broker:
-            ids = await broker.write_many("q", ["a", "b", "c", "d", "e"])
-            # Three readers at once: the first runs alone, the next two as a
-            # group, so readers arriving together now form a group too.
-            await asyncio.gather(*(broker.claim("q") for _ in range(3)))
-            started = threading.Event()
-            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
-                kept, cancelled = (asyncio.create_task(broker.claim("q")) for _ in range(2))
-                while not started.is_set():
-                    await asyncio.sleep(0.001)
-                cancelled.cancel()
-                with pytest.raises(asyncio.CancelledError) as info:
-                    await cancelled
-                assert not isinstance(info.value, CommitOutcomeUnknown)
-                flags = {body: flag for _, body, _, flag in rows(db_path, "q")}
-                got = await kept
-                assert got is not None and got.body in ("d", "e")
-                other = "e" if got.body == "d" else "d"
-                assert (flags[got.body], flags[other]) == (1, 0)  # committed, and given back
-                await settle(broker)
-            assert await broker.claim("q") == Message(other, ids["de".index(other) + 3])
-            await assert_clean(broker)
-
-    run(main())

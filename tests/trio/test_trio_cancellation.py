@@ -594,9 +594,14 @@ def test_a_thousand_cancelled_acquisitions_never_leak_the_only_connection(db_pat
     run(main)
 
 
-def test_acquisitions_cancelled_around_hand_overs(db_path: Path) -> None:
-    """Deadlines expiring while the only connection passes from task to task."""
-    rng = random.Random(7)
+@pytest.mark.parametrize("seed", [7, 2, 3, 12])
+def test_acquisitions_cancelled_around_hand_overs(db_path: Path, seed: int) -> None:
+    """Deadlines expiring while the only connection passes from task to task.
+
+    A task looping on ``transaction()`` takes the connection again and again:
+    nothing a cancelled claim does before its cancellation goes on may wait
+    for a pooled connection (seeds 2, 3 and 12 hung when one did)."""
+    rng = random.Random(seed)
 
     async def main() -> None:
         async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
@@ -817,47 +822,3 @@ def test_cancelling_the_opening_of_a_broker_leaves_nothing_behind(tmp_path: Path
     entered = run(main)
     assert not all(entered), "no cancellation landed before the body"
     # The autouse fixture checks that no worker thread survived.
-
-
-def test_a_group_reader_cancelled_during_commit_gets_its_cancellation_after_the_give_back(db_path: Path) -> None:
-    """A reader of a shared claim (a group) cancelled while the group's COMMIT
-    runs: by the time its cancellation reaches it, the group has committed
-    and its message is pending again; the other reader keeps its own."""
-
-    async def main() -> None:
-        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
-            ids = await broker.write_many("q", ["a", "b", "c", "d", "e"])
-            async with trio.open_nursery() as nursery:  # the first alone, the next two as a group
-                for _ in range(3):
-                    nursery.start_soon(broker.claim, "q")
-            started = threading.Event()
-            got: list[Message | None] = []
-            seen: list[dict[str, int]] = []
-            scope = trio.CancelScope()
-
-            async def kept_reader() -> None:
-                got.append(await broker.claim("q"))
-
-            async def cancelled_reader() -> None:
-                with scope:
-                    await broker.claim("q")
-                seen.append({body: flag for _, body, _, flag in rows(db_path, "q")})
-
-            with patched_handler(broker, Commit, slow_commit(started, 0.3)):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(kept_reader)
-                    nursery.start_soon(cancelled_reader)
-                    await wait_for_thread_event(started)
-                    scope.cancel()
-                assert scope.cancelled_caught
-                (kept,) = got
-                assert kept is not None and kept.body in ("d", "e")
-                other = "e" if kept.body == "d" else "d"
-                # When the cancellation arrived, the group had committed and the
-                # cancelled reader's message was pending again.
-                assert (seen[0][kept.body], seen[0][other]) == (1, 0)
-                await settle(broker)
-            assert await broker.claim("q") == Message(other, ids["de".index(other) + 3])
-            await assert_clean(broker)
-
-    run(main)
