@@ -108,6 +108,18 @@ def prepare(driver: SyncDriver, session: Session, path: str, first: bool) -> Non
         driver.run(session.open_database(path))
 
 
+def open_driver(path: str, config: Config, session: Session, first: bool) -> SyncDriver:
+    """A new connection, set up (and the file admitted: ``first``), in a driver;
+    closed again if that fails."""
+    driver = SyncDriver(connect(path, config), path)
+    try:
+        prepare(driver, session, path, first)
+    except BaseException:
+        driver.close()
+        raise
+    return driver
+
+
 def check_read_only(path: str, core: BrokerCore) -> None:
     """Refuse an incompatible file before any read-write connection reads it.
 

@@ -39,7 +39,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, connect, no_withdrawals, prepare, written_ids
+from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -289,14 +289,9 @@ class Broker:
             if self._unusable is not None:
                 raise self._unusable()
             self._close_orphans()
-            raw = connect(self.path, self.config)
-            connection = _Connection(self, SyncDriver(raw, self.path), self._core.session())
-            try:
-                prepare(connection.driver, connection.session, self.path, not self._opened)
-                self._opened = True
-            except BaseException:
-                connection.driver.close()
-                raise
+            session = self._core.session()
+            connection = _Connection(self, open_driver(self.path, self.config, session, not self._opened), session)
+            self._opened = True
             self._connections.append(connection)
         self._local.connection = connection
         return connection

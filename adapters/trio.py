@@ -39,7 +39,7 @@ from sansio_broker.validation import check_broker, check_path, check_positive
 from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
 from ._flight import Flight
 from ._group import Group
-from ._sync import LOG, SyncDriver, connect, prepare
+from ._sync import LOG, SyncDriver, open_driver
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
@@ -218,14 +218,9 @@ class TrioBroker(AsyncOperations["_Connection"]):
 
     def _connect(self, worker: _Worker) -> _Connection:
         """In the new connection's worker thread: open, set up, admit the file once."""
-        raw = connect(self.path, self.config)
-        connection = _Connection(worker, SyncDriver(raw, self.path), self._core.session())
-        try:
-            prepare(connection.driver, connection.session, self.path, not self._opened)
-            self._opened = True
-        except BaseException:
-            connection.driver.close()
-            raise
+        session = self._core.session()
+        connection = _Connection(worker, open_driver(self.path, self.config, session, not self._opened), session)
+        self._opened = True
         return connection
 
     def _release(self, connection: _Connection) -> None:
