@@ -1,88 +1,71 @@
-"""The benchmark report: every adapter against raw ``sqlite3``, one command, one table, JSON and charts.
+"""The benchmark report: every adapter against a reference measured in the same run; one table, JSON, charts.
 
-Case groups (each against a raw ``sqlite3`` reference doing the same work in
-the same run, one connection, the storage contract's SQL from ``_common``):
-
-* ``concurrent-writes``: 100 asyncio tasks, 100 trio tasks, 8 threads on the
-  blocking ``Broker`` (and on SimpleBroker) each writing one message per call,
-  against raw one-message-per-transaction writes, sequential;
-* ``concurrent-reads``: the same callers claiming one message per call until
-  the pre-filled queue is empty, against raw single-claim transactions;
-* ``bulk``: ``write_many(q, 1000 bodies)`` and ``claim_many(q, 1000)`` against
-  raw batches (one transaction: ``executemany`` / ``UPDATE ... LIMIT 1000 RETURNING``);
-* ``sequential``: one caller, one message per transaction, every adapter (what
-  ``bench_*.py`` measure), checked against the previous ratios;
-* ``scale`` (full mode or ``--scale``): the blocking adapter's write and claim
-  rates with 1,000,000 messages pending against 1,000, and the memory a
-  1M-message stream takes in a fresh process.
-
-Everything runs at ``synchronous=FULL`` in WAL mode with the same busy
-timeout. See ``benchmarks/README.md``.
-
-    python benchmarks/report.py            # full: a few minutes, scale group included
-    python benchmarks/report.py --short    # < 60 s: fewer messages, no scale group
+Groups ``concurrent-writes``, ``concurrent-reads``, ``bulk``, ``sequential`` and ``scale`` (see the README). A
+case's timing loop is written once (``run_units``): asyncio and trio callers await each call, and a synchronous
+caller's coroutine never suspends, so ``drive`` runs it in one step. The library comes from the import path:
+``PYTHONPATH=/other/checkout python benchmarks/report.py`` measures that checkout (the Machine block names it);
+``benchmarks/ab.py`` alternates two. See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import gc
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import math
 import os
+import platform
+import re
 import resource
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from _common import (
-    ADVANCE_LAST_TS,
-    BEGIN_IMMEDIATE,
-    BUSY_TIMEOUT_MS,
-    CACHE_MB,
-    CLAIM_ONE,
-    COMMIT,
-    COUNTER_MASK,
-    INSERT_MESSAGE,
-    NOISY_SPREAD,
-    PHYSICAL_MASK,
-    QUEUE,
-    ROLLBACK,
-    SYNC_PRAGMA_VALUE,
-    WAL_AUTOCHECKPOINT,
-    connection_settings,
-    floor_to,
-    log,
-    machine_info,
-    open_raw_connection,
-    percentile,
-    refuse_memory_filesystem,
-    remove_database,
-    rotated,
-    run_in_scratch,
-    sansio_config,
-)
-
+import sansio_broker
 from sansio_broker.adapters.blocking import Broker
 
-SYNC = "FULL"
-HERE = Path(__file__).resolve().parent
-DEFAULT_JSON = HERE / "results" / "report.json"
+T = TypeVar("T")
+Doc = dict[str, Any]  # a JSON object
+Units = Sequence[tuple[Any, ...]]  # the arguments of a caller's calls
+SCRIPT = str(Path(__file__).resolve())
+DEFAULT_JSON = Path(SCRIPT).parent / "results" / "report.json"
+QUEUE, BATCH, BODY_TAG_DIGITS = "bench", 1000, 9
+SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+TARGETS_SYNC = "FULL"  # the targets and the sequential baseline were set at this sync mode
+# Every implementation gets these explicitly, so no BROKER_* variable changes what is measured.
+BUSY_TIMEOUT_MS, WAL_AUTOCHECKPOINT, CACHE_MB = 5000, 1000, 10
+PRAGMAS = {"busy_timeout": BUSY_TIMEOUT_MS, "wal_autocheckpoint": WAL_AUTOCHECKPOINT, "cache_size": -CACHE_MB * 1024}
+NOISY_SPREAD = 0.2  # a verdict is noisy when its per-run ratios straddle the target and spread wider than this
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
+
+# The storage contract's transactions, as the raw reference runs them.
+BEGIN_IMMEDIATE, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+ADVANCE_LAST_TS = "UPDATE meta SET value = ? WHERE key = 'last_ts' AND value < ? RETURNING value"
+INSERT_MESSAGE = "INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)"
+CLAIM = (
+    "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n    SELECT ts FROM messages\n"
+    "    WHERE queue = ? AND claimed = 0\n    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
+)
+PHYSICAL_MASK, COUNTER_MASK = ~0xFFF, 0xFFF  # IDs: hybrid time in the high bits, a counter in the low 12
 
 GROUPS = ("concurrent-writes", "concurrent-reads", "bulk", "sequential", "scale")
 GROUP_TITLES = {
@@ -92,19 +75,15 @@ GROUP_TITLES = {
     "sequential": "Sequential single operations: one caller, one message per transaction",
     "scale": "Scale: {pending:,} pending messages against 1,000 (blocking adapter)",
 }
-
-# The ratios at synchronous=FULL before this report existed (bench_blocking.py,
-# bench_asyncio.py, bench_trio.py): the sequential group must not fall more
-# than BASELINE_TOLERANCE below them.
+# The sequential ratios at synchronous=FULL before this report existed; a drop of more than the tolerance is flagged.
 BASELINE = {
     "blocking": {"write": 0.888, "claim": 0.866},
     "asyncio": {"write": 0.623, "claim": 0.667},
     "trio": {"write": 0.585, "claim": 0.610},
 }
-BASELINE_TOLERANCE = 0.1
-MEMORY_TARGET_MB = 50.0
-BATCH = 1000
-BODY_TAG_DIGITS = 9
+BASELINE_TOLERANCE, MEMORY_TARGET_MB = 0.1, 50.0
+MEMORY_PROBES = ("blocking peek", "asyncio peek", "blocking claim", "asyncio claim")
+DRY = "the pre-filled queue ran dry: a message was lost, or delivered twice"
 
 
 # --------------------------------------------------------------------------- sizes and cases
@@ -118,6 +97,9 @@ class Sizes:
     scale: int  # operations per scale measurement
     warmup: int  # untimed single operations of a sequential caller
     warmup_per_caller: int  # untimed single operations of each concurrent caller
+
+    def warm(self, callers: int) -> int:
+        return self.warmup if callers == 1 else self.warmup_per_caller
 
 
 MODES = {
@@ -133,7 +115,7 @@ class Impl:
 
     key: str
     label: str
-    family: str  # raw | blocking | asyncio | trio | simplebroker
+    family: str  # raw | blocking | asyncio | trio | simplebroker | asyncio-hop | trio-hop
     callers: int = 1
     base: int = 0  # messages already pending in the queue (scale group)
 
@@ -141,7 +123,7 @@ class Impl:
 @dataclass(frozen=True)
 class Case:
     group: str
-    name: str
+    case: str
     kind: str  # write | claim | write_many | claim_many
     messages: int  # timed messages per measurement
     impls: tuple[Impl, ...]  # the first is the reference every ratio is taken against
@@ -153,225 +135,143 @@ class Case:
 
 
 def build_cases(args: argparse.Namespace) -> list[Case]:
-    sizes: Sizes = args.sizes
-    tasks, threads = args.tasks, args.threads
-    sb = [] if args.no_simplebroker else ["simplebroker"]
-    sb_label = f"simplebroker {args.simplebroker_version}" if sb else ""
-    raw_single = Impl("raw", "raw sqlite3, 1 msg/txn, sequential", "raw")
-    concurrent = (
+    sizes, tasks, threads, sb = args.sizes, args.tasks, args.threads, args.simplebroker_version
+
+    def case(group: str, name: str, kind: str, n: int, impls: list[Impl], **targets: float) -> Case:
+        return Case(group, name, kind, n, tuple(impls), targets if args.sync == TARGETS_SYNC else {})
+
+    raw = Impl("raw", "raw sqlite3, 1 msg/txn, sequential", "raw")
+    raw_claim = Impl("raw", "raw sqlite3, 1 claim/txn, sequential", "raw")
+    raw_batch = Impl("raw", f"raw sqlite3, executemany {BATCH}/txn", "raw")
+    raw_claims = Impl("raw", f"raw sqlite3, UPDATE ... LIMIT {BATCH}/txn", "raw")
+    crowd = [
         Impl("asyncio", f"asyncio, {tasks} tasks (pool {args.asyncio_pool})", "asyncio", tasks),
         Impl("trio", f"trio, {tasks} tasks (pool {args.trio_pool})", "trio", tasks),
         Impl("blocking", f"blocking Broker, {threads} threads", "blocking", threads),
-        *([Impl("simplebroker", f"{sb_label} Queue, {threads} threads", "simplebroker", threads)] if sb else []),
-    )
-    cases: list[Case] = []
-    if "concurrent-writes" in args.groups:
-        cases.append(
-            Case(
-                "concurrent-writes",
-                "write",
-                "write",
-                sizes.concurrent,
-                (raw_single, *concurrent),
-                {"asyncio": 10.0, "trio": 10.0, "blocking": 3.0},
-            )
-        )
-    if "concurrent-reads" in args.groups:
-        cases.append(
-            Case(
-                "concurrent-reads",
-                "claim",
-                "claim",
-                sizes.concurrent,
-                (Impl("raw", "raw sqlite3, 1 claim/txn, sequential", "raw"), *concurrent),
-                {"asyncio": 8.0, "trio": 8.0},
-            )
-        )
-    if "bulk" in args.groups:
-        adapters = (
-            Impl("blocking", "blocking Broker", "blocking"),
-            Impl("asyncio", "asyncio", "asyncio"),
-            Impl("trio", "trio", "trio"),
-        )
-        bulk_targets = {"blocking": 0.5, "asyncio": 0.5, "trio": 0.5}
-        messages = sizes.bulk_batches * BATCH
-        # SimpleBroker 8.7.2 has no batch write with generated IDs (insert_messages takes exact IDs).
-        cases.append(
-            Case(
-                "bulk",
-                f"write_many {BATCH}",
-                "write_many",
-                messages,
-                (Impl("raw", f"raw sqlite3, executemany {BATCH}/txn", "raw"), *adapters),
-                bulk_targets,
-            )
-        )
-        cases.append(
-            Case(
-                "bulk",
-                f"claim_many {BATCH}",
-                "claim_many",
-                messages,
-                (
-                    Impl("raw", f"raw sqlite3, UPDATE ... LIMIT {BATCH}/txn", "raw"),
-                    *adapters,
-                    *([Impl("simplebroker", f"{sb_label} Queue.read_many", "simplebroker")] if sb else []),
-                ),
-                bulk_targets,
-            )
-        )
-    if "sequential" in args.groups:
-        singles = (
-            Impl("blocking", "blocking Broker", "blocking"),
-            Impl("asyncio", f"asyncio (pool {args.asyncio_pool})", "asyncio"),
-            Impl("trio", f"trio (pool {args.trio_pool})", "trio"),
-            *([Impl("simplebroker", f"{sb_label} Queue", "simplebroker")] if sb else []),
-        )
-        cases.append(Case("sequential", "write", "write", sizes.sequential, (raw_single, *singles)))
-        cases.append(
-            Case(
-                "sequential",
-                "claim",
-                "claim",
-                sizes.sequential,
-                (Impl("raw", "raw sqlite3, 1 claim/txn", "raw"), *singles),
-            )
-        )
-    if "scale" in args.groups:
-        small, large = 1000, args.scale_pending
-        for kind in ("write", "claim"):
-            for callers in (1, threads):
-                who = "sequential" if callers == 1 else f"{threads} threads"
-                cases.append(
-                    Case(
-                        "scale",
-                        f"{kind}, {who}",
-                        kind,
-                        sizes.scale,
-                        (
-                            Impl("pending-small", f"blocking, {small:,} pending", "blocking", callers, small),
-                            Impl("pending-large", f"blocking, {large:,} pending", "blocking", callers, large),
-                        ),
-                        {"pending-large": 0.8},
-                    )
-                )
-    return cases
+    ]
+    many = [Impl("blocking", "blocking Broker", "blocking"), Impl("asyncio", "asyncio", "asyncio")]
+    many.append(Impl("trio", "trio", "trio"))
+    singles = [many[0], Impl("asyncio", f"asyncio (pool {args.asyncio_pool})", "asyncio")]
+    singles.append(Impl("trio", f"trio (pool {args.trio_pool})", "trio"))
+    sb_many = []  # SimpleBroker 8.7.2 has no batch write with generated IDs (insert_messages takes exact IDs)
+    if sb:
+        crowd.append(Impl("simplebroker", f"simplebroker {sb} Queue, {threads} threads", "simplebroker", threads))
+        singles.append(Impl("simplebroker", f"simplebroker {sb} Queue", "simplebroker"))
+        sb_many.append(Impl("simplebroker", f"simplebroker {sb} Queue.read_many", "simplebroker"))
+    if args.hops:
+        singles.append(Impl("asyncio-hop", "raw sqlite3 + run_in_executor hop", "asyncio-hop"))
+        singles.append(Impl("trio-hop", "raw sqlite3 + trio.to_thread hop", "trio-hop"))
+    bulk, n, batches = dict.fromkeys(("blocking", "asyncio", "trio"), 0.5), sizes.concurrent, sizes.bulk_batches * BATCH
+    cases = [
+        case("concurrent-writes", "write", "write", n, [raw, *crowd], asyncio=10.0, trio=10.0, blocking=3.0),
+        case("concurrent-reads", "claim", "claim", n, [raw_claim, *crowd], asyncio=8.0, trio=8.0),
+        case("bulk", f"write_many {BATCH}", "write_many", batches, [raw_batch, *many], **bulk),
+        case("bulk", f"claim_many {BATCH}", "claim_many", batches, [raw_claims, *many, *sb_many], **bulk),
+        case("sequential", "write", "write", sizes.sequential, [raw, *singles]),
+        case(
+            "sequential", "claim", "claim", sizes.sequential, [Impl("raw", "raw sqlite3, 1 claim/txn", "raw"), *singles]
+        ),
+    ]
+    large = args.scale_pending
+    for kind, callers in itertools.product(("write", "claim"), (1, threads)):
+        small_impl = Impl("pending-small", "blocking, 1,000 pending", "blocking", callers, 1000)
+        large_impl = Impl("pending-large", f"blocking, {large:,} pending", "blocking", callers, large)
+        name = f"{kind}, {'sequential' if callers == 1 else f'{threads} threads'}"
+        cases.append(case("scale", name, kind, sizes.scale, [small_impl, large_impl], **{"pending-large": 0.8}))
+    return [c for c in cases if c.group in args.groups]
 
 
-# --------------------------------------------------------------------------- bodies and files
+# --------------------------------------------------------------------------- files
 def make_body(prefix: str, index: int, size: int) -> str:
-    """A unique body: ``prefix`` and ``index`` padded to ``size`` characters, so every message can be accounted for."""
+    """A unique body: ``prefix`` and ``index`` padded to ``size`` characters, so every message is accounted for."""
     tag = f"{prefix}{index:0{BODY_TAG_DIGITS}d}"
     return tag + "m" * (size - len(tag))
 
 
 def next_ids(last: int, count: int) -> range:
-    """``count`` consecutive IDs after ``last`` (contract §3.2: hybrid time in the high bits, counter in the low 12)."""
+    """``count`` consecutive IDs after ``last``."""
     now = time.time_ns() & PHYSICAL_MASK
     first = now if now > last & PHYSICAL_MASK else last + 1
     return range(first, first + count)
 
 
-def insert_pending(path: str, bodies: Sequence[str]) -> None:
-    """Add ``bodies`` as pending messages in one transaction (IDs after meta.last_ts, which is advanced), checkpoint."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        if bodies:
+def read_last_ts(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
+
+
+def read_only(path: str) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+
+
+def insert_pending(path: str, bodies: Iterable[str], count: int, synchronous: str = "FULL") -> None:
+    """Add ``count`` pending messages in one transaction (``meta.last_ts`` advanced past them), then checkpoint."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)) as conn:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if count:
             conn.execute(BEGIN_IMMEDIATE)
-            last = int(conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
-            ids = next_ids(last, len(bodies))
+            ids = next_ids(read_last_ts(conn), count)
             if not conn.execute(ADVANCE_LAST_TS, (ids[-1], ids[-1])).fetchall():
                 raise RuntimeError("could not advance meta.last_ts for the prefill")
-            conn.executemany(INSERT_MESSAGE, zip([QUEUE] * len(bodies), bodies, ids, strict=True))
+            conn.executemany(INSERT_MESSAGE, ((QUEUE, body, ts) for body, ts in zip(bodies, ids, strict=True)))
             conn.execute(COMMIT)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
 
 
-def create_file(path: str, family: str) -> None:
-    """An empty schema-v6 file, created by the implementation's own program (SimpleBroker makes its own)."""
+def sansio_config(sync: str) -> Doc:
+    config = {"BROKER_SYNC_MODE": sync, "BROKER_AUTO_VACUUM": 0, "BROKER_BUSY_TIMEOUT": BUSY_TIMEOUT_MS}
+    return config | {"BROKER_WAL_AUTOCHECKPOINT": WAL_AUTOCHECKPOINT, "BROKER_CACHE_MB": CACHE_MB}
+
+
+def simplebroker_config(sync: str) -> Any:
+    import simplebroker
+
+    # Override keys carry the BROKER_ prefix; the environment is not read.
+    return simplebroker.resolve_config(override=sansio_config(sync))
+
+
+def create_file(path: str, family: str, sync: str) -> None:
+    """An empty schema-v6 file, made by the implementation's own program (SimpleBroker makes its own)."""
     if family == "simplebroker":
         from simplebroker.db import BrokerDB
 
-        BrokerDB(path, config=simplebroker_config()).close()
+        BrokerDB(path, config=simplebroker_config(sync)).close()
     else:
-        Broker(path, config=sansio_config(SYNC)).close()
-
-
-def last_ts(path: str) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
-    finally:
-        conn.close()
+        Broker(path, config=sansio_config(sync)).close()
 
 
 _CHECKED_BASES: set[str] = set()  # cached files found good (or built) by this process
 
 
 def pending_base(cache_dir: str, pending: int, body_size: int) -> str:
-    """A file with ``pending`` messages in the benchmark queue, built once and kept in ``cache_dir``.
-
-    Created by the blocking adapter (schema v6), filled by raw ``executemany``
-    with increasing IDs (``meta.last_ts`` advanced to the last), checkpointed.
-    Reused while it still holds exactly ``pending`` pending messages.
-    """
-    os.makedirs(cache_dir, exist_ok=True)
+    """A file with ``pending`` messages, built once (raw ``executemany``) and reused while it still holds them."""
     path = os.path.join(cache_dir, f"pending-{pending}-body{body_size}-v1.db")
     if path in _CHECKED_BASES and os.path.exists(path):
         return path
     _CHECKED_BASES.add(path)
     if os.path.exists(path):
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                found = conn.execute(
-                    "SELECT COUNT(*) FROM messages WHERE queue = ? AND claimed = 0", (QUEUE,)
-                ).fetchone()[0]
-                top = conn.execute("SELECT MAX(ts) FROM messages").fetchone()[0]
-                ok = found == pending and int(
-                    conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0]
-                ) >= int(top or 0)
-            finally:
-                conn.close()
-            if ok:
+        with contextlib.suppress(sqlite3.Error), read_only(path) as conn:
+            query = "SELECT SUM(claimed = 0 AND queue = ?), MAX(ts) FROM messages"
+            found, top = conn.execute(query, (QUEUE,)).fetchone()
+            if found == pending and read_last_ts(conn) >= int(top or 0):
                 return path
-        except sqlite3.Error:
-            pass
         log(f"  rebuilding {path}: not the expected content")
         remove_database(path)
-    started = time.perf_counter()
-    building = path + ".building"
-    if os.path.exists(building):
-        remove_database(building)
-    create_file(building, "blocking")
-    conn = sqlite3.connect(building, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        conn.execute("PRAGMA synchronous=OFF")  # a throwaway build: fsync once at the end
-        conn.execute(BEGIN_IMMEDIATE)
-        last = int(conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
-        ids = next_ids(last, pending)
-        conn.execute(ADVANCE_LAST_TS, (ids[-1], ids[-1]))
-        chunk = 100_000
-        for start in range(0, pending, chunk):
-            stop = min(start + chunk, pending)
-            conn.executemany(
-                INSERT_MESSAGE, ((QUEUE, make_body("b", i, body_size), ids[i]) for i in range(start, stop))
-            )
-        conn.execute(COMMIT)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+    os.makedirs(cache_dir, exist_ok=True)
+    started, building = time.perf_counter(), path + ".building"
+    remove_database(building)
+    create_file(building, "blocking", "FULL")
+    # A throwaway build: synchronous=OFF, then one fsync of the whole file.
+    insert_pending(building, (make_body("b", i, body_size) for i in range(pending)), pending, "OFF")
     fsync_file(building)
     os.replace(building, path)
-    if pending >= 100_000:
-        size_mb = os.path.getsize(path) / 1e6
-        log(f"  built {path} ({pending:,} messages, {size_mb:,.0f} MB) in {time.perf_counter() - started:.1f} s")
+    log(f"  built {path} ({pending:,} messages) in {time.perf_counter() - started:.1f} s")
     return path
 
 
-def fsync_file(path: str) -> None:
+def fsync_file(path: str, copy_of: str | None = None) -> None:
+    """fsync ``path`` (first made a copy of ``copy_of``): on disk before a measurement starts."""
+    if copy_of is not None:
+        shutil.copyfile(copy_of, path)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -379,58 +279,55 @@ def fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def copy_base(base: str, path: str) -> None:
-    """A private copy of a cached file, on disk before the measurement starts."""
-    shutil.copyfile(base, path)
-    fsync_file(path)
-
-
 def counts_and_bodies(path: str, after_ts: int) -> tuple[int, int, Counter[str]]:
     """(total, pending) of the benchmark queue, and the pending bodies with an ID above ``after_ts``."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        total, pending = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(claimed = 0), 0) FROM messages WHERE queue = ?", (QUEUE,)
-        ).fetchone()
-        bodies = Counter(
-            row[0]
-            for row in conn.execute(
-                "SELECT body FROM messages WHERE ts > ? AND queue = ? AND claimed = 0", (after_ts, QUEUE)
-            )
-        )
-        return int(total), int(pending), bodies
-    finally:
-        conn.close()
+    with read_only(path) as conn:
+        query = "SELECT COUNT(*), COALESCE(SUM(claimed = 0), 0) FROM messages WHERE queue = ?"
+        total, pending = conn.execute(query, (QUEUE,)).fetchone()
+        query = "SELECT body FROM messages WHERE ts > ? AND queue = ? AND claimed = 0"
+        return int(total), int(pending), Counter(row[0] for row in conn.execute(query, (after_ts, QUEUE)))
+
+
+def remove_database(path: str) -> None:
+    directory, name = os.path.split(path)
+    for entry in os.listdir(directory):
+        if entry.startswith(name):
+            os.unlink(os.path.join(directory, entry))
+
+
+def connection_settings(path: str) -> list[Doc]:
+    """The PRAGMAs of every sqlite3 connection open on ``path``: found by the garbage collector, not by internals."""
+    target, found = os.path.realpath(path), []
+    for obj in (o for o in gc.get_objects() if isinstance(o, sqlite3.Connection)):
+        try:
+            files = [row[2] for row in obj.execute("PRAGMA database_list").fetchall() if row[1] == "main"]
+            if files and os.path.realpath(files[0]) == target:
+                names = ("synchronous", "journal_mode", "busy_timeout", "cache_size", "wal_autocheckpoint")
+                found.append({name: obj.execute(f"PRAGMA {name}").fetchone()[0] for name in names})
+        except sqlite3.Error:  # closed, or bound to another thread
+            continue
+    return found
 
 
 # --------------------------------------------------------------------------- implementations
-def simplebroker_config() -> Any:
-    import simplebroker
-
-    # Override keys carry the BROKER_ prefix; the environment is not read.
-    return simplebroker.resolve_config(override=sansio_config(SYNC))
-
-
 class RawOps:
-    """Plain sqlite3 on one connection: the contract's single write / claim, and their batch forms."""
+    """Plain sqlite3 on one connection with the adapters' PRAGMAs: the contract's write / claim and batch forms."""
 
-    def __init__(self, path: str) -> None:
-        self.conn = open_raw_connection(path, SYNC)
-        self.last = int(self.conn.execute("SELECT value FROM meta WHERE key = 'last_ts'").fetchone()[0])
-
-    def close(self) -> None:
-        self.conn.close()
+    def __init__(self, path: str, sync: str) -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        if (mode := conn.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
+            conn.close()
+            raise RuntimeError(f"expected a WAL database, found journal_mode={mode}")
+        for name, value in (PRAGMAS | {"synchronous": sync}).items():
+            conn.execute(f"PRAGMA {name}={value}")
+        self.conn, self.last = conn, read_last_ts(conn)
 
     def _ids(self, count: int) -> range:
         last = self.last
-        now = time.time_ns() & PHYSICAL_MASK
-        if now > last & PHYSICAL_MASK:
-            return range(now, now + count)
         if count == 1 and last & COUNTER_MASK == COUNTER_MASK:  # counter exhausted: wait for the clock
-            while (now := time.time_ns() & PHYSICAL_MASK) <= last & PHYSICAL_MASK:
+            while time.time_ns() & PHYSICAL_MASK <= last & PHYSICAL_MASK:
                 time.sleep(1e-6)
-            return range(now, now + 1)
-        return range(last + 1, last + 1 + count)
+        return next_ids(last, count)
 
     def write(self, body: str) -> int:
         conn = self.conn
@@ -465,7 +362,7 @@ class RawOps:
         conn = self.conn
         conn.execute(BEGIN_IMMEDIATE)
         try:
-            rows = conn.execute(CLAIM_ONE, (QUEUE, limit)).fetchall()
+            rows = conn.execute(CLAIM, (QUEUE, limit)).fetchall()
         except BaseException:
             conn.execute(ROLLBACK)
             raise
@@ -481,39 +378,26 @@ class RawOps:
 class Calls:
     """The four measured calls of one implementation, bound to the benchmark queue."""
 
-    write: Callable[..., Any] | None
-    claim: Callable[..., Any] | None
+    write: Callable[..., Any]
+    claim: Callable[..., Any]
     write_many: Callable[..., Any] | None
-    claim_many: Callable[..., Any] | None
+    claim_many: Callable[..., Any]
+
+    @classmethod
+    def of(cls, target: Any) -> Calls:
+        """A sansio-broker broker (blocking, asyncio or trio), by the public, positional API of every version."""
+        names = ("write", "claim", "write_many", "claim_many")
+        return cls(*(functools.partial(getattr(target, name), QUEUE) for name in names))
 
 
-def broker_calls(broker: Any) -> Calls:
-    """The calls of a sansio-broker broker (blocking, asyncio or trio): ``broker.write(q, body)`` and so on."""
-    return Calls(
-        functools.partial(broker.write, QUEUE),
-        functools.partial(broker.claim, QUEUE),
-        functools.partial(broker.write_many, QUEUE),
-        functools.partial(broker.claim_many, QUEUE),
-    )
-
-
-def body_of(item: Any) -> str:
-    """The body of whatever a claim returned (a body, a Message, a (body, id) tuple)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, tuple):
-        return str(item[0])
-    return str(item.body)
-
-
-# --------------------------------------------------------------------------- callers
+# --------------------------------------------------------------------------- the timing loop, written once
 @dataclass
 class Plan:
-    """What one caller does: untimed warm-up single operations, then its timed units of work."""
+    """What one caller does: untimed warm-up single operations, then its timed calls."""
 
     warm_bodies: list[str]  # writes: written one by one before timing
     warm_claims: int  # claims: claimed one by one before timing
-    units: list[Any]  # one per call: a body (write), a chunk of BATCH bodies (write_many), None (claims)
+    units: list[tuple[Any, ...]]  # the arguments of each timed call
 
 
 @dataclass
@@ -524,402 +408,172 @@ class CallerResult:
     claimed: list[Any]
 
 
+async def run_units(kind: str, call: Callable[..., Any], units: Units, awaited: bool) -> CallerResult:
+    """One caller's calls, timed; the latencies chain, so they add up to its elapsed time.
+
+    The one timing loop of every runtime: ``awaited`` callers await each call; a synchronous caller's coroutine
+    never suspends, so ``drive`` runs it to its end in one step.
+    """
+    latencies: list[int] = []
+    claimed: list[Any] = []
+    clock, add = time.perf_counter_ns, latencies.append
+    start = previous = clock()
+    for args in units:
+        got = call(*args)
+        if awaited:
+            got = await got
+        now = clock()
+        add(now - previous)
+        previous = now
+        if kind == "claim":
+            if got is None:
+                raise RuntimeError(DRY)
+            claimed.append(got)
+        elif kind == "claim_many":
+            if len(got) != args[0]:
+                raise RuntimeError(f"claim_many({args[0]}) returned {len(got)} messages: {DRY}")
+            claimed.extend(got)
+    return CallerResult(start, previous, latencies, claimed)
+
+
+def drive(function: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine function that never suspends (a synchronous caller's) to its end."""
+    coroutine = function()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a synchronous caller suspended")
+
+
 def make_plans(case: Case, impl: Impl, warm: int, body_size: int) -> list[Plan]:
     """The callers' shares: message ``i`` goes to caller ``i % callers``."""
-    callers = impl.callers
-    writes = case.kind in ("write", "write_many")
-    plans = []
+    callers, kind, messages, plans = impl.callers, case.kind, case.messages, []
     for c in range(callers):
-        if case.kind == "write":
-            units: list[Any] = [make_body("w", i, body_size) for i in range(c, case.messages, callers)]
-        elif case.kind == "write_many":
-            batches = range(c, case.messages // BATCH, callers)
-            units = [[make_body("w", b * BATCH + j, body_size) for j in range(BATCH)] for b in batches]
-        elif case.kind == "claim":
-            units = [None] * len(range(c, case.messages, callers))
+        if kind == "write":
+            units: list[tuple[Any, ...]] = [(make_body("w", i, body_size),) for i in range(c, messages, callers)]
+        elif kind == "write_many":
+            batches = range(c, messages // BATCH, callers)
+            units = [([make_body("w", b * BATCH + j, body_size) for j in range(BATCH)],) for b in batches]
+        elif kind == "claim":
+            units = [()] * len(range(c, messages, callers))
         else:
-            units = [None] * len(range(c, case.messages // BATCH, callers))
-        plans.append(
-            Plan(
-                warm_bodies=[make_body("u", c * warm + j, body_size) for j in range(warm)] if writes else [],
-                warm_claims=0 if writes else warm,
-                units=units,
-            )
-        )
+            units = [(BATCH,)] * len(range(c, messages // BATCH, callers))
+        if kind.startswith("write"):
+            plans.append(Plan([make_body("u", c * warm + j, body_size) for j in range(warm)], 0, units))
+        else:
+            plans.append(Plan([], warm, units))
     return plans
 
 
-def warm_sync(calls: Calls, plan: Plan) -> None:
-    assert calls.write is not None and calls.claim is not None
-    for body in plan.warm_bodies:
-        calls.write(body)
-    for _ in range(plan.warm_claims):
-        if calls.claim() is None:
-            raise RuntimeError("the pre-filled queue ran dry during the warm-up")
+async def warm_up(calls: Calls, plan: Plan, awaited: bool) -> None:
+    await run_units("write", calls.write, [(body,) for body in plan.warm_bodies], awaited)
+    await run_units("claim", calls.claim, [()] * plan.warm_claims, awaited)
 
 
-DRY = "the pre-filled queue ran dry: a message was lost, or delivered twice"
-
-
-def run_units_sync(kind: str, calls: Calls, units: Sequence[Any]) -> CallerResult:
-    """One caller's timed calls; the latencies chain, so they add up to its elapsed time."""
-    clock = time.perf_counter_ns
-    latencies: list[int] = []
-    claimed: list[Any] = []
-    add = latencies.append
-    start = previous = clock()
-    if kind == "write":
-        write = calls.write
-        assert write is not None
-        for body in units:
-            write(body)
-            now = clock()
-            add(now - previous)
-            previous = now
-    elif kind == "claim":
-        claim = calls.claim
-        assert claim is not None
-        for _ in units:
-            got = claim()
-            now = clock()
-            if got is None:
-                raise RuntimeError(DRY)
-            add(now - previous)
-            claimed.append(got)
-            previous = now
-    elif kind == "write_many":
-        write_many = calls.write_many
-        assert write_many is not None
-        for chunk in units:
-            write_many(chunk)
-            now = clock()
-            add(now - previous)
-            previous = now
-    else:
-        claim_many = calls.claim_many
-        assert claim_many is not None
-        for _ in units:
-            got = claim_many(BATCH)
-            now = clock()
-            if len(got) != BATCH:
-                raise RuntimeError(f"claim_many({BATCH}) returned {len(got)} messages: {DRY}")
-            add(now - previous)
-            claimed.extend(got)
-            previous = now
-    return CallerResult(start, previous, latencies, claimed)
-
-
-async def warm_async(calls: Calls, plan: Plan) -> None:
-    assert calls.write is not None and calls.claim is not None
-    for body in plan.warm_bodies:
-        await calls.write(body)
-    for _ in range(plan.warm_claims):
-        if await calls.claim() is None:
-            raise RuntimeError("the pre-filled queue ran dry during the warm-up")
-
-
-async def run_units_async(kind: str, calls: Calls, units: Sequence[Any]) -> CallerResult:
-    """``run_units_sync`` awaited: one task's timed calls, under asyncio or trio alike."""
-    clock = time.perf_counter_ns
-    latencies: list[int] = []
-    claimed: list[Any] = []
-    add = latencies.append
-    start = previous = clock()
-    if kind == "write":
-        write = calls.write
-        assert write is not None
-        for body in units:
-            await write(body)
-            now = clock()
-            add(now - previous)
-            previous = now
-    elif kind == "claim":
-        claim = calls.claim
-        assert claim is not None
-        for _ in units:
-            got = await claim()
-            now = clock()
-            if got is None:
-                raise RuntimeError(DRY)
-            add(now - previous)
-            claimed.append(got)
-            previous = now
-    elif kind == "write_many":
-        write_many = calls.write_many
-        assert write_many is not None
-        for chunk in units:
-            await write_many(chunk)
-            now = clock()
-            add(now - previous)
-            previous = now
-    else:
-        claim_many = calls.claim_many
-        assert claim_many is not None
-        for _ in units:
-            got = await claim_many(BATCH)
-            now = clock()
-            if len(got) != BATCH:
-                raise RuntimeError(f"claim_many({BATCH}) returned {len(got)} messages: {DRY}")
-            add(now - previous)
-            claimed.extend(got)
-            previous = now
-    return CallerResult(start, previous, latencies, claimed)
-
-
-# --------------------------------------------------------------------------- sessions
-# An implementation stays open for a whole run (file, connections, threads,
-# event loop), so the implementations of a case can take turns in blocks, as
-# the other benchmarks do. Opening, warming up and closing are never timed.
-class Session:
-    """An open implementation: ``run_block`` runs every caller's slice at once and returns their results."""
-
-    settings: list[dict[str, Any]]
-
-    def run_block(self, kind: str, slices: list[Sequence[Any]]) -> list[CallerResult]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class ThreadCallers:
-    """Persistent caller threads (a thread keeps its connection); the main thread hands each a job and waits."""
-
-    def __init__(self, count: int) -> None:
-        self.start = threading.Barrier(count + 1)
-        self.done = threading.Barrier(count + 1)
-        self.jobs: list[Callable[[], Any]] = []
-        self.results: list[Any] = [None] * count
-        self.errors: list[BaseException] = []
-        self.stopping = False
-        self.threads = [
-            threading.Thread(target=self._work, args=(i,), name=f"bench-caller-{i}", daemon=True) for i in range(count)
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def _work(self, index: int) -> None:
-        try:
-            while True:
-                self.start.wait()
-                if self.stopping:
-                    return
-                self.results[index] = self.jobs[index]()
-                self.done.wait()
-        except threading.BrokenBarrierError:
-            return
-        except BaseException as exc:
-            self.errors.append(exc)
-            self.start.abort()
-            self.done.abort()
-
-    def run(self, jobs: list[Callable[[], Any]]) -> list[Any]:
-        """Release every thread on its job together; return when all are done."""
-        self.jobs = jobs
-        try:
-            self.start.wait()
-            self.done.wait()
-        except threading.BrokenBarrierError:
-            raise self.errors[0] if self.errors else RuntimeError("a caller thread failed") from None
-        return list(self.results)
-
-    def close(self) -> None:
-        self.stopping = True
-        if not self.start.broken:
-            with contextlib.suppress(threading.BrokenBarrierError):
-                self.start.wait(timeout=60)
-        for thread in self.threads:
-            thread.join(timeout=60)
-
-
-class SyncSession(Session):
-    """raw sqlite3, the blocking adapter or SimpleBroker: one caller inline, or one persistent thread per caller."""
-
-    def __init__(self, impl: Impl, path: str, plans: list[Plan]) -> None:
-        closers: list[Callable[[], None]] = []
-        if impl.family == "raw":
-            if impl.callers != 1:
-                raise ValueError("the raw reference is sequential")
-            raw = RawOps(path)
-            closers.append(raw.close)
-            self.calls = Calls(raw.write, raw.claim, raw.write_many, raw.claim_many)
-        elif impl.family == "blocking":
-            broker = Broker(path, config=sansio_config(SYNC))  # shared by the threads: a connection per thread
-            closers.append(broker.close)
-            self.calls = broker_calls(broker)
-        else:
-            import simplebroker
-
-            # One persistent Queue shared by the threads: SimpleBroker gives each thread its own connection.
-            queue = simplebroker.Queue(QUEUE, db_path=path, persistent=True, config=simplebroker_config())
-            closers.append(queue.close)
-            self.calls = Calls(queue.write, queue.read_one, None, queue.read_many)
-        self.threads: ThreadCallers | None = None
-        self._closers = closers
-        try:
-            if impl.callers == 1:
-                warm_sync(self.calls, plans[0])
-                self.settings = connection_settings(path)
-            else:
-                self.threads = ThreadCallers(impl.callers)
-                lock = threading.Lock()
-                self.settings = []
-
-                def warm(plan: Plan) -> None:
-                    warm_sync(self.calls, plan)
-
-                def look() -> None:
-                    with lock:  # each thread sees its own connection, even where connections are thread-bound
-                        self.settings.extend(connection_settings(path))
-
-                self.threads.run([functools.partial(warm, plan) for plan in plans])
-                self.threads.run([look] * impl.callers)
-        except BaseException:
-            self.close()
-            raise
-
-    def run_block(self, kind: str, slices: list[Sequence[Any]]) -> list[CallerResult]:
-        if self.threads is None:
-            return [run_units_sync(kind, self.calls, slices[0])]
-        return self.threads.run([functools.partial(run_units_sync, kind, self.calls, s) for s in slices])
-
-    def close(self) -> None:
-        if self.threads is not None:
-            self.threads.close()
-            self.threads = None
-        while self._closers:
-            self._closers.pop()()
-
-
-class AsyncioSession(Session):
-    """The asyncio adapter, in an event loop running in a thread of its own; its tasks are awaited there."""
-
-    def __init__(self, path: str, plans: list[Plan], pool_size: int) -> None:
-        from sansio_broker.adapters.asyncio import async_broker
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._serve, name="bench-asyncio", daemon=True)
-        self.thread.start()
-        self.stack = contextlib.AsyncExitStack()
-
-        async def open_() -> list[dict[str, Any]]:
-            broker = await self.stack.enter_async_context(
-                async_broker(path, pool_size=pool_size, config=sansio_config(SYNC))
-            )
-            self.calls = broker_calls(broker)
-            await asyncio.gather(*(warm_async(self.calls, plan) for plan in plans))
-            return connection_settings(path)
-
-        try:
-            self.settings = self._call(open_())
-        except BaseException:
-            self.close()
-            raise
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-        try:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        finally:
-            self.loop.close()
-
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def run_block(self, kind: str, slices: list[Sequence[Any]]) -> list[CallerResult]:
-        async def block() -> list[CallerResult]:
-            return list(await asyncio.gather(*(run_units_async(kind, self.calls, s) for s in slices)))
-
-        return self._call(block())  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            self._call(self.stack.aclose())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=60)
-
-
-class TrioSession(Session):
-    """The trio adapter, inside ``trio.run`` in a thread of its own; blocks run there as tasks of a nursery."""
-
-    def __init__(self, path: str, plans: list[Plan], pool_size: int) -> None:
-        import trio
-
-        from sansio_broker.adapters.trio import trio_broker
-
-        self.trio = trio
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def main() -> None:
-            self.token = trio.lowlevel.current_trio_token()
-            self.stop = trio.Event()
-            try:
-                async with trio_broker(path, pool_size=pool_size, config=sansio_config(SYNC)) as broker:
-                    self.calls = broker_calls(broker)
-                    await trio_gather([functools.partial(warm_async, self.calls, plan) for plan in plans])
-                    self.settings = connection_settings(path)
-                    ready.set()
-                    await self.stop.wait()
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                raise
-
-        def serve() -> None:
-            try:
-                trio.run(main)
-            except BaseException as exc:
-                if not failure:
-                    failure.append(exc)
-                ready.set()
-
-        self.failure = failure
-        self.thread = threading.Thread(target=serve, name="bench-trio", daemon=True)
-        self.thread.start()
-        ready.wait()
-        if failure:
-            self.thread.join(timeout=60)
-            raise failure[0]
-
-    def run_block(self, kind: str, slices: list[Sequence[Any]]) -> list[CallerResult]:
-        functions = [functools.partial(run_units_async, kind, self.calls, s) for s in slices]
-        return self.trio.from_thread.run(trio_gather, functions, trio_token=self.token)  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.trio.from_thread.run_sync(self.stop.set, trio_token=self.token)
-            self.thread.join(timeout=60)
-        if self.failure:
-            raise self.failure[0]
-
-
-async def trio_gather(functions: Sequence[Callable[[], Any]]) -> list[Any]:
-    import trio
+async def gather(functions: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
+    """Every coroutine function at once in one task group (asyncio or trio); their results in order."""
+    import anyio
 
     results: list[Any] = [None] * len(functions)
 
     async def one(index: int) -> None:
         results[index] = await functions[index]()
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as group:
         for index in range(len(functions)):
-            nursery.start_soon(one, index)
+            group.start_soon(one, index)
     return results
 
 
-def open_session(impl: Impl, path: str, plans: list[Plan], args: argparse.Namespace) -> Session:
-    """Open ``impl`` on ``path`` and warm every caller up (untimed)."""
-    if impl.family == "asyncio":
-        return AsyncioSession(path, plans, args.asyncio_pool)
-    if impl.family == "trio":
-        return TrioSession(path, plans, args.trio_pool)
-    return SyncSession(impl, path, plans)
+_LOOKING = threading.Lock()
+
+
+async def look(path: str) -> list[Doc]:
+    with _LOOKING:  # one caller at a time: a connection shared by threads is never used by two at once
+        return connection_settings(path)
+
+
+# --------------------------------------------------------------------------- sessions
+class Session:
+    """An implementation open on its file for a whole run, warmed up (untimed), so all of a case take turns.
+
+    Synchronous ones run one caller inline or a persistent thread per caller (which keeps its connection); asyncio
+    and trio ones run in an event loop in a thread of their own (an anyio blocking portal).
+    """
+
+    def __init__(self, impl: Impl, path: str, plans: list[Plan], args: argparse.Namespace) -> None:
+        self.stack, self.threads = contextlib.ExitStack(), list[ThreadPoolExecutor]()
+        self.portal: Any = None
+        runtime = impl.family.removesuffix("-hop")
+        self.awaited = runtime in ("asyncio", "trio")
+        try:
+            if self.awaited:
+                from anyio.from_thread import start_blocking_portal
+
+                self.portal = self.stack.enter_context(start_blocking_portal(runtime))
+            self.calls = self._open(impl, runtime, path, args)
+            if impl.callers > 1 and not self.awaited:  # the threads end before their broker closes
+                self.threads = [self.stack.enter_context(ThreadPoolExecutor(1)) for _ in range(impl.callers)]
+            self.all([functools.partial(warm_up, self.calls, plan, self.awaited) for plan in plans])
+            # Every caller looks, so connections bound to a thread are seen too.
+            seen = self.all([functools.partial(look, path)] * (impl.callers if self.threads else 1))
+            self.settings = [settings for found in seen for settings in found]
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, impl: Impl, runtime: str, path: str, args: argparse.Namespace) -> Calls:
+        config = sansio_config(args.sync)
+        if impl.family == "blocking":  # shared by the threads: a connection per thread
+            return Calls.of(self.stack.enter_context(Broker(path, config=config)))
+        if impl.family == "simplebroker":
+            import simplebroker
+
+            # One persistent Queue shared by the threads: SimpleBroker gives each thread its own connection.
+            sb = simplebroker.Queue(QUEUE, db_path=path, persistent=True, config=simplebroker_config(args.sync))
+            self.stack.callback(sb.close)
+            return Calls(sb.write, sb.read_one, None, sb.read_many)
+        if impl.family in ("asyncio", "trio"):
+            if runtime == "asyncio":
+                from sansio_broker.adapters.asyncio import async_broker as opener
+            else:
+                from sansio_broker.adapters.trio import trio_broker as opener  # type: ignore[assignment]
+            pool = args.asyncio_pool if runtime == "asyncio" else args.trio_pool
+            opened = opener(path, pool_size=pool, config=config)
+            return Calls.of(self.stack.enter_context(self.portal.wrap_async_context_manager(opened)))
+        if impl.callers != 1:
+            raise ValueError("the raw reference is sequential")
+        raw = RawOps(path, args.sync)
+        self.stack.callback(raw.conn.close)
+        functions: tuple[Callable[..., Any], ...] = (raw.write, raw.claim, raw.write_many, raw.claim_many)
+        if runtime == "raw":
+            return Calls(*functions)
+        if runtime == "asyncio":  # one bare thread hop per call, what any asyncio code running SQLite pays
+            loop, executor = self.portal.call(asyncio.get_running_loop), ThreadPoolExecutor(max_workers=1)
+            self.stack.callback(executor.shutdown)
+            return Calls(*(functools.partial(loop.run_in_executor, executor, f) for f in functions))
+        import trio
+
+        return Calls(*(functools.partial(trio.to_thread.run_sync, f) for f in functions))
+
+    def all(self, functions: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
+        """Every caller's coroutine at once, in this session's runtime; their results in order."""
+        if self.awaited:
+            return self.portal.call(gather, functions)  # type: ignore[no-any-return]
+        if self.threads:  # every thread on its job at once; all are done before any failure is raised
+            futures = [thread.submit(drive, f) for thread, f in zip(self.threads, functions, strict=True)]
+            concurrent.futures.wait(futures)
+            return [future.result() for future in futures]
+        return [drive(f) for f in functions]
+
+    def run_block(self, kind: str, slices: Sequence[Units]) -> list[CallerResult]:
+        call = getattr(self.calls, kind)
+        return self.all([functools.partial(run_units, kind, call, s, self.awaited) for s in slices])
+
+    def close(self) -> None:
+        self.stack.close()
 
 
 # --------------------------------------------------------------------------- one run of a case
@@ -939,105 +593,70 @@ class Measurement:
     p99_us: float
     connections_checked: int
     latencies_ns: list[int] = field(repr=False)
-    settings: list[dict[str, Any]] = field(repr=False)  # the distinct PRAGMA sets seen on its connections
-
-
-def distinct(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [dict(items) for items in dict.fromkeys(tuple(sorted(d.items())) for d in settings)]
-
-
-def warm_count(impl: Impl, sizes: Sizes) -> int:
-    return sizes.warmup if impl.callers == 1 else sizes.warmup_per_caller
+    settings: list[Doc] = field(repr=False)  # the distinct PRAGMA sets seen on its connections
 
 
 def block_count(case: Case, args: argparse.Namespace) -> int:
     """How many turns each implementation gets in one run (its messages are spread evenly over them)."""
     if case.kind in ("write_many", "claim_many"):
         return case.messages // BATCH  # one batch per turn
-    concurrent = any(impl.callers > 1 for impl in case.impls)
-    block = args.concurrent_block if concurrent else args.block
+    block = args.concurrent_block if any(impl.callers > 1 for impl in case.impls) else args.block
     return 1 if block <= 0 else max(1, math.ceil(case.messages / block))
 
 
-def share(units: Sequence[Any], k: int, blocks: int) -> Sequence[Any]:
-    """The ``k``-th of ``blocks`` near-equal consecutive slices of ``units``."""
-    return units[k * len(units) // blocks : (k + 1) * len(units) // blocks]
+def rotated(items: Sequence[T], by: int) -> list[T]:
+    k = by % len(items)
+    return [*items[k:], *items[:k]]
 
 
 def measure_case(case: Case, repeat: int, directory: str, args: argparse.Namespace) -> list[Measurement]:
     """One run of ``case``: every implementation on a fresh file, taking turns in blocks; all checked, then deleted.
 
-    The order rotates every turn and every run, so disk and machine noise lands
-    on all implementations alike. A block runs all of an implementation's
-    callers at once on their slice; its wall time is the first caller's start
-    to the last caller's end.
+    The order rotates every turn and run, so noise lands on all alike. A block runs all of an implementation's
+    callers at once; its wall time is the first caller's start to the last caller's end.
     """
-    paths = {
-        impl.key: os.path.join(directory, f"{case.group}-{case.kind}-{impl.key}-{impl.callers}-{repeat}.db")
-        for impl in case.impls
-    }
-    plans = {impl.key: make_plans(case, impl, warm_count(impl, args.sizes), args.body_size) for impl in case.impls}
-    base_ts: dict[str, int] = {}
-    prefilled: dict[str, int] = {}
-    claims = case.kind in ("claim", "claim_many")
-    blocks = block_count(case, args)
+    blocks, impls, name, sizes = block_count(case, args), case.impls, f"{case.group}-{case.kind}", args.sizes
+    paths = {i.key: os.path.join(directory, f"{name}-{i.key}-{i.callers}-{repeat}.db") for i in impls}
+    plans = {i.key: make_plans(case, i, sizes.warm(i.callers), args.body_size) for i in impls}
+    base_ts, prefilled = {}, {}
+    for impl in impls:
+        path = paths[impl.key]
+        if impl.base:
+            fsync_file(path, copy_of=pending_base(args.cache_dir, impl.base, args.body_size))
+        else:
+            create_file(path, impl.family, args.sync)
+        with read_only(path) as conn:
+            base_ts[impl.key] = read_last_ts(conn)
+        warm = sizes.warm(impl.callers) * impl.callers
+        count = prefilled[impl.key] = warm + case.messages if "claim" in case.kind else 0
+        insert_pending(path, (make_body("p", i, args.body_size) for i in range(count)), count)
     sessions: dict[str, Session] = {}
-    results: dict[str, list[list[CallerResult]]] = {impl.key: [] for impl in case.impls}
-    try:
-        for impl in case.impls:
-            path = paths[impl.key]
-            if impl.base:
-                copy_base(pending_base(args.cache_dir, impl.base, args.body_size), path)
-            else:
-                create_file(path, impl.family)
-            base_ts[impl.key] = last_ts(path)
-            count = warm_count(impl, args.sizes) * impl.callers + case.messages if claims else 0
-            insert_pending(path, [make_body("p", i, args.body_size) for i in range(count)])
-            prefilled[impl.key] = count
-        for impl in rotated(case.impls, repeat):
-            sessions[impl.key] = open_session(impl, paths[impl.key], plans[impl.key], args)
+    results: dict[str, list[list[CallerResult]]] = {impl.key: [] for impl in impls}
+    with contextlib.ExitStack() as stack:
+        for impl in rotated(impls, repeat):
+            session = Session(impl, paths[impl.key], plans[impl.key], args)
+            sessions[impl.key] = stack.enter_context(contextlib.closing(session))
         gc.collect()
         for k in range(blocks):
-            for impl in rotated(case.impls, repeat + k):
-                slices = [share(p.units, k, blocks) for p in plans[impl.key]]
+            for impl in rotated(impls, repeat + k):
+                slices = [
+                    p.units[k * len(p.units) // blocks : (k + 1) * len(p.units) // blocks] for p in plans[impl.key]
+                ]
                 results[impl.key].append(sessions[impl.key].run_block(case.kind, slices))
-    finally:
-        errors = []
-        for session in sessions.values():
-            try:
-                session.close()
-            except BaseException as exc:
-                errors.append(exc)
-        if errors and sys.exc_info()[0] is None:
-            raise errors[0]
-
     measurements = []
     try:
-        for impl in case.impls:
+        for impl in impls:
             per_block = results[impl.key]
             seconds = sum(max(r.end_ns for r in b) - min(r.start_ns for r in b) for b in per_block) / 1e9
             latencies = [x for b in per_block for r in b for x in r.latencies_ns]
-            claimed = [body_of(x) for b in per_block for r in b for x in r.claimed]
+            claimed = [x if isinstance(x, str) else x.body for b in per_block for r in b for x in r.claimed]
             verify(case, impl, paths[impl.key], base_ts[impl.key], plans[impl.key], claimed, prefilled[impl.key])
-            ordered = sorted(latencies)
+            ordered, settings = sorted(latencies), sessions[impl.key].settings
+            head = (case.group, case.case, impl.key, impl.label, repeat, impl.callers, case.messages, blocks, seconds)
+            p50, p99 = percentile(ordered, 50) / 1000, percentile(ordered, 99) / 1000
+            distinct = [dict(items) for items in dict.fromkeys(tuple(sorted(d.items())) for d in settings)]
             measurements.append(
-                Measurement(
-                    group=case.group,
-                    case=case.name,
-                    impl=impl.key,
-                    label=impl.label,
-                    repeat=repeat,
-                    callers=impl.callers,
-                    messages=case.messages,
-                    blocks=blocks,
-                    seconds=seconds,
-                    rate=case.messages / seconds,
-                    p50_us=percentile(ordered, 50) / 1000,
-                    p99_us=percentile(ordered, 99) / 1000,
-                    latencies_ns=latencies,
-                    connections_checked=len(sessions[impl.key].settings),
-                    settings=distinct(sessions[impl.key].settings),
-                )
+                Measurement(*head, case.messages / seconds, p50, p99, len(settings), latencies, distinct)
             )
     finally:
         for path in paths.values():
@@ -1046,19 +665,17 @@ def measure_case(case: Case, repeat: int, directory: str, args: argparse.Namespa
 
 
 def verify(
-    case: Case, impl: Impl, path: str, base_ts: int, plans: list[Plan], claimed: list[str], prefilled: int
+    case: Case, impl: Impl, path: str, after: int, plans: list[Plan], claimed: list[str], prefilled: int
 ) -> None:
     """Fail loudly unless the file holds exactly the expected rows (nothing lost, nothing doubled)."""
-    what = f"{case.group} / {case.name} / {impl.label}"
-    total, pending, bodies = counts_and_bodies(path, base_ts)
-    if case.kind in ("write", "write_many"):
-        written = (b for plan in plans for unit in plan.units for b in (unit if case.kind == "write_many" else [unit]))
+    what = f"{case.group} / {case.case} / {impl.label}"
+    total, pending, bodies = counts_and_bodies(path, after)
+    if case.kind.startswith("write"):
         expected = Counter(b for plan in plans for b in plan.warm_bodies)
-        expected.update(written)
+        expected.update(b for p in plans for (unit,) in p.units for b in ([unit] if case.kind == "write" else unit))
         want = (impl.base + sum(expected.values()),) * 2
         if (total, pending) != want or bodies != expected:
-            missing = sum((expected - bodies).values())
-            extra = sum((bodies - expected).values())
+            missing, extra = sum((expected - bodies).values()), sum((bodies - expected).values())
             raise RuntimeError(
                 f"{what}: (total, pending) = {(total, pending)}, expected {want}; "
                 f"{missing} written messages missing, {extra} unexpected"
@@ -1080,170 +697,114 @@ def verify(
         raise RuntimeError(f"{what}: claimed a message that was never written")
 
 
-def check_settings(m: Measurement) -> list[str]:
+def check_settings(m: Measurement, sync: str) -> list[str]:
     """Problems with the PRAGMAs seen on the implementation's own connections."""
     where = f"{m.group} / {m.case} / {m.label}"
     if not m.settings:
         return [f"{where}: no open connection found to check its PRAGMAs"]
-    want = {
-        "synchronous": SYNC_PRAGMA_VALUE[SYNC],
-        "journal_mode": "wal",
-        "busy_timeout": BUSY_TIMEOUT_MS,
-        "cache_size": -CACHE_MB * 1024,
-        "wal_autocheckpoint": WAL_AUTOCHECKPOINT,
-    }
-    problems = []
-    for seen in m.settings:
-        for name, value in want.items():
-            if seen[name] != value:
-                problems.append(f"{where}: PRAGMA {name} = {seen[name]!r}, expected {value!r}")
-    return problems
+    want = PRAGMAS | {"synchronous": SYNC_MODES.index(sync), "journal_mode": "wal"}
+    found = [(name, seen[name], value) for seen in m.settings for name, value in want.items() if seen[name] != value]
+    return [f"{where}: PRAGMA {name} = {seen!r}, expected {value!r}" for name, seen, value in found]
 
 
 # --------------------------------------------------------------------------- memory (scale group)
-MEMORY_PROBES = ("blocking peek", "asyncio peek", "blocking claim", "asyncio claim")
-
-
 def status_kb(field_name: str) -> int | None:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field_name + ":"):
                 return int(line.split()[1])
-    except OSError:
-        pass
     return None
 
 
-def rss_kb() -> int:
-    value = status_kb("VmRSS")
-    if value is None:  # no /proc: the peak so far is the best there is
-        scale = 1 if sys.platform != "darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // scale
-    return value
+def rss_kb() -> int:  # without /proc, the peak so far is the best there is
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+    return status_kb("VmRSS") or peak
 
 
-def memory_probe(probe: str, path: str) -> dict[str, Any]:
-    """In a fresh process: stream every message of the queue, reporting the RSS before, at the peak and its growth.
+async def as_async(iterable: Iterable[T]) -> AsyncIterator[T]:
+    for item in iterable:
+        yield item
 
-    ``peek``: ``stream(q, peek=True)``; ``claim``: ``stream(q, commit_interval=1000)`` (at least once).
-    Bodies are counted and dropped, as a consumer that handles each message would.
-    """
+
+async def stream_all(broker: Any, kwargs: Doc, awaited: bool) -> Doc:
+    """Stream every message, counting and dropping each; RSS before and at the peak (VmRSS samples, VmHWM reset)."""
+    first = broker.peek(QUEUE)  # the connection and its first page are part of the baseline
+    if awaited:
+        await first
+    gc.collect()
+    baseline = peak = rss_kb()
+    hwm_reset = False
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+        hwm_reset = True
+    started, count = time.perf_counter(), 0
+    stream = broker.stream(QUEUE, **kwargs)
+    async for _ in stream if awaited else as_async(stream):
+        count += 1
+        if count % 10_000 == 0:
+            peak = max(peak, rss_kb())
+    seconds = time.perf_counter() - started
+    peak = max(peak, rss_kb(), (status_kb("VmHWM") or 0) if hwm_reset else 0)
+    source = "VmHWM and VmRSS samples" if hwm_reset else "VmRSS samples"
+    sizes = {"baseline_mb": baseline / 1024, "peak_mb": peak / 1024, "growth_mb": (peak - baseline) / 1024}
+    return {"messages": count, "seconds": seconds} | sizes | {"peak_source": source}
+
+
+def memory_probe(probe: str, path: str, sync: str) -> Doc:
+    """In this fresh process: ``stream(q, peek=True)`` or ``stream(q, commit_interval=1000)`` (at least once)."""
     adapter, mode = probe.split()
-    stream_kwargs: dict[str, Any] = {"peek": True} if mode == "peek" else {"commit_interval": BATCH}
-    sample_every = 10_000
-    state = {"baseline": 0, "peak": 0, "hwm_reset": False, "count": 0, "seconds": 0.0}
-
-    def begin() -> None:
-        gc.collect()
-        state["baseline"] = state["peak"] = rss_kb()
-        try:  # reset the kernel's peak (VmHWM) so it covers the stream only
-            Path("/proc/self/clear_refs").write_text("5")
-            state["hwm_reset"] = True
-        except OSError:
-            pass
-        state["started"] = time.perf_counter()
-
-    def sample() -> None:
-        state["peak"] = max(state["peak"], rss_kb())
-
-    def end(count: int) -> None:
-        state["seconds"] = time.perf_counter() - state["started"]
-        sample()
-        hwm = status_kb("VmHWM")
-        if state["hwm_reset"] and hwm is not None:
-            state["peak"] = max(state["peak"], hwm)
-        state["count"] = count
-
+    kwargs: Doc = {"peek": True} if mode == "peek" else {"commit_interval": BATCH}
     if adapter == "blocking":
-        with Broker(path, config=sansio_config(SYNC)) as broker:
-            broker.peek(QUEUE)  # the connection and its first page are part of the baseline
-            begin()
-            count = 0
-            for _ in broker.stream(QUEUE, **stream_kwargs):
-                count += 1
-                if count % sample_every == 0:
-                    sample()
-            end(count)
-    else:
-        from sansio_broker.adapters.asyncio import async_broker
+        with Broker(path, config=sansio_config(sync)) as broker:
+            return {"probe": probe} | drive(functools.partial(stream_all, broker, kwargs, False))
+    from sansio_broker.adapters.asyncio import async_broker
 
-        async def main() -> None:
-            async with async_broker(path, pool_size=1, config=sansio_config(SYNC)) as broker:
-                await broker.peek(QUEUE)
-                begin()
-                count = 0
-                async for _ in broker.stream(QUEUE, **stream_kwargs):
-                    count += 1
-                    if count % sample_every == 0:
-                        sample()
-                end(count)
+    async def main() -> Doc:
+        async with async_broker(path, pool_size=1, config=sansio_config(sync)) as broker:
+            return await stream_all(broker, kwargs, True)
 
-        asyncio.run(main())
-    growth = state["peak"] - state["baseline"]
-    return {
-        "probe": probe,
-        "messages": state["count"],
-        "seconds": state["seconds"],
-        "baseline_mb": state["baseline"] / 1024,
-        "peak_mb": state["peak"] / 1024,
-        "growth_mb": growth / 1024,
-        "peak_source": "VmHWM and VmRSS samples" if state["hwm_reset"] else "VmRSS samples",
-    }
+    return {"probe": probe} | asyncio.run(main())
 
 
-def run_memory_probes(args: argparse.Namespace, directory: str, progress: Callable[[str], None]) -> list[dict]:
-    """Each probe in its own fresh Python process, on a private copy of the cached large file."""
+def run_memory_probes(args: argparse.Namespace, directory: str, progress: Callable[[str], None]) -> list[Doc]:
+    """Each probe in its own fresh Python process (same interpreter, same import path), on a private copy."""
     base = pending_base(args.cache_dir, args.scale_pending, args.body_size)
     results = []
-    peek_copy = os.path.join(directory, "memory-peek.db")
-    try:
-        for probe in MEMORY_PROBES:
-            if probe.endswith("peek"):
-                if not os.path.exists(peek_copy):
-                    copy_base(base, peek_copy)
-                path = peek_copy
-            else:
-                path = os.path.join(directory, f"memory-{probe.replace(' ', '-')}.db")
-                copy_base(base, path)
-            try:
-                done = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--memory-probe", probe, path],
-                    capture_output=True,
-                    text=True,
-                    timeout=1800,
+    for probe in MEMORY_PROBES:
+        path = os.path.join(directory, f"memory-{probe.replace(' ', '-')}.db")
+        fsync_file(path, copy_of=base)
+        try:
+            command = [sys.executable, SCRIPT, "--memory-probe", probe, path, "--sync", args.sync]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                raise RuntimeError(f"memory probe {probe!r} failed:\n{done.stderr}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            total, pending, _ = counts_and_bodies(path, 1 << 62)
+            want = (args.scale_pending, 0 if probe.endswith("claim") else args.scale_pending)
+            if result["messages"] != args.scale_pending or (total, pending) != want:
+                raise RuntimeError(
+                    f"memory probe {probe!r} streamed {result['messages']:,} messages, expected "
+                    f"{args.scale_pending:,}; (total, pending) = {(total, pending)}, expected {want}"
                 )
-                if done.returncode != 0:
-                    raise RuntimeError(f"memory probe {probe!r} failed:\n{done.stderr}")
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                if result["messages"] != args.scale_pending:
-                    raise RuntimeError(
-                        f"memory probe {probe!r} streamed {result['messages']:,} messages, "
-                        f"expected {args.scale_pending:,}"
-                    )
-                total, pending, _ = counts_and_bodies(path, 1 << 62)
-                want_pending = 0 if probe.endswith("claim") else args.scale_pending
-                if (total, pending) != (args.scale_pending, want_pending):
-                    raise RuntimeError(
-                        f"memory probe {probe!r}: (total, pending) = {(total, pending)}, "
-                        f"expected {(args.scale_pending, want_pending)}"
-                    )
-            finally:
-                if path != peek_copy:
-                    remove_database(path)
-            result["target_mb"] = MEMORY_TARGET_MB
-            result["met"] = result["growth_mb"] < MEMORY_TARGET_MB
-            results.append(result)
-            progress(
-                f"scale  memory  {probe:15} {result['messages']:,} msgs in {result['seconds']:.1f} s, "
-                f"RSS +{result['growth_mb']:.1f} MB"
-            )
-    finally:
-        if os.path.exists(peek_copy):
-            remove_database(peek_copy)
+        finally:
+            remove_database(path)
+        results.append(result | {"target_mb": MEMORY_TARGET_MB, "met": result["growth_mb"] < MEMORY_TARGET_MB})
+        text = f"{result['messages']:,} msgs in {result['seconds']:.1f} s, RSS +{result['growth_mb']:.1f} MB"
+        progress(f"scale  memory  {probe:15} {text}")
     return results
 
 
 # --------------------------------------------------------------------------- summary
+def percentile(sorted_values: Sequence[int], p: float) -> int:
+    """Nearest-rank percentile of already sorted values."""
+    return sorted_values[max(1, math.ceil(p / 100 * len(sorted_values))) - 1]
+
+
+def floor_to(value: float, digits: int) -> str:
+    """``value`` rounded down, so a ratio just under a target never prints as meeting it."""
+    return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
+
+
 @dataclass
 class Row:
     group: str
@@ -1266,167 +827,148 @@ class Row:
 def summarize(cases: Sequence[Case], measurements: Sequence[Measurement]) -> list[Row]:
     rows = []
     for case in cases:
-        ref = case.reference
-        ref_rates = {
-            m.repeat: m.rate for m in measurements if (m.group, m.case, m.impl) == (case.group, case.name, ref.key)
-        }
+        mine = [m for m in measurements if (m.group, m.case) == (case.group, case.case)]
+        ref_rates = {m.repeat: m.rate for m in mine if m.impl == case.reference.key}
         for impl in case.impls:
-            runs = sorted(
-                (m for m in measurements if (m.group, m.case, m.impl) == (case.group, case.name, impl.key)),
-                key=lambda m: m.repeat,
-            )
-            if not runs:
+            if not (runs := sorted((m for m in mine if m.impl == impl.key), key=lambda m: m.repeat)):
                 continue
+            rates = [m.rate for m in runs]
             ratios = [m.rate / ref_rates[m.repeat] for m in runs if m.repeat in ref_rates]
             latencies = sorted(x for m in runs for x in m.latencies_ns)
-            rows.append(
-                Row(
-                    group=case.group,
-                    case=case.name,
-                    impl=impl.key,
-                    label=impl.label,
-                    reference=ref.label,
-                    is_reference=impl is ref,
-                    runs=len(runs),
-                    messages=case.messages,
-                    callers=impl.callers,
-                    median_rate=statistics.median(m.rate for m in runs),
-                    rates=[m.rate for m in runs],
-                    ratio=statistics.median(ratios) if ratios else None,
-                    ratios=ratios,
-                    p50_us=percentile(latencies, 50) / 1000 if latencies else math.nan,
-                    p99_us=percentile(latencies, 99) / 1000 if latencies else math.nan,
-                )
-            )
+            p50, p99 = (percentile(latencies, p) / 1000 if latencies else math.nan for p in (50, 99))
+            head = (case.group, case.case, impl.key, impl.label, case.reference.label, impl is case.reference)
+            counts = (len(runs), case.messages, impl.callers, statistics.median(rates), rates)
+            rows.append(Row(*head, *counts, statistics.median(ratios) if ratios else None, ratios, p50, p99))
     return rows
 
 
-def evaluate(cases: Sequence[Case], rows: Sequence[Row]) -> list[dict[str, Any]]:
+def evaluate(cases: Sequence[Case], rows: Sequence[Row]) -> list[Doc]:
     """Target verdicts: the median per-run ratio against each case's targets."""
+    targets = {(c.group, c.case): c.targets for c in cases}
     verdicts = []
-    for case in cases:
-        for r in rows:
-            if (r.group, r.case) != (case.group, case.name) or r.impl not in case.targets or r.ratio is None:
-                continue
-            target = case.targets[r.impl]
-            low, high = min(r.ratios), max(r.ratios)
-            verdicts.append(
-                {
-                    "group": r.group,
-                    "case": r.case,
-                    "impl": r.impl,
-                    "label": r.label,
-                    "ratio": r.ratio,
-                    "target": target,
-                    "met": r.ratio >= target,
-                    # The per-run ratios straddle the target and scatter widely: the verdict is a coin toss.
-                    "noisy": low < target <= high and high - low > NOISY_SPREAD * max(1.0, target),
-                    "runs": r.ratios,
-                }
-            )
+    for r in rows:
+        if (target := targets[r.group, r.case].get(r.impl)) is None or r.ratio is None:
+            continue
+        low, high = min(r.ratios), max(r.ratios)
+        # Noisy: the per-run ratios straddle the target and scatter widely, so the verdict is a coin toss.
+        noisy = low < target <= high and high - low > NOISY_SPREAD * max(1.0, target)
+        verdict = {"group": r.group, "case": r.case, "impl": r.impl, "label": r.label, "ratio": r.ratio}
+        verdicts.append(verdict | {"target": target, "met": r.ratio >= target, "noisy": noisy, "runs": r.ratios})
     return verdicts
 
 
-def baseline_checks(rows: Sequence[Row]) -> list[dict[str, Any]]:
+def baseline_checks(rows: Sequence[Row], sync: str) -> list[Doc]:
     """The sequential group against the ratios measured before (a drop of more than 0.1 is flagged)."""
     checks = []
     for r in rows:
-        if r.group != "sequential" or r.impl not in BASELINE or r.ratio is None:
+        if sync != TARGETS_SYNC or r.group != "sequential" or r.impl not in BASELINE or r.ratio is None:
             continue
         before = BASELINE[r.impl][r.case]
-        checks.append(
-            {
-                "case": r.case,
-                "impl": r.impl,
-                "label": r.label,
-                "baseline": before,
-                "ratio": r.ratio,
-                "change": r.ratio - before,
-                "dropped": r.ratio < before - BASELINE_TOLERANCE,
-                "runs": r.ratios,
-            }
-        )
+        check = {"case": r.case, "impl": r.impl, "label": r.label, "baseline": before, "ratio": r.ratio}
+        dropped = r.ratio < before - BASELINE_TOLERANCE
+        checks.append(check | {"change": r.ratio - before, "dropped": dropped, "runs": r.ratios})
     return checks
 
 
 def render_table(rows: Sequence[Row]) -> str:
-    header = ("group", "case", "implementation", "msgs/s", "x ref", "per-run x ref", "p50 us", "p99 us")
-    lines: list[tuple[str, ...]] = [header]
-    previous: tuple[str, str] | None = None
+    lines = [("group", "case", "implementation", "msgs/s", "x ref", "per-run x ref", "p50 us", "p99 us")]
+    previous = None
     for r in rows:
-        first = (r.group, r.case) != previous
-        previous = (r.group, r.case)
-        lines.append(
-            (
-                r.group if first else "",
-                r.case if first else "",
-                r.label + ("  (ref)" if r.is_reference else ""),
-                f"{r.median_rate:,.0f}",
-                "1" if r.is_reference else ("-" if r.ratio is None else floor_to(r.ratio, 3)),
-                "" if r.is_reference else " ".join(floor_to(x, 2) for x in r.ratios),
-                f"{r.p50_us:,.1f}",
-                f"{r.p99_us:,.1f}",
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    left = {0, 1, 2, 5}
+        first, previous = (r.group, r.case) != previous, (r.group, r.case)
+        ratio = "1" if r.is_reference else ("-" if r.ratio is None else floor_to(r.ratio, 3))
+        runs = "" if r.is_reference else " ".join(floor_to(x, 2) for x in r.ratios)
+        label = r.label + ("  (ref)" if r.is_reference else "")
+        names = (r.group, r.case) if first else ("", "")
+        lines.append((*names, label, f"{r.median_rate:,.0f}", ratio, runs, f"{r.p50_us:,.1f}", f"{r.p99_us:,.1f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = []
     for k, line in enumerate(lines):
         if k > 1 and line[0]:
-            out.append("")  # a blank line between groups
-        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+            out.append("")  # a blank line between cases
+        cells = [
+            c.ljust(w) if i in (0, 1, 2, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
 
-def print_verdicts(verdicts: list[dict[str, Any]], checks: list[dict[str, Any]], memory: list[dict]) -> None:
+def print_verdicts(verdicts: list[Doc], checks: list[Doc], memory: list[Doc], sync: str) -> None:
+    if sync != TARGETS_SYNC:
+        print(f"\nTargets: none at synchronous={sync} (targets and the sequential baseline are for {TARGETS_SYNC})")
     if verdicts:
         print("\nTargets (median of the per-run ratios to the case's reference):")
-        for v in verdicts:
-            verdict = "met" if v["met"] else "MISSED"
-            if v["noisy"]:
-                verdict += " (noisy: the runs straddle the target; rerun with more work or --repeats)"
-            name = f"{v['group']} / {v['case']} / {v['label']}"
-            print(f"  {name:70} {floor_to(v['ratio'], 3):>8} >= {v['target']:<5g} {verdict}")
+    for v in verdicts:
+        verdict = "met" if v["met"] else "MISSED"
+        if v["noisy"]:
+            verdict += " (noisy: the runs straddle the target; rerun with more work or --repeats)"
+        name = f"{v['group']} / {v['case']} / {v['label']}"
+        print(f"  {name:70} {floor_to(v['ratio'], 3):>8} >= {v['target']:<5g} {verdict}")
     if checks:
         print(f"\nSequential against the previous ratios (flagged below baseline - {BASELINE_TOLERANCE}):")
-        for c in checks:
-            verdict = "DROPPED" if c["dropped"] else "ok"
-            name = f"{c['case']} / {c['label']}"
-            print(f"  {name:40} {floor_to(c['ratio'], 3)} (before {c['baseline']:.3f}, {c['change']:+.3f})  {verdict}")
+    for c in checks:
+        name, verdict = f"{c['case']} / {c['label']}", "DROPPED" if c["dropped"] else "ok"
+        print(f"  {name:40} {floor_to(c['ratio'], 3)} (before {c['baseline']:.3f}, {c['change']:+.3f})  {verdict}")
     if memory:
         print(f"\nMemory: streaming every message in a fresh process (target: RSS growth < {MEMORY_TARGET_MB:g} MB)")
-        for m in memory:
-            verdict = "met" if m["met"] else "MISSED"
-            print(
-                f"  {m['probe']:15} {m['messages']:>10,} msgs  {m['seconds']:6.1f} s  "
-                f"RSS {m['baseline_mb']:6.1f} -> {m['peak_mb']:6.1f} MB  (+{m['growth_mb']:.1f} MB)  {verdict}"
-            )
+    for m in memory:
+        print(
+            f"  {m['probe']:15} {m['messages']:>10,} msgs  {m['seconds']:6.1f} s  RSS {m['baseline_mb']:6.1f} -> "
+            f"{m['peak_mb']:6.1f} MB  (+{m['growth_mb']:.1f} MB)  {'met' if m['met'] else 'MISSED'}"
+        )
 
 
 # --------------------------------------------------------------------------- charts
-COLORS = {
-    "raw": "#999999",
-    "blocking": "C1",
-    "asyncio": "C2",
-    "trio": "C3",
-    "simplebroker": "C4",
-    "pending-small": "#999999",
-    "pending-large": "C1",
-}
+COLORS = {"raw": "#999999", "blocking": "C1", "asyncio": "C2", "trio": "C3", "simplebroker": "C4"}
+COLORS |= {"pending-small": "#999999", "pending-large": "C1", "asyncio-hop": "C7", "trio-hop": "C8"}
+
+
+def bars(ax: Any, labels: list[str], heights: list[float], texts: list[str], tops: list[float], **kw: Any) -> None:
+    """Bars with a text above each (at ``tops``), and slanted labels under them."""
+    drawn = ax.bar(range(len(heights)), heights, **kw)
+    for bar, text, top in zip(drawn, texts, tops, strict=True):
+        at = (bar.get_x() + bar.get_width() / 2, top)
+        ax.annotate(text, at, ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
+    ax.set_xticks(range(len(heights)), labels, rotation=30, ha="right", fontsize=8)
+
+
+def rates_panel(ax: Any, case: Case, rows: Sequence[Row], baseline: bool) -> None:
+    """msgs/s per implementation (median, min-max whiskers), the ratio on each bar, targets as red dashes."""
+    import matplotlib.ticker
+
+    whiskers = [[r.median_rate - min(r.rates) for r in rows], [max(r.rates) - r.median_rate for r in rows]]
+    notes = ["ref" if r.is_reference else ("-" if r.ratio is None else f"x{floor_to(r.ratio, 2)}") for r in rows]
+    texts = [f"{r.median_rate:,.0f}/s\n{note}" for r, note in zip(rows, notes, strict=True)]
+    labels, colors = [r.label.replace(", ", ",\n", 1) for r in rows], [COLORS.get(r.impl, "C5") for r in rows]
+    medians, tops = [r.median_rate for r in rows], [max(r.rates) for r in rows]
+    bars(ax, labels, medians, texts, tops, yerr=whiskers, capsize=4, color=colors)
+    ref = next(r for r in rows if r.is_reference)  # the reference always runs
+    for index, r in enumerate(rows):
+        span = (index - 0.45, index + 0.45)
+        if r.impl in case.targets:  # the target, as a rate against this chart's reference
+            ax.hlines(ref.median_rate * case.targets[r.impl], *span, colors="red", linestyles="dashed")
+        if baseline and case.group == "sequential" and r.impl in BASELINE:  # the ratio measured before
+            ax.hlines(ref.median_rate * BASELINE[r.impl][case.case], *span, colors="black", linestyles="dotted")
+    ax.set_title(case.case, fontsize=10)
+    ax.set_ylabel("messages/s (median of the runs; whiskers: min-max)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    ax.margins(y=0.18)
+
+
+def memory_panel(ax: Any, memory: list[Doc]) -> None:
+    growth = [m["growth_mb"] for m in memory]
+    bars(ax, [m["probe"] for m in memory], growth, [f"+{g:.1f} MB" for g in growth], growth, color="C4")
+    ax.axhline(MEMORY_TARGET_MB, color="red", linestyle="dashed", linewidth=1)
+    ax.set_title(f"RSS growth streaming {memory[0]['messages']:,} messages", fontsize=10)
+    ax.set_ylabel("MB")
+    ax.set_ylim(0, max(MEMORY_TARGET_MB, *growth) * 1.2)
 
 
 def write_charts(
-    rows: Sequence[Row],
-    cases: Sequence[Case],
-    memory: list[dict],
-    directory: Path,
-    machine: dict[str, Any],
-    scale_pending: int,
+    rows: list[Row], cases: list[Case], memory: list[Doc], machine: Doc, args: argparse.Namespace
 ) -> list[str]:
-    """One PNG bar chart per group: msgs/s per implementation (median, min-max whiskers), ratio on each bar."""
+    """One PNG bar chart per group: a panel per case (and the memory probes in the scale group)."""
     try:
         import matplotlib
     except ImportError:
@@ -1434,82 +976,36 @@ def write_charts(
         return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
+    directory, written, baseline = Path(args.charts or Path(args.json).parent), [], args.sync == TARGETS_SYNC
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    groups = list(dict.fromkeys(c.group for c in cases))
-    for group in groups:
-        group_cases = [c for c in cases if c.group == group and any(r.case == c.name for r in rows if r.group == group)]
-        if not group_cases:
+    for group in dict.fromkeys(c.group for c in cases):
+        panels: list[tuple[Case | None, list[Row]]] = []
+        for case in (c for c in cases if c.group == group):
+            if case_rows := [r for r in rows if (r.group, r.case) == (group, case.case)]:
+                panels.append((case, case_rows))
+        if group == "scale" and memory:
+            panels.append((None, []))
+        if not panels:
             continue
-        panels = len(group_cases) + (1 if group == "scale" and memory else 0)
-        columns = min(panels, 3)
-        lines = math.ceil(panels / columns)
+        columns = min(len(panels), 3)
+        lines = math.ceil(len(panels) / columns)
         fig, axes = plt.subplots(
             lines, columns, figsize=(max(8.0, 4.6 * columns + 1), 5.2 * lines + 0.6), squeeze=False
         )
-        flat = list(axes.flat)
-        for ax in flat[panels:]:
+        for ax in list(axes.flat)[len(panels) :]:
             ax.set_visible(False)
-        for ax, case in zip(flat, group_cases, strict=False):
-            case_rows = [r for r in rows if (r.group, r.case) == (group, case.name)]
-            labels = [r.label.replace(", ", ",\n", 1) for r in case_rows]
-            medians = [r.median_rate for r in case_rows]
-            low = [r.median_rate - min(r.rates) for r in case_rows]
-            high = [max(r.rates) - r.median_rate for r in case_rows]
-            colors = [COLORS.get(r.impl, "C5") for r in case_rows]
-            bars = ax.bar(range(len(case_rows)), medians, yerr=[low, high], capsize=4, color=colors)
-            for bar, r in zip(bars, case_rows, strict=True):
-                note = "ref" if r.is_reference else ("-" if r.ratio is None else f"x{floor_to(r.ratio, 2)}")
-                ax.annotate(
-                    f"{r.median_rate:,.0f}/s\n{note}",
-                    (bar.get_x() + bar.get_width() / 2, max(r.rates)),  # above the whisker
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                )
-            ref_row = next((r for r in case_rows if r.is_reference), None)
-            for index, r in enumerate(case_rows if ref_row is not None else []):
-                assert ref_row is not None
-                if r.impl in case.targets:  # the target, as a rate against this chart's reference
-                    target = ref_row.median_rate * case.targets[r.impl]
-                    ax.hlines(target, index - 0.45, index + 0.45, colors="red", linestyles="dashed")
-                if group == "sequential" and r.impl in BASELINE:  # the ratio measured before
-                    before = ref_row.median_rate * BASELINE[r.impl][case.name]
-                    ax.hlines(before, index - 0.45, index + 0.45, colors="black", linestyles="dotted")
-            ax.set_xticks(range(len(case_rows)), labels, rotation=30, ha="right", fontsize=8)
-            ax.set_title(case.name, fontsize=10)
-            ax.set_ylabel("messages/s (median of the runs; whiskers: min-max)")
-            ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
-            ax.margins(y=0.18)
-        if group == "scale" and memory:
-            ax = flat[panels - 1]
-            bars = ax.bar(range(len(memory)), [m["growth_mb"] for m in memory], color="C4")
-            ax.axhline(MEMORY_TARGET_MB, color="red", linestyle="dashed", linewidth=1)
-            for bar, m in zip(bars, memory, strict=True):
-                ax.annotate(
-                    f"+{m['growth_mb']:.1f} MB",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                )
-            ax.set_xticks(range(len(memory)), [m["probe"] for m in memory], rotation=30, ha="right", fontsize=8)
-            ax.set_title(f"RSS growth streaming {memory[0]['messages']:,} messages", fontsize=10)
-            ax.set_ylabel("MB")
-            ax.set_ylim(0, max(MEMORY_TARGET_MB * 1.2, *(m["growth_mb"] * 1.2 for m in memory)))
+        for ax, (shown, case_rows) in zip(axes.flat, panels, strict=False):
+            if shown is None:
+                memory_panel(ax, memory)
+            else:
+                rates_panel(ax, shown, case_rows, baseline)
+        dots = "; black dots: the ratio before" if group == "sequential" and baseline else ""
         fig.suptitle(
-            f"{GROUP_TITLES[group].format(pending=scale_pending)}\n"
-            f"synchronous=FULL, WAL; fdatasync {machine['fdatasync_4k_median_us']} us; "
-            "x: ratio to the grey reference; red dashes: targets"
-            f"{'; black dots: the ratio before' if group == 'sequential' else ''}\n"
-            f"sansio-broker {machine['sansio_broker']}, {machine['cpus_usable']} CPUs, "
-            f"load {machine['load_average']}",
+            f"{GROUP_TITLES[group].format(pending=args.scale_pending)}\n"
+            f"synchronous={args.sync}, WAL; fdatasync {machine['fdatasync_4k_median_us']} us; "
+            f"x: ratio to the grey reference; red dashes: targets{dots}\n"
+            f"sansio-broker {machine['sansio_broker']}, {machine['cpus_usable']} CPUs, load {machine['load_average']}",
             fontsize=10,
         )
         fig.tight_layout()
@@ -1521,195 +1017,238 @@ def write_charts(
     return written
 
 
+# --------------------------------------------------------------------------- the machine
+def mount_of(path: str) -> dict[str, str]:
+    """The /proc/mounts entry holding ``path`` (longest matching mount point)."""
+    real, best = os.path.realpath(path), dict[str, str]()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), p) for p in line.split()[:4]]
+            inside = len(parts) == 4 and (real == parts[1] or real.startswith(parts[1].rstrip("/") + "/"))
+            if inside and len(parts[1]) >= len(best.get("mount_point", "")):
+                best = dict(zip(("device", "mount_point", "fstype", "options"), parts, strict=True))
+    return best
+
+
+def rotational(device: str) -> str:
+    """The kernel's queue/rotational flag of the block device (virtual disks often say 1)."""
+    base = Path("/sys/class/block") / os.path.basename(device)
+    for candidate in (base / "queue" / "rotational", base.resolve().parent / "queue" / "rotational"):
+        with contextlib.suppress(OSError):
+            return candidate.read_text().strip()
+    return "unknown"
+
+
+def fsync_cost_us(directory: str, samples: int = 30) -> float:
+    """Median cost of writing 4 KiB and fdatasync-ing it, in microseconds: the floor of one durable commit."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix="fsync-probe-")
+    try:
+        costs = []
+        for i in range(samples):
+            os.pwrite(fd, b"\0" * 4096, (i % 8) * 4096)
+            start = time.perf_counter_ns()
+            getattr(os, "fdatasync", os.fsync)(fd)
+            costs.append(time.perf_counter_ns() - start)
+        return statistics.median(costs) / 1000
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def git_revision(root: Path) -> str:
+    """The commit of the checkout holding the measured library, ``(modified)`` if its tracked files changed."""
+    try:
+        git = ["git", "-C", str(root)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + (" (modified)" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
+def machine_info(directory: str, packages: Sequence[str]) -> Doc:
+    """The machine, the versions (``packages``: the other distributions measured), the library and the disk."""
+    mount, library = mount_of(directory), Path(sansio_broker.__file__).resolve().parent
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
+        "sansio_broker": f"{importlib.metadata.version('sansio-broker')} @ {git_revision(library.parent)}",
+        "sansio_broker_path": str(library),  # the library measured: PYTHONPATH picks it
+        **{name: importlib.metadata.version(name) for name in packages},
+        "directory": directory,
+        "filesystem": mount.get("fstype", "unknown"),
+        "device": mount.get("device", "unknown"),
+        "mount_point": mount.get("mount_point", "unknown"),
+        "mount_options": mount.get("options", "unknown"),
+        "device_rotational_flag": rotational(mount.get("device", "")),
+        "fdatasync_4k_median_us": round(fsync_cost_us(directory), 1),
+        # Other work on the machine at the start: a busy machine makes the ratios noisy.
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown",
+    }
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--short", action="store_true", help="fewer messages, no scale group: under a minute")
     mode.add_argument("--smoke", action="store_true", help="a tiny run (1 repeat, ~200 messages) to test the report")
-    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=None, help="the case groups to run")
-    parser.add_argument("--scale", action="store_true", help="add the scale group (on by default in full mode)")
-    parser.add_argument("--no-simplebroker", action="store_true", help="leave SimpleBroker out")
-    parser.add_argument("--repeats", type=int, default=None, help="runs of every measurement (default 3; smoke 1)")
-    parser.add_argument("--dir", default=None, help="scratch directory on a real disk (default: /var/tmp)")
-    parser.add_argument("--allow-tmpfs", action="store_true", help="run even if the directory is on tmpfs")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    parser.add_argument("--cache-dir", default=None, help="where the large pre-filled file is kept between runs")
-    parser.add_argument(
-        "--json", metavar="PATH", default=str(DEFAULT_JSON), help="results as JSON (default %(default)s)"
-    )
-    parser.add_argument("--charts", metavar="DIR", default=None, help="PNG directory (default: the JSON's directory)")
-    parser.add_argument("--no-charts", action="store_true", help="no PNG charts")
-    parser.add_argument(
-        "--block",
-        type=int,
-        default=100,
-        help="single-caller cases: operations per implementation per turn (default 100; 0: the whole run at once)",
-    )
-    parser.add_argument(
-        "--concurrent-block",
-        type=int,
-        default=2000,
-        help="concurrent cases: messages per implementation per turn (default 2000; 0: the whole run at once)",
-    )
-    parser.add_argument("--tasks", type=int, default=100, help="concurrent asyncio / trio tasks (default 100)")
-    parser.add_argument("--threads", type=int, default=8, help="concurrent threads (default 8)")
-    parser.add_argument("--asyncio-pool", type=int, default=10, help="async_broker pool_size (default 10)")
-    parser.add_argument("--trio-pool", type=int, default=4, help="trio_broker pool_size (default 4)")
-    parser.add_argument("--body-size", type=int, default=64, help="message body size in characters (default 64)")
-    parser.add_argument("--scale-pending", type=int, default=1_000_000, help="the scale group's large queue")
-    parser.add_argument("--n-concurrent", type=int, default=None, help="messages per concurrent measurement")
-    parser.add_argument("--n-sequential", type=int, default=None, help="operations per sequential measurement")
-    parser.add_argument("--n-scale", type=int, default=None, help="operations per scale measurement")
-    parser.add_argument("--bulk-batches", type=int, default=None, help=f"calls of {BATCH} per bulk measurement")
-    parser.add_argument("--memory-probe", nargs=2, metavar=("PROBE", "PATH"), help=argparse.SUPPRESS)
+    add = parser.add_argument
+    add("--groups", nargs="+", choices=GROUPS, default=None, help="the case groups to run")
+    add("--scale", action="store_true", help="add the scale group (on by default in full mode)")
+    add("--sync", default="FULL", type=str.upper, choices=SYNC_MODES, help="PRAGMA synchronous (default FULL)")
+    add("--hops", action="store_true", help="sequential group: add raw sqlite3 behind a bare asyncio / trio hop")
+    add("--no-simplebroker", action="store_true", help="leave SimpleBroker out")
+    add("--repeats", type=int, default=None, help="runs of every measurement (default 3; smoke 1)")
+    add("--dir", default=None, help="scratch directory on a real disk (default: /var/tmp)")
+    add("--allow-tmpfs", action="store_true", help="run even if the directory is on tmpfs")
+    add("--keep", action="store_true", help="keep the scratch directory")
+    add("--cache-dir", default=None, help="where the large pre-filled file is kept between runs")
+    add("--json", metavar="PATH", default=str(DEFAULT_JSON), help="results as JSON (default %(default)s)")
+    add("--charts", metavar="DIR", default=None, help="PNG directory (default: the JSON's directory)")
+    add("--no-charts", action="store_true", help="no PNG charts")
+    add("--block", type=int, default=100, help="single-caller cases: operations per turn (default 100; 0: all)")
+    add("--concurrent-block", type=int, default=2000, help="concurrent cases: messages per turn (default 2000)")
+    add("--tasks", type=int, default=100, help="concurrent asyncio / trio tasks (default 100)")
+    add("--threads", type=int, default=8, help="concurrent threads (default 8)")
+    add("--asyncio-pool", type=int, default=10, help="async_broker pool_size (default 10)")
+    add("--trio-pool", type=int, default=4, help="trio_broker pool_size (default 4)")
+    add("--body-size", type=int, default=64, help="message body size in characters (default 64)")
+    add("--scale-pending", type=int, default=1_000_000, help="the scale group's large queue")
+    add("--n-concurrent", type=int, default=None, help="messages per concurrent measurement")
+    add("--n-sequential", type=int, default=None, help="operations per sequential measurement")
+    add("--n-scale", type=int, default=None, help="operations per scale measurement")
+    add("--bulk-batches", type=int, default=None, help=f"calls of {BATCH} per bulk measurement")
+    add("--memory-probe", nargs=2, metavar=("PROBE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
         return args
-
     args.mode = "short" if args.short else "smoke" if args.smoke else "full"
-    sizes = MODES[args.mode]
-    overrides = {
-        "concurrent": args.n_concurrent,
-        "sequential": args.n_sequential,
-        "scale": args.n_scale,
-        "bulk_batches": args.bulk_batches,
-    }
-    args.sizes = Sizes(**{**asdict(sizes), **{k: v for k, v in overrides.items() if v is not None}})
-    if args.repeats is None:
-        args.repeats = 1 if args.smoke else 3
+    overrides = {"concurrent": args.n_concurrent, "sequential": args.n_sequential, "scale": args.n_scale}
+    overrides["bulk_batches"] = args.bulk_batches
+    sizes = asdict(MODES[args.mode]) | {k: v for k, v in overrides.items() if v is not None}
+    args.sizes, args.repeats = Sizes(**sizes), args.repeats or (1 if args.smoke else 3)
     if args.groups is None:
         args.groups = [g for g in GROUPS if g != "scale" or args.mode == "full" or args.scale]
     elif args.scale and "scale" not in args.groups:
         args.groups.append("scale")
-    if args.repeats < 1 or args.tasks < 1 or args.threads < 1 or args.asyncio_pool < 1 or args.trio_pool < 1:
-        parser.error("--repeats, --tasks, --threads and the pool sizes must be positive")
-    if args.body_size < BODY_TAG_DIGITS + 1:
-        parser.error(f"--body-size must be at least {BODY_TAG_DIGITS + 1} (every body is unique)")
-    if min(asdict(args.sizes).values()) < 1 or args.scale_pending < 1:
-        parser.error("the message counts must be positive")
-    if args.tasks > args.sizes.concurrent or args.threads > args.sizes.concurrent:
-        parser.error("every concurrent caller needs at least one message: raise --n-concurrent")
-    args.simplebroker_version = None
-    if not args.no_simplebroker:
-        if importlib.util.find_spec("simplebroker") is None:
-            log("simplebroker is not installed: leaving it out")
-            args.no_simplebroker = True
-        else:
-            args.simplebroker_version = importlib.metadata.version("simplebroker")
+    if min(args.repeats, args.tasks, args.threads, args.asyncio_pool, args.trio_pool, *sizes.values()) < 1:
+        parser.error("--repeats, --tasks, --threads, the pool sizes and the message counts must be positive")
+    if args.body_size <= BODY_TAG_DIGITS or max(args.tasks, args.threads) > args.sizes.concurrent:
+        parser.error(f"--body-size must be > {BODY_TAG_DIGITS}, --n-concurrent at least --tasks and --threads")
+    usable = importlib.util.find_spec("simplebroker") is not None and args.sync != "EXTRA"
+    if not (usable or args.no_simplebroker):
+        log("leaving SimpleBroker out: not installed, or synchronous=EXTRA (which it refuses)")
+    args.no_simplebroker = args.no_simplebroker or not usable
+    args.simplebroker_version = None if args.no_simplebroker else importlib.metadata.version("simplebroker")
     return args
-
-
-def scratch_parent(requested: str | None) -> str:
-    if requested is not None:
-        return requested
-    if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK):
-        return "/var/tmp"
-    return os.getcwd()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.memory_probe:
         probe, path = args.memory_probe
-        print(json.dumps(memory_probe(probe, path)))
+        print(json.dumps(memory_probe(probe, path, args.sync)))
         return 0
-    if args.cache_dir is None:
-        args.cache_dir = os.path.join(scratch_parent(args.dir), "sansio-bench-cache")
-    return run_in_scratch(args, run)
+    parent = args.dir or ("/var/tmp" if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK) else os.getcwd())
+    args.cache_dir = args.cache_dir or os.path.join(parent, "sansio-bench-cache")
+    os.makedirs(parent, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="sansio-bench-", dir=parent)  # a real disk: never tmpfs unless allowed
+    try:
+        return run(args, directory)
+    finally:
+        if args.keep:
+            log(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, directory: str) -> int:
     packages = [p for p in ("simplebroker", "aiosqlite", "aiosqlitepool", "trio") if importlib.util.find_spec(p)]
-    machine = machine_info(directory, packages=packages)
-    if refuse_memory_filesystem(machine, directory, args.allow_tmpfs):
-        return 2
-    cases = build_cases(args)
-    sizes: Sizes = args.sizes
-
+    machine = machine_info(directory, packages)
+    if machine["filesystem"] in MEMORY_FILESYSTEMS:
+        message = f"{directory} is on {machine['filesystem']}: fsync costs nothing there"
+        if not args.allow_tmpfs:
+            log(f"refusing to run: {message}. Use --dir on a real disk (or --allow-tmpfs).")
+            return 2
+        log(f"WARNING: {message}")
+    cases, sizes = build_cases(args), args.sizes
     print("Machine")
     for key, value in machine.items():
         print(f"  {key:24} {value}")
     print(
-        f"Settings: mode={args.mode}, repeats={args.repeats}, groups={' '.join(args.groups)}\n"
-        f"  messages: concurrent {sizes.concurrent:,}, bulk {sizes.bulk_batches} x {BATCH}, "
-        f"sequential {sizes.sequential:,}, scale {sizes.scale:,} (pending {args.scale_pending:,} vs 1,000); "
-        f"body {args.body_size} chars\n"
-        f"  callers: {args.tasks} tasks (asyncio pool {args.asyncio_pool}, trio pool {args.trio_pool}), "
-        f"{args.threads} threads; warm-up {sizes.warmup} ops (sequential), {sizes.warmup_per_caller} per caller\n"
-        f"  turns: the implementations of a case take turns within each run, {args.block or 'all'} ops "
-        f"(single caller), {args.concurrent_block or 'all'} messages (concurrent), 1 batch (bulk) per turn\n"
-        f"  every implementation: synchronous={SYNC}, WAL, busy_timeout {BUSY_TIMEOUT_MS}, "
-        f"wal_autocheckpoint {WAL_AUTOCHECKPOINT}, cache_size -{CACHE_MB * 1024}; brokers with "
-        "BROKER_AUTO_VACUUM=0, config passed explicitly (environment not read)",
+        f"Settings: mode={args.mode}, repeats={args.repeats}, groups={' '.join(args.groups)}\n  messages: concurrent "
+        f"{sizes.concurrent:,}, bulk {sizes.bulk_batches} x {BATCH}, sequential {sizes.sequential:,}, scale "
+        f"{sizes.scale:,} (pending {args.scale_pending:,} vs 1,000); body {args.body_size} chars\n  callers: "
+        f"{args.tasks} tasks (asyncio pool {args.asyncio_pool}, trio pool {args.trio_pool}), {args.threads} threads; "
+        f"warm-up {sizes.warmup} ops (sequential), {sizes.warmup_per_caller} per caller\n  turns: the implementations"
+        f" of a case take turns within each run, {args.block or 'all'} ops (single caller), "
+        f"{args.concurrent_block or 'all'} messages (concurrent), 1 batch (bulk) per turn\n  every implementation: "
+        f"synchronous={args.sync}, WAL, busy_timeout {BUSY_TIMEOUT_MS}, wal_autocheckpoint {WAL_AUTOCHECKPOINT}, "
+        f"cache_size -{CACHE_MB * 1024}; brokers with BROKER_AUTO_VACUUM=0, config passed explicitly (environment not "
+        "read)",
         flush=True,
     )
-
     total = args.repeats * sum(len(c.impls) for c in cases) + (len(MEMORY_PROBES) if "scale" in args.groups else 0)
-    done = [0]
-    started = time.perf_counter()
+    started, done = time.perf_counter(), itertools.count(1)
 
     def progress(text: str) -> None:
-        done[0] += 1
-        log(f"[{done[0]:>3}/{total}] {time.perf_counter() - started:6.1f}s  {text}")
+        log(f"[{next(done):>3}/{total}] {time.perf_counter() - started:6.1f}s  {text}")
 
     if "scale" in args.groups:  # build (or find) the cached files before any timing
         for pending in (1000, args.scale_pending):
             pending_base(args.cache_dir, pending, args.body_size)
-
     measurements: list[Measurement] = []
     problems: list[str] = []
     width = max(len(impl.label) for c in cases for impl in c.impls)
-    for repeat in range(args.repeats):
-        for case in cases:
-            for m in measure_case(case, repeat, directory, args):
-                measurements.append(m)
-                problems.extend(check_settings(m))
-                progress(
-                    f"run {repeat + 1}/{args.repeats}  {case.group:17} {case.name:19} {m.label:{width}} "
-                    f"{m.rate:>10,.0f} msgs/s  {m.seconds:6.2f} s  p50 {m.p50_us:,.0f} us"
-                )
+    for repeat, case in itertools.product(range(args.repeats), cases):
+        for m in measure_case(case, repeat, directory, args):
+            measurements.append(m)
+            problems.extend(check_settings(m, args.sync))
+            progress(
+                f"run {repeat + 1}/{args.repeats}  {case.group:17} {case.case:19} {m.label:{width}} "
+                f"{m.rate:>10,.0f} msgs/s  {m.seconds:6.2f} s  p50 {m.p50_us:,.0f} us"
+            )
     memory = run_memory_probes(args, directory, progress) if "scale" in args.groups else []
     elapsed = time.perf_counter() - started
 
     rows = summarize(cases, measurements)
-    verdicts = evaluate(cases, rows)
-    checks = baseline_checks(rows)
+    verdicts, checks = evaluate(cases, rows), baseline_checks(rows, args.sync)
     print(
-        f"\nResults (median of {args.repeats} runs, total time {elapsed:.0f} s). msgs/s: messages moved / wall time, "
-        "summed over the implementation's turns\n(each turn: first caller's start to last caller's end); x ref: median "
-        "of the per-run ratios to the case's reference (ref),\nrounded down; p50/p99: latency of one call as its "
-        f"caller saw it (one message, or one batch of {BATCH} in bulk), pooled over the runs.\n"
+        f"\nResults (median of {args.repeats} runs, synchronous={args.sync}, total time {elapsed:.0f} s). msgs/s: "
+        "messages moved / wall time, summed over the implementation's turns\n(each turn: first caller's start to "
+        "last caller's end); x ref: median of the per-run ratios to the case's reference (ref),\nrounded down; "
+        f"p50/p99: latency of one call as its caller saw it (one message, or one batch of {BATCH} in bulk), "
+        "pooled over the runs.\n"
     )
     print(render_table(rows))
-    print_verdicts(verdicts, checks, memory)
+    print_verdicts(verdicts, checks, memory, args.sync)
     for problem in dict.fromkeys(problems):
         print(f"WARNING: {problem}")
-
-    charts: list[str] = []
-    json_path = Path(args.json)
-    if not args.no_charts:
-        chart_dir = Path(args.charts) if args.charts else json_path.parent
-        charts = write_charts(rows, cases, memory, chart_dir, machine, args.scale_pending)
+    charts = [] if args.no_charts else write_charts(rows, cases, memory, machine, args)
+    settings = {k: v for k, v in vars(args).items() if k not in ("sizes", "memory_probe")}
     document = {
         "machine": machine,
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("sizes", "memory_probe") and not k.startswith("_")
-        }
-        | {"sizes": asdict(sizes), "sync": SYNC, "batch": BATCH},
+        "settings": settings | {"sizes": asdict(sizes), "batch": BATCH},
         "elapsed_seconds": elapsed,
-        "cases": [
-            {
-                "group": c.group,
-                "case": c.name,
-                "kind": c.kind,
-                "messages": c.messages,
-                "reference": c.reference.key,
-                "targets": c.targets,
-                "impls": [asdict(i) for i in c.impls],
-            }
-            for c in cases
-        ],
+        "cases": [asdict(c) | {"reference": c.reference.key} for c in cases],
         "rows": [asdict(r) for r in rows],
         "targets": verdicts,
         "sequential_baseline": {"ratios": BASELINE, "tolerance": BASELINE_TOLERANCE, "checks": checks},
@@ -1718,9 +1257,9 @@ def run(args: argparse.Namespace, directory: str) -> int:
         "problems": list(dict.fromkeys(problems)),
         "charts": charts,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    log(f"wrote {json_path}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    log(f"wrote {args.json}")
     return 0
 
 
