@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from sansio_broker.commands import Command, Commit, Rollback, UnlockVacuumFile
-from sansio_broker.errors import OperationCancelled
+from sansio_broker import OperationCancelled
+from sansio_broker.driver import Command, Commit, Rollback, UnlockVacuumFile
 
 from ._sync import no_withdrawals
 

@@ -27,9 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from sansio_broker import Message, Session
-from sansio_broker.commands import Operation
-from sansio_broker.core import WriteOutcome
+from sansio_broker import Message
+from sansio_broker.driver import Operation, Session, WriteOutcome
 
 from ._flight import Flight
 

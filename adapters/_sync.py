@@ -1,7 +1,8 @@
 """The synchronous driver: carries out core commands on one ``sqlite3`` connection.
 
-The blocking adapter calls it directly; the trio adapter calls it inside the
-connection's worker thread, so a whole operation costs one thread hop.
+The blocking adapter calls it in the caller's thread; the asyncio and trio
+adapters call it inside the connection's worker thread, so a whole operation
+costs one thread hop.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from sansio_broker import Message, errors, sql
-from sansio_broker.commands import (
+from sansio_broker import Config, Message, errors
+from sansio_broker.driver import (
     Begin,
+    BrokerCore,
     Command,
     Commit,
     Execute,
@@ -29,12 +31,12 @@ from sansio_broker.commands import (
     ReadClock,
     Rollback,
     SealGroup,
+    Session,
     Sleep,
     UnlockVacuumFile,
+    check_database,
 )
-from sansio_broker.config import Config
-from sansio_broker.core import BrokerCore, Session
-from sansio_broker.schema import check_database
+from sansio_broker.sqlite import SQLITE, SQLITE_CONSTRAINT
 
 T = TypeVar("T")
 
@@ -55,11 +57,12 @@ def no_withdrawals() -> frozenset[int]:
 
 
 def translate(exc: sqlite3.Error) -> errors.DatabaseError:
-    """A driver error as the core's error type, with the original as its cause."""
+    """A driver error as the core's error type (the SQLite dialect classifies
+    it), with the original as its cause."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None and isinstance(exc, sqlite3.IntegrityError):
-        code = errors.SQLITE_CONSTRAINT
-    translated = errors.from_driver(str(exc), code)
+        code = SQLITE_CONSTRAINT
+    translated = SQLITE.classify_error(str(exc), code)
     translated.__cause__ = exc
     return translated
 
@@ -85,7 +88,7 @@ def _cannot_open(path: str, exc: sqlite3.Error) -> errors.DatabaseError:
         reason += f" (the directory {directory} does not exist)"
     elif os.path.isdir(path):
         reason += " (it is a directory)"
-    error = errors.from_driver(f"cannot open {path}: {reason}", getattr(exc, "sqlite_errorcode", None))
+    error = SQLITE.classify_error(f"cannot open {path}: {reason}", getattr(exc, "sqlite_errorcode", None))
     error.__cause__ = exc
     return error
 
@@ -142,7 +145,7 @@ def check_read_only(path: str, core: BrokerCore) -> None:
             return
         driver = SyncDriver(connection, path)
         try:
-            driver.run(check_database(core.sql, path))
+            driver.run(check_database(core.dialect, path))
             return
         except errors.IncompatibleDatabaseError:
             raise
@@ -345,7 +348,7 @@ class SyncDriver:
         """Roll back a transaction nobody owns (its ROLLBACK failed or was skipped)."""
         if self.connection.in_transaction:
             with contextlib.suppress(sqlite3.Error):
-                self.connection.execute(sql.ROLLBACK)
+                self.connection.execute(Rollback.sql)
 
     def committed(self) -> bool:
         """The last operation's latest COMMIT took effect (ask once it has ended)."""
@@ -373,7 +376,7 @@ class SyncDriver:
         try:
             if self.connection.in_transaction:
                 self.commit_sent = False  # first: whatever happens next, nothing landed
-                self.connection.execute(sql.ROLLBACK)
+                self.connection.execute(Rollback.sql)
         except sqlite3.Error:
             return NOT_LANDED  # closed, or rolled back already
         if not self.commit_sent:

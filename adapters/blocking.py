@@ -12,19 +12,27 @@ connections and never touches the parent's.
 
 from __future__ import annotations
 
+__all__ = ["DEFAULT_PATH", "Broker", "CommitOutcomeUnknown", "MessageStream", "Queue", "resolve_config"]
+
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, Self, TypeVar
 
-from sansio_broker import BrokerClosedError, BrokerCore, BrokerError, Config, Message, QueueStats, Session
-from sansio_broker.commands import Operation
-from sansio_broker.errors import OperationCancelled, OutcomeUnknownError, TransactionError
-from sansio_broker.streams import Stream, open_stream
-from sansio_broker.validation import check_broker, check_path, check_queue_name
+from sansio_broker import (
+    BrokerClosedError,
+    BrokerError,
+    Config,
+    Message,
+    OperationCancelled,
+    OutcomeUnknownError,
+    TransactionError,
+)
+from sansio_broker.driver import BrokerCore, ClaimStream, Operation, Session, Stream
+from sansio_broker.validation import check_path
 
 from ._group import (
     LEAD,
@@ -40,6 +48,7 @@ from ._group import (
     write_group,
 )
 from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
+from ._sync_operations import MessageStream, Operations, QueueOperations
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,7 +64,7 @@ DEFAULT_PATH = ".broker.db"
 # Connections inherited across fork(): kept referenced so they are never
 # finalized (closing them in the child could drop the parent's locks).
 _INHERITED: list[object] = []
-_BROKERS: weakref.WeakSet[Broker] = weakref.WeakSet()
+_ENGINES: weakref.WeakSet[_Engine] = weakref.WeakSet()
 
 
 def resolve_config(config: Config | Mapping[str, Any] | None) -> Config:
@@ -80,10 +89,10 @@ class _Connection:
     thread; ``lock`` is held while an operation runs on it, so ``close()``
     and ``fork()`` never touch it mid-operation."""
 
-    __slots__ = ("broker", "closing", "driver", "lock", "main", "session", "thread")
+    __slots__ = ("closing", "driver", "engine", "lock", "main", "session", "thread")
 
-    def __init__(self, broker: Broker, driver: SyncDriver, session: Session) -> None:
-        self.broker = broker
+    def __init__(self, engine: _Engine, driver: SyncDriver, session: Session) -> None:
+        self.engine = engine
         self.driver = driver
         self.session = session
         # Reentrant: a fork() from inside this thread's own operation (a
@@ -109,11 +118,11 @@ class _Connection:
         try:
             with self.lock:
                 if self.closing:
-                    raise self.broker._closed_error()
+                    raise self.engine._closed_error()
                 answer = driver.run(operation, None, seal)
                 if driver.connection.in_transaction and self.unowned:
                     driver.rollback_if_open()  # its own ROLLBACK failed: nobody else would
-            self.broker._housekeep()
+            self.engine._housekeep()
             return answer  # type: ignore[no-any-return]
         except BaseException as exc:
             _close_quietly(operation)  # abandoned mid-way by an interrupt: nothing may run later
@@ -174,7 +183,7 @@ class _Connection:
             try:
                 with self.lock:
                     if self.closing:
-                        raise self.broker._closed_error() from exc
+                        raise self.engine._closed_error() from exc
                     step()
                 return
             except BrokerClosedError:
@@ -243,24 +252,13 @@ class _ThreadWaiter:
         return self._value
 
 
-class Broker:
-    """A broker on one SQLite file; every operation of the core, blocking.
+class _Engine:
+    """How a :class:`Broker` runs the operations: a connection per thread,
+    group commit between threads, interrupt recovery, close and fork."""
 
-    ``config=None`` reads ``BROKER_*`` environment variables. The file is
-    created (schema v6) or checked when the broker is constructed, so a
-    foreign or incompatible file fails here, with nothing written.
-
-    Safe to share between threads (each gets its own connection, closed once
-    the thread has ended) and across ``fork()``. ``close()`` waits for the
-    operations in flight. An interrupt (Ctrl-C) at any point leaves the
-    broker usable, and never strands a claimed message.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str] = DEFAULT_PATH, *, config: Config | Mapping[str, Any] | None = None
-    ) -> None:
-        self.path = check_path(path)  # "" and ":memory:" name no file: refused here
-        self.config = resolve_config(config)
+    def __init__(self, path: str, config: Config) -> None:
+        self.path = path
+        self.config = config
         self._core = BrokerCore(self.config)
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -270,7 +268,7 @@ class Broker:
         self._reset_groups()
         # Set once the broker must refuse all use: it makes the error to raise.
         self._unusable: Callable[[], BrokerError] | None = None
-        _BROKERS.add(self)
+        _ENGINES.add(self)
         self._connection()
 
     # ----------------------------------------------------------- connections
@@ -308,10 +306,28 @@ class Broker:
         unusable = self._unusable
         return unusable() if unusable is not None else BrokerClosedError(f"the broker on {self.path} is closed")
 
-    def _run(self, make: Callable[[Session], Operation[T]]) -> T:
+    # ------------------------------------------------- what operations use
+    def open(self) -> None:
+        self._connection()
+
+    def run(self, make: Callable[[Session], Operation[T]], writes: bool = False) -> T:
         """Run ``make(session)`` on this thread's connection (looked up once)."""
         connection = self._connection()
-        return connection.run(make(connection.session))
+        return connection.run(make(connection.session), writes=writes)
+
+    def claiming(self, make: Callable[[Session], Operation[T]], shape: Callable[[T], R]) -> R:
+        return self._claiming(self._connection(), make, shape)
+
+    def claim(self, queue: str, shape: Callable[[Message | None], R]) -> R:
+        connection = self._connection()
+        if connection.groupable:
+            return shape(self._claim_shared(connection, queue))
+        return self._claiming(connection, lambda s: s.claim(queue), shape)
+
+    def stream(self, make: Callable[[Session], Stream], shape: Callable[[Message], R]) -> MessageStream[R]:
+        connection = self._connection()
+        source = make(connection.session)
+        return _Stream(_iterate(connection, source, shape, claims=isinstance(source, ClaimStream)))
 
     def _claiming(self, connection: _Connection, make: Callable[[Session], Operation[T]], shape: Callable[[T], R]) -> R:
         """Run a claim and hand over ``shape(answer)``; if the caller is
@@ -340,7 +356,7 @@ class Broker:
 
     def _auto_vacuum(self) -> None:
         try:
-            self._run(lambda s: s.auto_vacuum())
+            self.run(lambda s: s.auto_vacuum())
         except BrokerClosedError:
             pass
         except Exception:
@@ -519,7 +535,6 @@ class Broker:
     def close(self) -> None:
         """Close every connection this broker opened (in every thread).
 
-        Later calls, in any thread, raise :class:`BrokerClosedError`.
         Operations in flight finish first (a long statement is interrupted
         and its operation fails with :class:`BrokerClosedError`), as does a
         running auto-vacuum. Safe to call again, also after an interrupt.
@@ -540,27 +555,17 @@ class Broker:
                     self._connections.remove(connection)
         self._local = threading.local()
 
-    def __enter__(self) -> Broker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # ----------------------------------------------------------- transactions
     @contextmanager
-    def transaction(self) -> Iterator[Broker]:
-        """Make the operations inside commit or roll back together.
-
-        Claims, writes and moves this thread makes inside the block are one
-        ``BEGIN IMMEDIATE`` transaction: "take a message, write the result
-        elsewhere" is atomic. An exception (Ctrl-C too) rolls everything back.
-        """
+    def transaction(self, owner: T) -> Iterator[T]:
+        """This thread's operations inside the block are one transaction;
+        an exception (Ctrl-C too) rolls everything back."""
         connection = self._connection()
         session = connection.session
         begin = session.begin_transaction()  # refuses a nested one before anything runs
         try:
             connection.run(begin)
-            yield self
+            yield owner
             connection.run(session.commit_transaction())  # the last line: nothing runs after it lands
         except BaseException as exc:
             try:
@@ -570,13 +575,7 @@ class Broker:
                     connection.abandon_transaction(None)
             raise
 
-    # ---------------------------------------------------------------- writes
     def write(self, queue: str, message: str) -> int:
-        """Append ``message`` to ``queue``; returns its ID once committed.
-
-        Writes of other threads waiting at the same moment share its
-        transaction (group commit); each gets its own ID, in arrival order.
-        """
         connection = self._connection()
         if not connection.groupable:
             return connection.run(connection.session.write(queue, message), writes=True)
@@ -604,251 +603,10 @@ class Broker:
         claimed: Message | None = self._in_group(connection, combiner, None, partial(claim_group, queue), queue)
         return claimed
 
-    def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
-        """Append messages in order in one transaction; returns their IDs."""
-        connection = self._connection()
-        return connection.run(connection.session.write_many(queue, messages), writes=True)
 
-    def broadcast(self, message: str, *, pattern: str | None = None) -> int:
-        """Write to every existing queue (or those matching the glob); returns how many."""
-        return self._run(lambda s: s.broadcast(message, pattern=pattern))
-
-    # ---------------------------------------------------------------- claims
-    def claim(
-        self,
-        queue: str,
-        *,
-        message_id: int | str | None = None,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-    ) -> Message | None:
-        """Claim the oldest pending message (or the one with ``message_id``).
-
-        Plain claims of threads waiting on the same queue at the same moment
-        share one transaction, each getting a distinct message.
-        """
-        connection = self._connection()
-        if message_id is None and after_timestamp is None and before_timestamp is None and connection.groupable:
-            return self._claim_shared(connection, queue)
-        return connection.run(
-            connection.session.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
-        )
-
-    def claim_many(
-        self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
-    ) -> list[Message]:
-        """Claim up to ``limit`` messages in one transaction."""
-        return self._run(lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
-
-    def claim_all(
-        self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
-    ) -> list[Message]:
-        """Claim every pending message in one transaction (all returned, or none claimed)."""
-        return self._run(lambda s: s.claim_all(queue, after=after_timestamp, before=before_timestamp))
-
-    # ----------------------------------------------------------------- peeks
-    def peek(
-        self,
-        queue: str,
-        *,
-        message_id: int | str | None = None,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-        include_claimed: bool = False,
-    ) -> Message | None:
-        """The oldest pending message (or one by ID), not claimed."""
-        return self._run(
-            lambda s: s.peek(
-                queue,
-                message_id=message_id,
-                after=after_timestamp,
-                before=before_timestamp,
-                include_claimed=include_claimed,
-            )
-        )
-
-    def peek_many(
-        self,
-        queue: str,
-        limit: int,
-        *,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-        include_claimed: bool = False,
-    ) -> list[Message]:
-        """Up to ``limit`` oldest messages, not claimed."""
-        return self._run(
-            lambda s: s.peek_many(
-                queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
-            )
-        )
-
-    # --------------------------------------------------------------- streams
-    def stream(
-        self,
-        queue: str,
-        *,
-        peek: bool = False,
-        commit_interval: int = 1,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-        include_claimed: bool = False,
-    ) -> Iterator[Message]:
-        """Every message of ``queue``, oldest first, as an iterator.
-
-        ``commit_interval=1`` claims exactly once, one transaction per
-        message. ``commit_interval=N>1`` claims batches of N at least once:
-        a batch commits when the next one is asked for and is rolled back
-        (delivered again) if the iterator is closed early. Close it (or use
-        it in a ``for`` loop over a temporary) to release the write lock.
-        ``peek=True`` pages through without claiming.
-        """
-        connection = self._connection()
-        source = open_stream(
-            connection.session,
-            queue,
-            peek=peek,
-            commit_interval=commit_interval,
-            after=after_timestamp,
-            before=before_timestamp,
-            include_claimed=include_claimed,
-        )
-        return _iterate(connection, source, claims=not peek)
-
-    # ----------------------------------------------------------------- moves
-    def move(
-        self,
-        source: str,
-        destination: str,
-        *,
-        message_id: int | str | None = None,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-        require_unclaimed: bool | None = None,
-    ) -> Message | None:
-        """Move the oldest pending message (or one by ID, even if claimed)."""
-        return self._run(
-            lambda s: s.move(
-                source,
-                destination,
-                message_id=message_id,
-                after=after_timestamp,
-                before=before_timestamp,
-                require_unclaimed=require_unclaimed,
-            )
-        )
-
-    def move_many(
-        self,
-        source: str,
-        destination: str,
-        limit: int,
-        *,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-    ) -> list[Message]:
-        """Move up to ``limit`` pending messages in one transaction."""
-        return self._run(
-            lambda s: s.move_many(source, destination, limit, after=after_timestamp, before=before_timestamp)
-        )
-
-    def move_all(
-        self, source: str, destination: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
-    ) -> int:
-        """Move every pending message; returns how many moved."""
-        return self._run(lambda s: s.move_all(source, destination, after=after_timestamp, before=before_timestamp))
-
-    # ---------------------------------------------------------------- delete
-    def delete(self, queue: str | None = None) -> int:
-        """Delete a queue's messages, or every queue's when ``queue`` is None."""
-        return self._run(lambda s: s.delete_all() if queue is None else s.delete_queue(queue))
-
-    def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
-        """Delete messages of ``queue`` by ID; returns how many existed."""
-        return self._run(lambda s: s.delete_messages(queue, message_ids))
-
-    # ------------------------------------------------------------ inspection
-    def list_queues(self) -> list[str]:
-        return self._run(lambda s: s.list_queues())
-
-    def get_queue_stats(self) -> list[QueueStats]:
-        """``(queue, pending, total)`` for every queue."""
-        return self._run(lambda s: s.all_queue_stats())
-
-    def queue_stats(self, queue: str) -> QueueStats:
-        return self._run(lambda s: s.queue_stats(queue))
-
-    def queue_exists(self, queue: str) -> bool:
-        return self._run(lambda s: s.queue_exists(queue))
-
-    def vacuum(self, *, compact: bool = False) -> int:
-        """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
-        return self._run(lambda s: s.vacuum(compact=compact))
-
-    # ------------------------------------------- the async example's shapes
-    def read(
-        self,
-        queue: str,
-        peek: bool = False,
-        all_messages: bool = False,
-        exact_timestamp: int | str | None = None,
-        *,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-    ) -> list[str]:
-        """Bodies, as the original async example's ``read`` returns them: the
-        oldest message, or every one (claimed in one transaction) with
-        ``all_messages``; ``peek`` claims nothing."""
-        return self._read(queue, peek, all_messages, exact_timestamp, after_timestamp, before_timestamp, _as_list)
-
-    def _read(
-        self,
-        queue: str,
-        peek: bool,
-        all_messages: bool,
-        message_id: int | str | None,
-        after: int | None,
-        before: int | None,
-        shape: Callable[[Any], R],
-    ) -> R:
-        """``shape`` turns the answer (one message or ``None``, or bodies) into the caller's."""
-        connection = self._connection()
-        if message_id is None and after is None and before is None and not peek and not all_messages:
-            if connection.groupable:
-                return shape(self._claim_shared(connection, queue))
-            return self._claiming(connection, lambda s: s.claim(queue), shape)
-        return self._claiming(
-            connection,
-            lambda s: s.read_bodies(
-                queue, peek=peek, all_messages=all_messages, message_id=message_id, after=after, before=before
-            ),
-            shape,
-        )
-
-    def stream_read(
-        self,
-        queue: str,
-        peek: bool = False,
-        all_messages: bool = False,
-        exact_timestamp: int | str | None = None,
-        commit_interval: int = 1,
-        after_timestamp: int | None = None,
-    ) -> Iterator[str]:
-        """Bodies, as the original async example's ``stream_read`` yields them."""
-        connection = self._connection()
-        source = open_stream(
-            connection.session,
-            queue,
-            peek=peek,
-            all_messages=all_messages,
-            commit_interval=commit_interval,
-            message_id=exact_timestamp,
-            after=after_timestamp,
-        )
-        return _iterate(connection, source, claims=not peek, bodies=True)
-
-
-def _iterate(connection: _Connection, source: Stream, *, claims: bool, bodies: bool = False) -> Iterator[Any]:
+def _iterate(
+    connection: _Connection, source: Stream, shape: Callable[[Message], R], *, claims: bool
+) -> Generator[R, None, None]:
     """Hand out a stream's batches; closing the iterator closes the stream.
 
     A message leaves ``pending`` in the very step that hands it over, so an
@@ -862,7 +620,8 @@ def _iterate(connection: _Connection, source: Stream, *, claims: bool, bodies: b
             if not pending:
                 return
             while pending:
-                yield pending.pop(0).body if bodies else pending.pop(0)
+                item = shape(pending[0])  # an interrupt here finds the message still pending
+                yield pending.pop(0) and item  # removed in the very step that hands it over (a Message is truthy)
     except BaseException as exc:
         if claims:
             connection.give_back(pending, exc)
@@ -872,156 +631,72 @@ def _iterate(connection: _Connection, source: Stream, *, claims: bool, bodies: b
             connection.run(source.close())
 
 
-def _as_list(answer: Message | list[str] | None) -> list[str]:
-    """``Broker.read``'s shape: a list of bodies."""
-    if isinstance(answer, list):
-        return answer
-    return [] if answer is None else [answer.body]
+class _Stream(Generic[R]):
+    """A blocking stream: its iterator, closeable, and a context manager."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Generator[R, None, None]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[R]:
+        # The generator itself: a for loop then runs no frame of ours between
+        # its steps, where an interrupt would leave the batch open until
+        # garbage collection instead of rolling it back at once.
+        return self._items
+
+    def __next__(self) -> R:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop: an uncommitted at-least-once batch is rolled back and delivered again."""
+        self._items.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._items.close()
 
 
-def _first_body(answer: Message | list[str] | None) -> str | None:
-    """``Queue.read``'s shape: one body, or ``None``."""
-    if isinstance(answer, list):
-        return answer[0] if answer else None
-    return None if answer is None else answer.body
+class Broker(Operations):
+    """A broker on one SQLite file; every operation of the core, blocking.
+
+    ``config=None`` reads ``BROKER_*`` environment variables. The file is
+    created (schema v6) or checked when the broker is constructed, so a
+    foreign or incompatible file fails here, with nothing written.
+
+    Safe to share between threads (each gets its own connection, closed once
+    the thread has ended) and across ``fork()``. ``close()`` waits for the
+    operations in flight. An interrupt (Ctrl-C) at any point leaves the
+    broker usable, and never strands a claimed message.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_PATH, *, config: Config | Mapping[str, Any] | None = None
+    ) -> None:
+        self.path = check_path(path)  # "" and ":memory:" name no file: refused here
+        self.config = resolve_config(config)
+        self._engine = _Engine(self.path, self.config)
 
 
-def _bodies(messages: list[Message]) -> list[str]:
-    return [m.body for m in messages]
-
-
-class Queue:
+class Queue(QueueOperations):
     """One queue of a :class:`Broker`, with the async example's method names.
 
     The example-style methods (``read``, ``read_all``, ``stream``) return
     bodies; the others return :class:`~sansio_broker.Message` with the ID.
     """
 
-    def __init__(self, name: str, broker: Broker) -> None:
-        self.name = check_queue_name(name)
-        self.broker = check_broker(broker, Broker, "Queue")  # a path here fails now, not at the first call
-
-    def write(self, message: str) -> int:
-        return self.broker.write(self.name, message)
-
-    def write_many(self, messages: Iterable[str]) -> list[int]:
-        return self.broker.write_many(self.name, messages)
-
-    @overload
-    def read(
-        self,
-        *,
-        peek: bool = ...,
-        all_messages: Literal[False] = ...,
-        message_id: int | str | None = ...,
-        after_timestamp: int | None = ...,
-        before_timestamp: int | None = ...,
-    ) -> str | None: ...
-    @overload
-    def read(
-        self,
-        *,
-        peek: bool = ...,
-        all_messages: Literal[True],
-        message_id: None = ...,
-        after_timestamp: int | None = ...,
-        before_timestamp: int | None = ...,
-    ) -> list[str]: ...
-    def read(
-        self,
-        *,
-        peek: bool = False,
-        all_messages: bool = False,
-        message_id: int | str | None = None,
-        after_timestamp: int | None = None,
-        before_timestamp: int | None = None,
-    ) -> str | list[str] | None:
-        """The oldest message's body (claimed unless ``peek``), or ``None``.
-
-        ``all_messages=True`` returns every body: claimed in one transaction,
-        so either all are handed over or none is claimed.
-        """
-        shape = _as_list if all_messages else _first_body
-        return self.broker._read(self.name, peek, all_messages, message_id, after_timestamp, before_timestamp, shape)
-
-    def read_all(self, *, peek: bool = False) -> list[str]:
-        return self.read(peek=peek, all_messages=True)
-
-    def stream(
-        self,
-        *,
-        peek: bool = False,
-        all_messages: bool = True,
-        commit_interval: int = 1,
-        after_timestamp: int | None = None,
-    ) -> Iterator[str]:
-        """Bodies until the queue is empty (``all_messages=False``: at most one).
-
-        ``commit_interval > 1`` is at-least-once: see :meth:`Broker.stream`.
-        """
-        return self.broker.stream_read(
-            self.name,
-            peek=peek,
-            all_messages=all_messages,
-            commit_interval=commit_interval,
-            after_timestamp=after_timestamp,
-        )
-
-    def claim(self, *, message_id: int | str | None = None) -> Message | None:
-        return self.broker.claim(self.name, message_id=message_id)
-
-    def claim_many(self, limit: int) -> list[Message]:
-        return self.broker.claim_many(self.name, limit)
-
-    def read_many(self, limit: int) -> list[str]:
-        """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
-        broker = self.broker
-        return broker._claiming(broker._connection(), lambda s: s.claim_many(self.name, limit), _bodies)
-
-    def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
-        return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
-
-    def peek_many(self, limit: int, *, include_claimed: bool = False) -> list[Message]:
-        return self.broker.peek_many(self.name, limit, include_claimed=include_claimed)
-
-    def messages(self, *, peek: bool = False, commit_interval: int = 1) -> Iterator[Message]:
-        """Like :meth:`stream`, with IDs."""
-        return self.broker.stream(self.name, peek=peek, commit_interval=commit_interval)
-
-    def size(self) -> int:
-        """Pending (unclaimed) messages."""
-        return self.broker.queue_stats(self.name).pending
-
-    def stats(self) -> QueueStats:
-        return self.broker.queue_stats(self.name)
-
-    def exists(self) -> bool:
-        return self.broker.queue_exists(self.name)
-
-    def move_to(self, destination: str, *, message_id: int | str | None = None) -> Message | None:
-        """Move the oldest pending message, or the one with ``message_id``."""
-        return self.broker.move(self.name, destination, message_id=message_id)
-
-    def move_many(self, destination: str, limit: int) -> list[Message]:
-        return self.broker.move_many(self.name, destination, limit)
-
-    def move_all(self, destination: str) -> int:
-        return self.broker.move_all(self.name, destination)
-
-    def delete(self, *, message_id: int | str | None = None) -> bool:
-        """Delete the whole queue, or one message; True if anything was deleted."""
-        if message_id is None:
-            return self.broker.delete(self.name) > 0
-        return self.broker.delete_messages(self.name, [message_id]) > 0
+    _broker_type = Broker
 
 
-# Locks every broker holds across a fork (see Broker._quiesce).
+# Locks every broker holds across a fork (see _Engine._quiesce).
 _FORK_HELD: list[Lock] = []
 
 
 def _before_fork() -> None:
-    for broker in list(_BROKERS):
-        _FORK_HELD.extend(broker._quiesce())
+    for engine in list(_ENGINES):
+        _FORK_HELD.extend(engine._quiesce())
 
 
 def _after_fork_in_parent() -> None:
@@ -1031,8 +706,8 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     _after_fork_in_parent()  # this thread took them: the only thread here
-    for broker in list(_BROKERS):
-        broker._forget_after_fork()
+    for engine in list(_ENGINES):
+        engine._forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):

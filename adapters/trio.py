@@ -21,24 +21,33 @@ exception, which a cancel scope does not swallow.)
 
 from __future__ import annotations
 
+__all__ = [
+    "AsyncMessageStream",
+    "CommitOutcomeUnknown",
+    "TrioBroker",
+    "TrioQueue",
+    "trio_broker",
+]
+
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any, TypeVar
 
 import outcome
 import trio
 
-from sansio_broker import BrokerClosedError, BrokerCore, Config, Session
-from sansio_broker.commands import Operation
-from sansio_broker.errors import OutcomeUnknownError
-from sansio_broker.validation import check_broker, check_path, check_positive
+from sansio_broker import BrokerClosedError, Config, OutcomeUnknownError
+from sansio_broker.driver import BrokerCore, Operation, Session
+from sansio_broker.validation import check_path, check_positive
 
-from ._async_api import AsyncOperations, Done, QueueOperations, left_open, run_in_thread
+from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations
 from ._flight import Flight
 from ._group import Group
+from ._pooled import Done, PooledEngine, give_up, left_open, opened, run_in_thread
 from ._sync import LOG, SyncDriver, open_driver
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -70,7 +79,7 @@ class _Job:
         token: trio.lowlevel.TrioToken,
         function: Callable[..., Any],
         args: tuple[Any, ...],
-        on_cancel: Callable[[], None] | None,
+        on_cancel: Callable[[], object] | None,
     ) -> None:
         self.token = token
         self.function = function
@@ -127,7 +136,7 @@ class _Worker:
         self._jobs.put(job)
 
     @trio.lowlevel.enable_ki_protection
-    async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None) -> T:
+    async def call(self, function: Callable[..., T], *args: Any, on_cancel: Callable[[], object] | None = None) -> T:
         """Run ``function(*args)`` here and wait for it: one thread hop.
 
         Without ``on_cancel`` the wait cannot be cancelled. With it, a
@@ -144,12 +153,12 @@ class _Worker:
         return result
 
 
-class TrioBroker(AsyncOperations["_Connection"]):
+class TrioBroker(AsyncOperations):
     """A broker on one SQLite file for trio; every operation of the core.
 
-    Open it with :func:`trio_broker`. Operations of one task inside
-    :meth:`transaction` share that transaction's connection; all others
-    borrow a pooled connection for one operation.
+    Open it with :func:`trio_broker` (inside ``trio.run``). Operations of one
+    task inside :meth:`transaction` share that transaction's connection; all
+    others borrow a pooled connection for one operation.
     """
 
     def __init__(
@@ -159,11 +168,28 @@ class TrioBroker(AsyncOperations["_Connection"]):
         pool_size: int = 4,
         config: Config | Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__()
         self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
-        self._core = BrokerCore(self.config)
+        core = BrokerCore(self.config)
+        self._runtime = _Runtime(self.path, self.config, self.pool_size, core)
+        self._engine = PooledEngine(core, self._runtime)
+
+    @property
+    def last_background_error(self) -> Exception | None:
+        """The last failure of background clean-up (also logged), for inspection."""
+        return self._runtime.last_background_error
+
+
+class _Runtime:
+    """trio's side of :class:`~._pooled.PooledEngine`: connections with a
+    worker thread each, pooled here, and trio system tasks for clean-up."""
+
+    def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore) -> None:
+        self.path = path
+        self.config = config
+        self.pool_size = pool_size
+        self._core = core
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
         self._connections: list[_Connection] = []
@@ -172,17 +198,17 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self._returned = trio.lowlevel.ParkingLot()
         self._open_lock = trio.Lock()  # one connection opened at a time
         self._opened = False
-        self._closed = False  # refusing callers; the connections stay open until _shut
+        self.closed = False  # refusing callers; the connections stay open until _shut
         self._shut = False
         self._cleaning = 0  # background clean-ups running
         self._cleaned = trio.lowlevel.ParkingLot()
         self.last_background_error: Exception | None = None
 
     # ----------------------------------------------------------- connections
-    async def _acquire(self, internal: bool = False) -> _Connection:
+    async def acquire(self, internal: bool = False) -> _Connection:
         try:
             while True:
-                if self._shut or (self._closed and not internal):
+                if self._shut or (self.closed and not internal):
                     raise BrokerClosedError(f"the broker on {self.path} is closed")
                 if self._idle:
                     return self._idle.pop()  # no checkpoint: a wake-up is never dropped
@@ -223,13 +249,13 @@ class TrioBroker(AsyncOperations["_Connection"]):
         self._opened = True
         return connection
 
-    def _release(self, connection: _Connection) -> None:
+    def release(self, connection: _Connection) -> None:
         """Give a connection back without suspending; clean it first if needed."""
         if self._shut:
             return  # close() closed it; its transaction ended with it
         busy = connection.busy
         if (busy is not None and not busy.finished) or left_open(connection):
-            self._in_background(self._release_when_ready(connection))
+            self.in_background(self._release_when_ready(connection))
             return
         connection.busy = None
         self._idle.append(connection)
@@ -240,7 +266,9 @@ class TrioBroker(AsyncOperations["_Connection"]):
         if self._shut:
             return  # close() closes it once its thread is done
         try:
-            await self._settle(connection, connection.session.reset())
+            with trio.CancelScope(shield=True):
+                await self.flight_ended(connection)
+                await connection.worker.call(connection.driver.run, connection.session.reset())
         except Exception:
             # It cannot be made clean: retire it rather than hand it out.
             self._connections.remove(connection)
@@ -249,9 +277,9 @@ class TrioBroker(AsyncOperations["_Connection"]):
             connection.worker.stop()
             self._returned.unpark()
             return
-        self._release(connection)
+        self.release(connection)
 
-    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         # A system task, scheduled through the trio token: safe from other
         # threads and from finalizers (a stream dropped after ``break``), and
         # no nursery of ours wraps the user's exceptions.
@@ -286,35 +314,18 @@ class TrioBroker(AsyncOperations["_Connection"]):
             if not self._cleaning:
                 self._cleaned.unpark_all()
 
-    async def _run_on(self, connection: _Connection, operation: Operation[T], writes: bool = False) -> T:
-        """Run one operation in the connection's worker thread: one hop."""
-        flight = Flight()
-        in_commit = False
+    async def call(self, connection: _Connection, operation: Operation[T], flight: Flight) -> T:
+        result: T = await connection.worker.call(
+            run_in_thread, connection.driver, operation, flight, on_cancel=lambda: give_up(connection, flight)
+        )
+        return result
 
-        def cancel() -> None:
-            nonlocal in_commit
-            connection.busy = flight
-            in_commit = flight.cancel(connection.driver.connection.interrupt)
-
-        try:
-            answer: T = await connection.worker.call(
-                run_in_thread, connection.driver, operation, flight, on_cancel=cancel
-            )
-        except trio.Cancelled:
-            error = await self._cancelled_in_commit(connection, flight, writes) if in_commit else None
-            if error is not None:
-                raise error from None
-            raise
-        self._housekeep()
-        return answer
-
-    async def _settle(self, connection: _Connection, operation: Operation[None]) -> None:
-        """Run clean-up after any abandoned operation, shielded from cancellation."""
+    async def shield(self, work: Awaitable[T]) -> T:
         with trio.CancelScope(shield=True):
-            await self._flight_ended(connection)
-            await self._run_on(connection, operation)
+            result = await work
+        return result
 
-    async def _flight_ended(self, connection: _Connection) -> None:
+    async def flight_ended(self, connection: _Connection) -> None:
         busy = connection.busy
         if busy is not None:
             done = trio.Event()
@@ -322,47 +333,47 @@ class TrioBroker(AsyncOperations["_Connection"]):
                 await done.wait()
             connection.busy = None
 
-    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+    async def shield_counted(self, work: Coroutine[Any, Any, T]) -> T:
         with trio.CancelScope(shield=True):
             result = await work
         return result
 
-    def _current_task(self) -> object:
+    def current_task(self) -> object:
         return trio.lowlevel.current_task()
 
-    def _waiter(self) -> _Waiter:
+    def waiter(self) -> _Waiter:
         return _Waiter()
 
-    async def _let_others_run(self) -> None:
+    async def checkpoint(self) -> None:
         await trio.lowlevel.checkpoint()
 
-    def _start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+    def start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         connection.worker.start(run_in_thread, (connection.driver, operation, group), done)
 
-    def _outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
+    def outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
         return CommitOutcomeUnknown(f"cancelled {what}", message_ids)
 
-    async def wait_background(self) -> None:
-        while self._cleaning or self._obligations:
+    async def drain(self, pending: Callable[[], int]) -> None:
+        while self._cleaning or pending():
             if self._cleaning:
                 await self._cleaned.park()
             else:
                 await trio.sleep(0.001)  # a flight in a worker thread reports soon
 
-    async def close(self) -> None:
+    async def close(self, drain: Callable[[], Awaitable[None]]) -> None:
         """Close every connection once its worker thread is done with it.
 
         Shielded, so a cancelled close still finishes.
         """
         with trio.CancelScope(shield=True):
-            if self._closed:
+            if self.closed:
                 return
-            self._closed = True
+            self.closed = True
             self._returned.unpark_all()
             await trio.lowlevel.checkpoint()  # let clean-ups already scheduled start
             # Give-backs promised by cancelled claims, groups still running and
             # background work all finish first, on connections still open.
-            await self.wait_background()
+            await drain()
             self._shut = True
             for connection in self._connections:
                 # Queued behind any abandoned operation, so it runs after it.
@@ -410,32 +421,25 @@ def _report(done: Done, result: outcome.Outcome[Any]) -> None:
         done(None, result.error)
 
 
-@asynccontextmanager
-async def trio_broker(
+def trio_broker(
     path: str | os.PathLike[str] = DEFAULT_PATH,
     *,
     pool_size: int = 4,
     config: Config | Mapping[str, Any] | None = None,
-) -> AsyncIterator[TrioBroker]:
-    """Open a broker on ``path`` with at most ``pool_size`` connections.
-
-    ``config=None`` reads ``BROKER_*`` from the environment. Leaving the block,
-    by an exception or cancellation too, closes every connection.
-    """
-    broker = TrioBroker(path, pool_size=pool_size, config=config)
-    try:
-        await broker.open()
-        yield broker
-    finally:
-        await broker.close()
+) -> AbstractAsyncContextManager[TrioBroker]:
+    """A broker on ``path`` with at most ``pool_size`` connections, to use as
+    ``async with ...(path) as broker:``. Entering creates or checks the file
+    (a bad one fails there); leaving the block, by an exception or a
+    cancellation too, closes every connection. ``config=None`` reads ``BROKER_*``
+    from the environment."""
+    return opened(partial(TrioBroker, path, pool_size=pool_size, config=config))
 
 
-class TrioQueue(QueueOperations):
+class TrioQueue(AsyncQueueOperations):
     """One queue of a :class:`TrioBroker`, with the same methods as ``AsyncQueue``.
 
     The example-style methods (``read``, ``read_all``, ``stream``) return
     bodies; the others return :class:`~sansio_broker.Message` with the ID.
     """
 
-    def __init__(self, name: str, broker: TrioBroker) -> None:
-        super().__init__(name, check_broker(broker, TrioBroker, "TrioQueue"))
+    _broker_type = TrioBroker

@@ -21,6 +21,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
@@ -61,7 +62,7 @@ async def main(path: str = ".broker.db") -> None:
                 print("same IDs:", [ident for _, ident in received] == ours)
 
                 # SimpleBroker writes; we read.
-                theirs = [await blocking(lambda n=n: sb_out.write(f"hello from SimpleBroker {n}")) for n in range(2)]
+                theirs = [await blocking(partial(sb_out.write, f"hello from SimpleBroker {n}")) for n in range(2)]
                 ours_now = await from_sb.write("and one from asyncio in between")
                 theirs.append(await blocking(lambda: sb_out.write("SimpleBroker again")))
                 claimed = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from functools import partial
 
 import trio
 
@@ -81,4 +82,4 @@ async def main(path: str = ".broker.db") -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:2])
+    trio.run(partial(main, *sys.argv[1:2]))

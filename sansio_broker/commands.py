@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias, TypeVar
-
-from . import sql
 
 T = TypeVar("T")
 
@@ -65,23 +63,27 @@ class ExecuteMany:
 
 @dataclass(frozen=True, slots=True)
 class Begin:
-    """Open a write transaction (``BEGIN IMMEDIATE``)."""
+    """Open a write transaction that holds the write lock until it ends.
 
-    sql: ClassVar[str] = sql.BEGIN_IMMEDIATE
+    ``sql`` is the dialect's (``Dialect.BEGIN_WRITE``); it takes no part in
+    comparisons: every ``Begin`` asks for the same thing.
+    """
+
+    sql: str = field(default="BEGIN", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
     """Commit; an adapter that cancels during it must report "outcome unknown"."""
 
-    sql: ClassVar[str] = sql.COMMIT
+    sql: ClassVar[str] = "COMMIT"
 
 
 @dataclass(frozen=True, slots=True)
 class Rollback:
     """Roll back; adapters shield it from cancellation."""
 
-    sql: ClassVar[str] = sql.ROLLBACK
+    sql: ClassVar[str] = "ROLLBACK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,8 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class LockVacuumFile:
-    """Try (without blocking) to take ``<db>.vacuum.lock``, as SimpleBroker does."""
+    """Try (without blocking) to take ``<db>.vacuum.lock``, as SimpleBroker does
+    (the SQLite dialect's vacuum lock: ``Dialect.lock_vacuum``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,6 @@ Operation: TypeAlias = Generator[Command, Any, T]
 """A broker operation: yields commands, receives results, returns its answer."""
 
 # Shared instances: the commands without fields are constants.
-BEGIN = Begin()
 COMMIT = Commit()
 ROLLBACK = Rollback()
 READ_CLOCK = ReadClock()

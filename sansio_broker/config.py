@@ -7,7 +7,7 @@ explicit mapping is parsed with ``strict=True``: there a key neither this
 broker nor SimpleBroker reads is a typo (``SYNC_MODE``), refused by name.
 
 Integers are bounded so no value can overflow where it is used: SQLite reads
-``PRAGMA busy_timeout``, ``cache_size`` and ``wal_autocheckpoint`` as 32-bit
+its ``busy_timeout``, ``cache_size`` and ``wal_autocheckpoint`` settings as 32-bit
 ints, and binds every other count as a 64-bit one.
 """
 
@@ -24,7 +24,7 @@ from .errors import ConfigError, InvalidTypeError
 
 SYNC_MODES = ("FULL", "NORMAL", "OFF", "EXTRA")
 _INTEGER = re.compile(r"-?[0-9]+")
-INT32_MAX = 2**31 - 1  # PRAGMA busy_timeout / wal_autocheckpoint / cache_size, and sqlite3's timeout
+INT32_MAX = 2**31 - 1  # SQLite's busy_timeout / wal_autocheckpoint / cache_size, and sqlite3's timeout
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's integers
 MAX_CACHE_MB = INT32_MAX // 1024  # cache_size is set as -(MB * 1024) KiB
 

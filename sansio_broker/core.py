@@ -14,6 +14,8 @@ so bad input can never reach the database.
 from __future__ import annotations
 
 import contextlib
+import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -22,13 +24,11 @@ from typing import Any, TypeVar
 
 from . import schema, timestamps
 from .commands import (
-    BEGIN,
     COMMIT,
-    LOCK_VACUUM_FILE,
     READ_CLOCK,
     ROLLBACK,
     SEAL_GROUP,
-    UNLOCK_VACUUM_FILE,
+    Begin,
     Execute,
     ExecuteMany,
     Fetch,
@@ -36,6 +36,7 @@ from .commands import (
     Sleep,
 )
 from .config import Config
+from .dialect import Dialect
 from .errors import (
     BusyError,
     DatabaseError,
@@ -44,9 +45,9 @@ from .errors import (
     InvalidTypeError,
     OperationCancelled,
     TimestampError,
-    TransactionError,
 )
-from .sql import SQLITE, SQLiteDialect, where_params
+from .sqlite import SQLITE
+from .states import HOLDING_BATCH, IDLE, IN_TRANSACTION, Event, State, transition
 from .types import Message, QueueStats
 from .validation import (
     check_bodies,
@@ -82,7 +83,7 @@ time, nothing written) or the error its own write alone raised."""
 class RetryPolicy:
     """Back-off for transactions that find the database locked.
 
-    SQLite already waits ``busy_timeout`` inside each attempt; these sleeps
+    The database already waits ``busy_timeout`` inside each attempt; these sleeps
     come on top, between attempts, outside any transaction.
     """
 
@@ -95,26 +96,50 @@ class RetryPolicy:
 
 
 class BrokerCore:
-    """State shared by every connection of one broker."""
+    """State shared by every connection of one broker.
+
+    Adapters run operations of several connections on several threads at
+    once (callers' threads, aiosqlite's and trio's worker threads), so each
+    piece of shared state is safe for that, by one of three rules:
+
+    * ``last_id`` (the ID high-water mark, a hint: meta.last_ts is the
+      authority) is read and written only by ID allocation, inside a write
+      transaction: the database's write lock makes connections take turns on it.
+    * The plain-claim cache and :mod:`~sansio_broker.validation`'s known
+      names are filled with single dict/set operations and never cleared in
+      place: a lost or duplicate insert only rebuilds a value.
+    * The mutation count ticks an ``itertools.count`` (one atomic step per
+      mutation, in C): no count is lost and nothing is ever locked, so an
+      interrupt landing anywhere can neither lose a count nor leave a lock
+      held. Who runs the auto-vacuum check is decided by popping a single
+      token from a list (atomic too); ``next_vacuum_check``, the count's
+      baseline and ``last_vacuum_error`` are written only by its holder.
+
+    Everything else a connection needs (transaction, stream batch) is its
+    :class:`Session`'s, used by one operation at a time.
+    """
 
     def __init__(
         self,
         config: Config | None = None,
         *,
-        dialect: SQLiteDialect = SQLITE,
+        dialect: Dialect = SQLITE,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.config = config if config is not None else Config()
-        self.sql = dialect
+        self.dialect = dialect
+        self.begin_write = Begin(dialect.BEGIN_WRITE)
         self.retry = retry
         # A hint only: the compare-and-advance on meta.last_ts is the authority.
+        # Touched only inside write transactions (see the class docstring).
         self.last_id = 0
-        self.mutations = 0
+        self._ticks = itertools.count()  # one step per committed mutation
+        self._baseline = 0  # the count at the last auto-vacuum check
         # Mutations before the next auto-vacuum check: the interval, or more
         # when the last check showed vacuum cannot be due sooner (a big table).
         self.next_vacuum_check = self.config.auto_vacuum_interval
         self.last_vacuum_error: BaseException | None = None
-        self._auto_vacuum_taken = False
+        self._check_token = [True]  # popped by the one caller that runs the check
         self._plain_claims: dict[str, Execute] = {}
 
     def plain_claim(self, queue: str) -> Execute:
@@ -126,11 +151,14 @@ class BrokerCore:
         statement = self._plain_claims.get(queue) if isinstance(queue, str) else None
         if statement is None:
             check_queue_name(queue)
-            where = self.sql.where(by_id=False, unclaimed_only=True, after=False, before=False)
-            statement = Execute(self.sql.claim(where), (queue, 1), Fetch.ALL, queue)
-            if len(self._plain_claims) >= PLAIN_CLAIM_CACHE_SIZE:
-                self._plain_claims.clear()
-            self._plain_claims[queue] = statement
+            where = self.dialect.where(by_id=False, unclaimed_only=True, after=False, before=False)
+            statement = Execute(self.dialect.claim(where), (queue, 1), Fetch.ALL, queue)
+            cache = self._plain_claims
+            if len(cache) >= PLAIN_CLAIM_CACHE_SIZE:
+                # Replaced, never cleared in place: another thread inserting
+                # into the old dict meanwhile loses only its own entry.
+                self._plain_claims = cache = {}
+            cache[queue] = statement
         return statement
 
     def check_write(self, queue: str, body: str) -> tuple[str, str]:
@@ -141,22 +169,38 @@ class BrokerCore:
         """A new session for one fresh connection."""
         return Session(self)
 
+    @property
+    def mutations(self) -> int:
+        """Committed mutations since the last auto-vacuum check."""
+        return _peek(self._ticks) - self._baseline
+
+    @mutations.setter
+    def mutations(self, value: int) -> None:
+        self._baseline = _peek(self._ticks) - value
+
     def record_mutations(self, count: int) -> None:
-        """Count committed mutations (see :meth:`take_auto_vacuum`)."""
-        self.mutations += count
+        """Count committed mutations (see :meth:`take_auto_vacuum`): ``count``
+        atomic steps of the counter, taken in C."""
+        if count > 0:
+            deque(itertools.islice(self._ticks, count), maxlen=0)
 
     def take_auto_vacuum(self) -> bool:
-        """True (once, until :meth:`Session.auto_vacuum` ends) when an
-        auto-vacuum check is due: the adapter then runs it as housekeeping,
-        outside every caller's operation, so a committed answer never waits
-        for it or fails with it."""
-        if self._auto_vacuum_taken or not self.config.auto_vacuum or self.mutations < self.next_vacuum_check:
+        """True (once, until :meth:`auto_vacuum_ended`) when an auto-vacuum
+        check is due: the adapter then runs it as housekeeping, outside every
+        caller's operation, so a committed answer never waits for it or
+        fails with it. Asked after every operation: "not due" costs two reads."""
+        if not self.config.auto_vacuum or self.mutations < self.next_vacuum_check:
             return False
-        self._auto_vacuum_taken = True
+        try:
+            self._check_token.pop()  # atomic: one caller alone gets it
+        except IndexError:
+            return False  # another caller runs the check
         return True
 
     def auto_vacuum_ended(self) -> None:
-        self._auto_vacuum_taken = False
+        """The check taken by :meth:`take_auto_vacuum` is over (called by its runner only)."""
+        if not self._check_token:
+            self._check_token.append(True)
 
     def vacuum_is_due(self, claimed: int, total: int) -> bool:
         threshold = total * self.config.vacuum_threshold_percent / 100.0
@@ -171,55 +215,105 @@ class BrokerCore:
         could have made vacuum due: never sooner than ``interval``.
         """
         interval = self.config.auto_vacuum_interval
-        self.mutations %= interval
         threshold = total * self.config.vacuum_threshold_percent / 100.0
         gap = min(threshold - claimed, VACUUM_CLAIMED_CEILING + 1 - claimed)
+        self.mutations %= interval
         self.next_vacuum_check = max(interval, int(gap))
+
+    def vacuum_check_failed(self) -> None:
+        """After a check that failed before it counted: the next one comes an interval later."""
+        if self.mutations >= self.next_vacuum_check:
+            self.mutations = 0
+            self.next_vacuum_check = self.config.auto_vacuum_interval
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """An ``itertools.count``'s next value, read without taking it (its repr
+    is ``count(N)``: one atomic read in C)."""
+    return int(repr(counter)[6:-1])
 
 
 class Session:
-    """One connection's view: transaction scope, stream guard, operations."""
+    """One connection's view: its state, and the operations.
+
+    Per connection, used by one operation at a time: nothing here is shared
+    between threads. :attr:`state` changes only through the table of
+    :mod:`~sansio_broker.states`, which refuses an illegal step.
+    """
 
     def __init__(self, core: BrokerCore) -> None:
         self.core = core
-        self.sql = core.sql
-        self.in_transaction = False
+        self.dialect = core.dialect
+        self._begin = core.begin_write
+        self.state: State = IDLE
         self._transaction_mutations = 0
-        # An at-least-once stream whose batch holds this connection's write lock.
-        self.stream_holding_lock: object | None = None
+        # The stream whose batch holds the lock; meaningful in HOLDING_BATCH only.
+        self._holder: object | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether an explicit transaction is open on this connection."""
+        return self.state is IN_TRANSACTION
+
+    @property
+    def stream_holding_lock(self) -> object | None:
+        """The at-least-once stream whose open batch holds this connection's write lock, if any."""
+        return self._holder if self.state is HOLDING_BATCH else None
+
+    @stream_holding_lock.setter
+    def stream_holding_lock(self, stream: object | None) -> None:
+        if stream is None:
+            self.release_batch(self._holder)
+        else:
+            self.hold_batch(stream)
+
+    def check(self, event: Event) -> None:
+        """Raise :class:`TransactionError` now if the state refuses ``event``;
+        the state itself moves once the database agreed (:meth:`apply`)."""
+        transition(self.state, event)
+
+    def apply(self, event: Event) -> None:
+        """Move to the state the table names for ``event``, or raise :class:`TransactionError`."""
+        self.state = transition(self.state, event)
+
+    def hold_batch(self, stream: object) -> None:
+        """``stream`` claimed a batch and keeps its transaction open: writes are refused until it is released."""
+        self._holder = stream
+        self.apply(Event.CLAIM_BATCH)  # one store: the holder counts only once the state says so
+
+    def release_batch(self, stream: object) -> None:
+        """``stream``'s batch ends; nothing if a :meth:`reset` already released it."""
+        if self.state is HOLDING_BATCH and self._holder is stream:
+            self.apply(Event.RELEASE_BATCH)
+            self._holder = None
 
     # ------------------------------------------------------------------ set-up
     def setup_connection(self, label: str) -> Operation[None]:
-        """Per-connection PRAGMAs (nothing persisted). ``label`` names the file in errors."""
-        return schema.setup_connection(self.sql, self.core.config, label)
+        """Per-connection settings (nothing persisted). ``label`` names the file in errors."""
+        return schema.setup_connection(self.dialect, self.core.config, label)
 
     def open_database(self, label: str) -> Operation[None]:
         """Create schema v6 on a new file, or admit an existing one (refusing
         foreign files before writing anything). ``label`` names the file in errors."""
-        return schema.open_database(self.sql, label, self._write_transaction)
+        return schema.open_database(self.dialect, label, self._write_transaction)
 
     # ------------------------------------------------------------ transactions
     def begin_transaction(self) -> Operation[None]:
         """Open an explicit transaction: later operations join it until commit."""
-        self.check_lock_free("open a transaction")
-        if self.in_transaction:
-            raise TransactionError(
-                "a transaction is already open on this connection; nested transactions are not supported"
-            )
+        self.check(Event.BEGIN)  # refused now, before any command exists
         return self._begin_explicit()
 
     def _begin_explicit(self) -> Operation[None]:
         yield from self.begin_with_retry()
-        self.in_transaction = True
         self._transaction_mutations = 0
+        self.apply(Event.BEGIN)
 
     def commit_transaction(self) -> Operation[None]:
-        if not self.in_transaction:
-            raise TransactionError("no transaction is open on this connection")
+        self.check(Event.COMMIT)
         return self._commit_explicit()
 
     def _commit_explicit(self) -> Operation[None]:
-        self.in_transaction = False
+        self.apply(Event.COMMIT)  # before COMMIT: a failed one leaves no transaction either
         try:
             yield COMMIT
         except GeneratorExit:
@@ -230,9 +324,7 @@ class Session:
         self.after_commit(self._transaction_mutations)
 
     def rollback_transaction(self) -> Operation[None]:
-        if not self.in_transaction:
-            raise TransactionError("no transaction is open on this connection")
-        self.in_transaction = False
+        self.apply(Event.ROLLBACK)
         return self.rollback_quietly()
 
     def reset(self) -> Operation[None]:
@@ -241,25 +333,16 @@ class Session:
         Rolls back whatever a cancelled or abandoned transaction or stream
         batch left open; pools run it before handing the connection out again.
         """
-        self.in_transaction = False
-        self.stream_holding_lock = None
+        self.apply(Event.RESET)
+        self._holder = None
         self._transaction_mutations = 0
         return self.rollback_quietly()
-
-    def check_lock_free(self, action: str) -> None:
-        if self.stream_holding_lock is not None:
-            raise TransactionError(
-                f"cannot {action}: an at-least-once stream batch on this connection holds "
-                "the write lock; finish or close() the stream first, or read with "
-                "commit_interval=1, or claim inside broker.transaction() to make "
-                "claim-and-write atomic"
-            )
 
     def begin_with_retry(self) -> Operation[None]:
         attempt = 0
         while True:
             try:
-                yield BEGIN
+                yield self._begin
                 return
             except BusyError as exc:
                 attempt += 1
@@ -294,15 +377,15 @@ class Session:
         *,
         resync_ids: bool = False,
     ) -> Operation[T]:
-        """Run ``body`` in BEGIN IMMEDIATE … COMMIT, retrying when locked.
+        """Run ``body`` in a write transaction (BEGIN … COMMIT), retrying when locked.
 
         Inside an explicit transaction the body just joins it. ``resync_ids``:
         on a duplicate ID, advance meta.last_ts past the stored rows and retry
         once, as SimpleBroker does for databases whose last_ts fell behind.
         """
-        if self.stream_holding_lock is not None:
-            self.check_lock_free("write")
-        if self.in_transaction:
+        if self.state is not IDLE:
+            self.apply(Event.WRITE)  # refused while a stream batch holds the lock
+            # What is left is an explicit transaction: join it.
             result = yield from body()
             self._transaction_mutations += mutations(result)
             return result
@@ -311,7 +394,7 @@ class Session:
         while True:
             began = False  # a BusyError at BEGIN leaves nothing to roll back
             try:
-                yield BEGIN
+                yield self._begin
                 began = True
                 result = yield from body()
                 yield COMMIT
@@ -350,7 +433,7 @@ class Session:
         Must run inside the inserting transaction, so the high-water mark and
         the rows become visible in the same commit.
         """
-        sql = self.sql
+        dialect = self.dialect
         now = yield READ_CLOCK
         last = self.core.last_id
         waited = 0
@@ -367,18 +450,18 @@ class Session:
                 yield Sleep(max(pause, 1000) / 1e9)
                 now = yield READ_CLOCK
                 block = timestamps.next_block(now, last, count)
-            row = yield Execute(sql.ADVANCE_LAST_TS, (block[-1], block[0]), Fetch.ONE)
+            row = yield Execute(dialect.ADVANCE_LAST_TS, (block[-1], block[0]), Fetch.ONE)
             if row is not None:
                 self.core.last_id = block[-1]
                 return block
-            row = yield Execute(sql.READ_LAST_TS, (), Fetch.ONE)
+            row = yield Execute(dialect.READ_LAST_TS, (), Fetch.ONE)
             if row is None:
                 raise TimestampError("meta.last_ts is missing")
             last = int(row[0])
         raise TimestampError(f"could not advance meta.last_ts after {ADVANCE_ATTEMPTS} attempts")
 
     def _resync_last_id(self) -> Operation[None]:
-        yield from schema.resync_last_ts(self.sql)
+        yield from schema.resync_last_ts(self.dialect)
         self.core.last_id = 0
 
     # ---------------------------------------------------------------- writes
@@ -397,7 +480,7 @@ class Session:
 
     def _insert(self, queue: str, bodies: tuple[str]) -> Operation[int]:
         ids = yield from self._allocate_ids(1)
-        yield Execute(self.sql.INSERT_MESSAGE, (queue, bodies[0], ids[0]))
+        yield Execute(self.dialect.INSERT_MESSAGE, (queue, bodies[0], ids[0]))
         return ids[0]
 
     def _insert_many(self, queue: str, bodies: tuple[str, ...]) -> Operation[list[int]]:
@@ -413,7 +496,7 @@ class Session:
         # commands (a cancelled caller) instead of running it to the end.
         start, size = 0, INSERT_CHUNK_ROWS
         while start < len(rows):
-            yield ExecuteMany(self.sql.INSERT_MESSAGE, rows[start : start + size])
+            yield ExecuteMany(self.dialect.INSERT_MESSAGE, rows[start : start + size])
             start, size = start + size, min(2 * size, MAX_INSERT_CHUNK_ROWS)
 
     def broadcast(self, body: str, *, pattern: str | None = None) -> Operation[int]:
@@ -424,7 +507,7 @@ class Session:
         return self._write_transaction(lambda: self._broadcast(body, pattern), _same)
 
     def _broadcast(self, body: str, pattern: str | None) -> Operation[int]:
-        rows = yield Execute(self.sql.LIST_QUEUES, (), Fetch.ALL)
+        rows = yield Execute(self.dialect.LIST_QUEUES, (), Fetch.ALL)
         targets = [r[0] for r in rows if pattern is None or fnmatchcase(r[0], pattern)]
         if not targets:
             return 0
@@ -485,7 +568,7 @@ class Session:
             return {}
         ids = yield from self._allocate_ids(len(positions))
         if len(positions) == 1:  # a lone caller: the same statement as write()
-            yield Execute(self.sql.INSERT_MESSAGE, (*items[positions[0]], ids[0]))
+            yield Execute(self.dialect.INSERT_MESSAGE, (*items[positions[0]], ids[0]))
         else:
             yield from self._insert_rows([(*items[p], id_) for p, id_ in zip(positions, ids, strict=True)])
         # Sealed last, just before COMMIT: a caller cancelled until then is
@@ -497,7 +580,7 @@ class Session:
         if len(dropped) == len(positions):
             raise _AllWithdrawn
         if dropped:
-            yield ExecuteMany(self.sql.DELETE_BY_ID, dropped)
+            yield ExecuteMany(self.dialect.DELETE_BY_ID, dropped)
         return {p: id_ for p, id_ in zip(positions, ids, strict=True) if p not in withdrawn}
 
     def claim_group(self, queue: str, members: int) -> Operation[list[Message | None]]:
@@ -531,7 +614,7 @@ class Session:
             results[position] = message
         unclaim = [(m.id,) for m in messages[len(active) :]]
         if unclaim:
-            yield ExecuteMany(self.sql.UNCLAIM_BY_ID, unclaim)
+            yield ExecuteMany(self.dialect.UNCLAIM_BY_ID, unclaim)
         return results
 
     def return_claims(self, queue: str, messages: Sequence[Message]) -> Operation[None]:
@@ -542,13 +625,11 @@ class Session:
         """
         check_queue_name(queue)
         rows = [(queue, m.body, m.id) for m in messages]
-        return self._write_transaction(lambda: _run_many(ExecuteMany(self.sql.RETURN_CLAIMED, rows)))
+        return self._write_transaction(lambda: _run_many(ExecuteMany(self.dialect.RETURN_CLAIMED, rows)))
 
     def _check_group(self) -> None:
         # Adapters group only calls made outside transactions and batches.
-        if self.in_transaction:
-            raise TransactionError("group operations cannot join an explicit transaction")
-        self.check_lock_free("run a group operation")
+        self.check(Event.GROUP)
 
     # ---------------------------------------------------------------- claims
     def claim(
@@ -571,25 +652,27 @@ class Session:
 
     def claim_all(self, queue: str, *, after: int | None = None, before: int | None = None) -> Operation[list[Message]]:
         """Claim every pending message in one transaction: all handed over, or none claimed."""
-        return self._claim_rows(queue, -1, None, after, before)
+        return self._claim_rows(queue, self.dialect.NO_LIMIT, None, after, before)
 
     def _claim_rows(
-        self, queue: str, limit: int, message_id: object, after: object, before: object
+        self, queue: str, limit: int | None, message_id: object, after: object, before: object
     ) -> Operation[list[Message]]:
         statement = self.claim_statement(queue, limit, message_id, after, before)
         return self._write_transaction(lambda: self.select(statement), len)
 
     def claim_statement(
-        self, queue: str, limit: int, message_id: object = None, after: object = None, before: object = None
+        self, queue: str, limit: int | None, message_id: object = None, after: object = None, before: object = None
     ) -> Execute:
-        """The validated claim statement (``limit`` -1: all); streams reuse it."""
+        """The validated claim statement (``limit`` ``dialect.NO_LIMIT``: all); streams reuse it."""
         if limit == 1 and message_id is None and after is None and before is None:
             return self.core.plain_claim(queue)
         check_queue_name(queue)
         mid, lo, hi = check_selection(message_id, after, before)
-        where = self.sql.where(by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None)
-        params = (*where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.sql.claim(where), params, Fetch.ALL, queue)
+        where = self.dialect.where(
+            by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None
+        )
+        params = (*self.dialect.where_params(queue, message_id=mid, after=lo, before=hi), limit)
+        return Execute(self.dialect.claim(where), params, Fetch.ALL, queue)
 
     def select(self, statement: Execute) -> Operation[list[Message]]:
         """Run a statement returning ``(body, ts)`` rows, as messages in ID order."""
@@ -621,7 +704,7 @@ class Session:
         """
         if all_messages and message_id is not None:
             raise InvalidInputError("message_id cannot be combined with all_messages")
-        limit = -1 if all_messages else 1
+        limit = self.dialect.NO_LIMIT if all_messages else 1
         if peek:
             rows = self._peek_rows(queue, limit, message_id, after, before, False)
         else:
@@ -695,11 +778,11 @@ class Session:
         mid, lo, hi = check_selection(message_id, after, before)
         if require_unclaimed is None:
             require_unclaimed = mid is None
-        where = self.sql.where(
+        where = self.dialect.where(
             by_id=mid is not None, unclaimed_only=require_unclaimed, after=lo is not None, before=hi is not None
         )
-        params = (destination, *where_params(source, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.sql.move(where), params, Fetch.ALL)
+        params = (destination, *self.dialect.where_params(source, message_id=mid, after=lo, before=hi), limit)
+        return Execute(self.dialect.move(where), params, Fetch.ALL)
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -728,15 +811,15 @@ class Session:
         return self._peek_rows(queue, check_positive(limit, "limit"), None, after, before, include_claimed)
 
     def _peek_rows(
-        self, queue: str, limit: int, message_id: object, after: object, before: object, include_claimed: bool
+        self, queue: str, limit: int | None, message_id: object, after: object, before: object, include_claimed: bool
     ) -> Operation[list[Message]]:
         check_queue_name(queue)
         mid, lo, hi = check_selection(message_id, after, before)
-        where = self.sql.where(
+        where = self.dialect.where(
             by_id=mid is not None, unclaimed_only=not include_claimed, after=lo is not None, before=hi is not None
         )
-        params = (*where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return self._read(self.sql.peek(where), params)
+        params = (*self.dialect.where_params(queue, message_id=mid, after=lo, before=hi), limit)
+        return self._read(self.dialect.peek(where), params)
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> Operation[list[Message]]:
         rows = yield Execute(sql, params, Fetch.ALL)
@@ -746,12 +829,12 @@ class Session:
     def delete_queue(self, queue: str) -> Operation[int]:
         """Remove every message of ``queue``, pending and claimed; returns the count."""
         check_queue_name(queue)
-        statement = Execute(self.sql.DELETE_QUEUE, (queue,), Fetch.ROWCOUNT)
+        statement = Execute(self.dialect.DELETE_QUEUE, (queue,), Fetch.ROWCOUNT)
         return self._write_transaction(lambda: _run(statement))
 
     def delete_all(self) -> Operation[int]:
         """Remove every message of every queue; returns the count."""
-        statement = Execute(self.sql.DELETE_ALL, (), Fetch.ROWCOUNT)
+        statement = Execute(self.dialect.DELETE_ALL, (), Fetch.ROWCOUNT)
         return self._write_transaction(lambda: _run(statement))
 
     def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> Operation[int]:
@@ -763,32 +846,32 @@ class Session:
     def _delete_listed(self, queue: str, ids: list[tuple[int]]) -> Operation[int]:
         if not ids:
             return 0
-        sql = self.sql
-        yield Execute(sql.CREATE_DELETE_IDS_TABLE)
-        yield Execute(sql.CLEAR_DELETE_IDS)
-        yield ExecuteMany(sql.INSERT_DELETE_ID, ids)
-        deleted: int = yield Execute(sql.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
-        yield Execute(sql.CLEAR_DELETE_IDS)
+        dialect = self.dialect
+        yield Execute(dialect.CREATE_DELETE_IDS_TABLE)
+        yield Execute(dialect.CLEAR_DELETE_IDS)
+        yield ExecuteMany(dialect.INSERT_DELETE_ID, ids)
+        deleted: int = yield Execute(dialect.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
+        yield Execute(dialect.CLEAR_DELETE_IDS)
         return deleted
 
     # ------------------------------------------------------------ inspection
     def list_queues(self) -> Operation[list[str]]:
         """Queues with at least one row (claimed-only queues included), sorted."""
-        return _column(Execute(self.sql.LIST_QUEUES, (), Fetch.ALL))
+        return _column(Execute(self.dialect.LIST_QUEUES, (), Fetch.ALL))
 
     def queue_stats(self, queue: str) -> Operation[QueueStats]:
         check_queue_name(queue)
         return self._queue_stats(queue)
 
     def _queue_stats(self, queue: str) -> Operation[QueueStats]:
-        pending, total = yield Execute(self.sql.QUEUE_STATS, (queue,), Fetch.ONE)
+        pending, total = yield Execute(self.dialect.QUEUE_STATS, (queue,), Fetch.ONE)
         return QueueStats(queue, int(pending), int(total))
 
     def all_queue_stats(self) -> Operation[list[QueueStats]]:
         return self._all_queue_stats()
 
     def _all_queue_stats(self) -> Operation[list[QueueStats]]:
-        rows = yield Execute(self.sql.ALL_QUEUE_STATS, (), Fetch.ALL)
+        rows = yield Execute(self.dialect.ALL_QUEUE_STATS, (), Fetch.ALL)
         return [QueueStats(q, int(pending), int(total)) for q, pending, total in rows]
 
     def queue_exists(self, queue: str) -> Operation[bool]:
@@ -796,23 +879,21 @@ class Session:
         return self._exists(queue)
 
     def _exists(self, queue: str) -> Operation[bool]:
-        row = yield Execute(self.sql.QUEUE_EXISTS, (queue,), Fetch.ONE)
+        row = yield Execute(self.dialect.QUEUE_EXISTS, (queue,), Fetch.ONE)
         return bool(row[0])
 
     # ---------------------------------------------------------------- vacuum
     def vacuum(self, *, compact: bool = False) -> Operation[int]:
-        """Delete claimed rows in batches under ``<db>.vacuum.lock``; returns the count.
+        """Delete claimed rows in batches under the dialect's vacuum lock; returns the count.
 
         Skipped (returns 0) when another process holds the lock. ``compact``
-        also rebuilds the file (``VACUUM``) to return space to the OS.
+        also rebuilds the file to return space to the OS.
         """
-        if self.in_transaction:
-            raise TransactionError("vacuum cannot run inside a transaction")
-        self.check_lock_free("vacuum")
+        self.check(Event.VACUUM)
         return self._vacuum(compact)
 
     def _vacuum(self, compact: bool) -> Operation[int]:
-        acquired = yield LOCK_VACUUM_FILE
+        acquired = yield from self.dialect.lock_vacuum()
         if not acquired:
             return 0
         try:
@@ -824,35 +905,30 @@ class Session:
                 deleted += batch
                 yield Sleep(0.001)  # let other writers in between batches
             if compact:
-                yield Execute(self.sql.SET_AUTO_VACUUM_INCREMENTAL)
-                yield Execute(self.sql.COMPACT)
+                yield from self.dialect.compact()
             elif deleted:
-                yield from self._incremental_vacuum()
+                yield from self._reclaim_space()
         except GeneratorExit:
             raise
         except BaseException:
-            yield UNLOCK_VACUUM_FILE
+            yield from self.dialect.unlock_vacuum()
             raise
-        yield UNLOCK_VACUUM_FILE
+        yield from self.dialect.unlock_vacuum()
         return deleted
 
     def _delete_claimed_batch(self) -> Operation[int]:
-        (any_claimed,) = yield Execute(self.sql.ANY_CLAIMED, (), Fetch.ONE)
+        (any_claimed,) = yield Execute(self.dialect.ANY_CLAIMED, (), Fetch.ONE)
         if not any_claimed:
             return 0
         deleted: int = yield Execute(
-            self.sql.DELETE_CLAIMED_BATCH, (self.core.config.vacuum_batch_size,), Fetch.ROWCOUNT
+            self.dialect.DELETE_CLAIMED_BATCH, (self.core.config.vacuum_batch_size,), Fetch.ROWCOUNT
         )
         return deleted
 
-    def _incremental_vacuum(self) -> Operation[None]:
-        # Only files created with auto_vacuum=INCREMENTAL can shrink this way.
-        try:
-            (mode,) = yield Execute(self.sql.GET_AUTO_VACUUM, (), Fetch.ONE)
-            if mode == 2:
-                yield Execute(self.sql.INCREMENTAL_VACUUM, (), Fetch.ALL)
-        except DatabaseError:
-            pass
+    def _reclaim_space(self) -> Operation[None]:
+        # Best effort: the rows are gone either way; the space follows later.
+        with contextlib.suppress(DatabaseError):
+            yield from self.dialect.reclaim_space()
 
     def auto_vacuum(self) -> Operation[None]:
         """Housekeeping after :meth:`BrokerCore.take_auto_vacuum`: count, and
@@ -864,7 +940,7 @@ class Session:
         """
         core = self.core
         try:
-            claimed, total = yield Execute(self.sql.OVERALL_STATS, (), Fetch.ONE)
+            claimed, total = yield Execute(self.dialect.OVERALL_STATS, (), Fetch.ONE)
             claimed, total = int(claimed or 0), int(total or 0)
             core.checked_vacuum(claimed, total)  # also if the vacuum below fails
             if core.vacuum_is_due(claimed, total):
@@ -875,9 +951,7 @@ class Session:
         except GeneratorExit:
             raise  # closed by its driver: nothing failed
         except BaseException as exc:
-            if core.mutations >= core.next_vacuum_check:  # failed before the count
-                core.mutations = 0
-                core.next_vacuum_check = core.config.auto_vacuum_interval
+            core.vacuum_check_failed()
             core.last_vacuum_error = exc
             raise
         finally:

@@ -55,11 +55,11 @@ class IncompatibleDatabaseError(BrokerError):
 
 
 class NotADatabaseError(IncompatibleDatabaseError):
-    """The file exists but is not an SQLite database."""
+    """The file exists but is not a database of the engine (SQLite)."""
 
 
 class ForeignDatabaseError(IncompatibleDatabaseError):
-    """An SQLite database that belongs to something other than a broker."""
+    """A database that belongs to something other than a broker."""
 
 
 class SchemaVersionError(IncompatibleDatabaseError):
@@ -96,9 +96,11 @@ class OutcomeUnknownError(BrokerError):
 
 
 class DatabaseError(BrokerError):
-    """SQLite reported an error the broker does not handle itself.
+    """The database reported an error the broker does not handle itself.
 
-    ``code`` is SQLite's primary result code when the driver knows it.
+    ``code`` is the engine's primary result code when the driver knows it.
+    The dialect (``Dialect.classify_error``) picks the subclass, so retry
+    and refusal policy can live in the core.
     """
 
     def __init__(self, message: str, code: int | None = None) -> None:
@@ -118,40 +120,6 @@ class StatementInterruptedError(DatabaseError):
     """A statement was interrupted by the adapter (cancellation)."""
 
 
-# SQLite primary result codes the core reacts to.
-SQLITE_BUSY = 5
-SQLITE_LOCKED = 6
-SQLITE_INTERRUPT = 9
-SQLITE_CONSTRAINT = 19
-SQLITE_NOTADB = 26
-
-_BUSY_TEXT = (
-    "database is locked",
-    "database table is locked",
-    "database schema is locked",
-    "database is busy",
-    "database busy",
-)
-
-
-def from_driver(message: str, code: int | None) -> DatabaseError:
-    """Classify a driver error so retry and refusal policy can live in the core.
-
-    Adapters pass the driver's text and extended result code (or ``None``).
-    """
-    primary = None if code is None else code & 0xFF
-    lowered = message.lower()
-    if primary in (SQLITE_BUSY, SQLITE_LOCKED) or any(t in lowered for t in _BUSY_TEXT):
-        return BusyError(message, primary)
-    if primary == SQLITE_CONSTRAINT:
-        return IntegrityError(message, primary)
-    if primary == SQLITE_INTERRUPT:
-        return StatementInterruptedError(message, primary)
-    if primary == SQLITE_NOTADB or "file is not a database" in lowered:
-        return NotADatabaseDriverError(message, primary)
-    return DatabaseError(message, primary)
-
-
 class NotADatabaseDriverError(DatabaseError):
-    """Raw driver signal that the file is not SQLite; the core turns it into
-    :class:`NotADatabaseError` with the path in the message."""
+    """Raw driver signal that the file is not a database of the engine; the
+    core turns it into :class:`NotADatabaseError` with the path in the message."""

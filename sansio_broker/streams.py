@@ -19,7 +19,7 @@ from typing import Protocol
 
 from .commands import COMMIT, Operation
 from .core import Session
-from .errors import TransactionError
+from .states import Event
 from .types import Message
 from .validation import check_bound, check_positive, check_queue_name
 
@@ -48,17 +48,11 @@ class ClaimStream:
         self._interval = check_positive(commit_interval, "commit_interval")
         self._after = check_bound(after, "after_timestamp")
         self._before = check_bound(before, "before_timestamp")
-        self._refuse_inside_transaction()
+        if self._interval > 1:
+            session.check(Event.OPEN_STREAM)  # it commits on its own: refused inside a transaction
         self._statement = session.claim_statement(queue, self._interval, None, self._after, self._before)
         self._batch_size = 0  # > 0 while a claimed batch awaits its commit
         self.done = False
-
-    def _refuse_inside_transaction(self) -> None:
-        if self._interval > 1 and self._session.in_transaction:
-            raise TransactionError(
-                "an at-least-once stream (commit_interval > 1) commits and rolls back on its own, "
-                "so it cannot run inside broker.transaction(); use commit_interval=1 there"
-            )
 
     @property
     def at_least_once(self) -> bool:
@@ -85,8 +79,7 @@ class ClaimStream:
             yield from self._commit_batch()
         if self.done:
             return []
-        self._refuse_inside_transaction()
-        session.check_lock_free("start another stream batch")
+        session.check(Event.CLAIM_BATCH)
         yield from session.begin_with_retry()
         try:
             messages = yield from session.select(self._statement)
@@ -101,7 +94,7 @@ class ClaimStream:
             yield from session.rollback_quietly()
             return []
         self._batch_size = len(messages)
-        session.stream_holding_lock = self
+        session.hold_batch(self)
         return messages
 
     def close(self) -> Operation[None]:
@@ -125,9 +118,9 @@ class ClaimStream:
         self._session.after_commit(count)
 
     def _release(self) -> None:
-        # The session's flag first: an interrupt between the two leaves the
+        # The session's state first: an interrupt between the two leaves the
         # transaction to the driver's clean-up, never to nobody.
-        self._session.stream_holding_lock = None
+        self._session.release_batch(self)
         self._batch_size = 0
 
 

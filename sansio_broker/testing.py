@@ -2,8 +2,7 @@
 
 No database needed, so library and adapter authors can test logic alone::
 
-    from sansio_broker import BrokerCore
-    from sansio_broker.testing import Stepper
+    from sansio_broker.driver import BrokerCore, Stepper
 
     step = Stepper(BrokerCore().session().write("tasks", "hi"))
     step.start()                    # -> Begin()

@@ -1,4 +1,4 @@
-"""Hybrid message IDs, as SimpleBroker allocates them (contract §3).
+"""Hybrid message IDs, as SimpleBroker allocates them, so both programs' IDs interleave in one order.
 
 An ID is ``(wall_ns & ~0xFFF) | counter``: nanosecond-scale wall time with a
 12-bit counter in the low bits. Pure functions only; the clock is an argument.

@@ -1,4 +1,4 @@
-"""Checks every argument gets before any statement runs (contract §5.1, §3.4)."""
+"""Checks every argument gets before any statement runs: SimpleBroker's rules for queue names, bodies and IDs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ _MESSAGE_ID = re.compile(r"[0-9]{19}")
 NOT_A_FILE_PATHS = ("", ":memory:")
 T = TypeVar("T")
 _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]*")
-_valid_names: set[str] = set()  # names already checked: the hot path skips the regex
+# Names already checked: the hot path skips the regex. Shared by every thread
+# and safe for it by construction: only ``in`` and ``add``, each one atomic, and
+# never cleared; a name two threads add at once is simply added twice.
+_valid_names: set[str] = set()
 
 
 def check_queue_name(name: object) -> str:
@@ -144,7 +147,7 @@ def check_path(path: object) -> str:
 
     ``""`` and ``":memory:"`` make SQLite open a private temporary database
     that cannot switch to WAL or be shared, so they fail here with a clear
-    message instead of at the first PRAGMA. Pure (no ``os``): ``PathLike``
+    message instead of at the first statement. Pure (no ``os``): ``PathLike``
     is read through its ``__fspath__``.
     """
     text = path

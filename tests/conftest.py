@@ -1,18 +1,15 @@
-"""Puts tests/ on sys.path, so every suite can import the shared ``support``
-package, and keeps the caller's ``BROKER_*`` environment out of every test.
+"""Keeps the caller's ``BROKER_*`` environment out of every test.
 
-The worker scripts that run as subprocesses insert the same directory themselves.
+Helpers are imported as ``tests.<suite>.<module>``: pytest puts the checkout
+root on ``sys.path`` (``pythonpath`` in pyproject.toml); worker scripts run as
+subprocesses get it through ``PYTHONPATH`` (``tests.support.workers.clean_env``).
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET
 
 from sansio_broker.adapters.blocking import Broker
+from tests.blocking.blocking_support import QUIET
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET
-from support.rawdb import rows
 
 from sansio_broker import Message, TransactionError
 from sansio_broker.adapters.blocking import Broker
+from tests.blocking.blocking_support import QUIET
+from tests.support import internals
+from tests.support.rawdb import rows
 
 WRITERS = 8
 CLAIMERS = 8
@@ -34,7 +35,7 @@ def test_threads_write_and_claim_exactly_once(db_path: Path) -> None:
 
     def remember_connection() -> None:
         with connections_lock:
-            connections.append(broker._connection().driver.connection)
+            connections.append(internals.thread_sqlite_connection(broker))
 
     def writer(n: int) -> None:
         try:
@@ -105,7 +106,7 @@ def test_threads_write_and_claim_exactly_once(db_path: Path) -> None:
     # Every thread had its own connection (plus the constructing thread's).
     assert len(connections) == WRITERS + CLAIMERS
     assert len({id(c) for c in connections}) == WRITERS + CLAIMERS
-    main_connection = broker._connection().driver.connection
+    main_connection = internals.thread_sqlite_connection(broker)
     assert all(c is not main_connection for c in connections)
     assert len(rows(db_path)) == expected_count
     assert all(claimed_flag == 1 for *_, claimed_flag in rows(db_path))
@@ -122,12 +123,12 @@ def test_close_closes_connections_of_finished_threads(db_path: Path) -> None:
 
     def work() -> None:
         broker.write("q", "x")
-        seen.append(broker._connection().driver.connection)
+        seen.append(internals.thread_sqlite_connection(broker))
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    seen.append(broker._connection().driver.connection)
+    seen.append(internals.thread_sqlite_connection(broker))
     assert seen[0] is not seen[1]
     broker.close()
     for connection in seen:
@@ -144,14 +145,14 @@ def test_fork_child_uses_new_connection(db_path: Path) -> None:
     try:
         before = broker.write_many("q", ["p1", "p2"])
         assert broker.claim("q") == Message("p1", before[0])
-        parent_connection = broker._connection().driver.connection
+        parent_connection = internals.thread_sqlite_connection(broker)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: never return into pytest
             status = 99
             try:
                 os.close(read_end)
-                child_connection = broker._connection().driver.connection
+                child_connection = internals.thread_sqlite_connection(broker)
                 if child_connection is parent_connection:
                     status = 10
                 else:
@@ -162,7 +163,7 @@ def test_fork_child_uses_new_connection(db_path: Path) -> None:
                         status = 11
                     elif again is None or again != Message("from child", written):
                         status = 12
-                    elif broker._connection().driver.connection is parent_connection:
+                    elif internals.thread_sqlite_connection(broker) is parent_connection:
                         status = 13
                     else:
                         broker.write("from_child", str(written))
@@ -178,7 +179,7 @@ def test_fork_child_uses_new_connection(db_path: Path) -> None:
         assert os.WIFEXITED(wait_status)
         assert os.WEXITSTATUS(wait_status) == 0
         # The parent's broker and connection keep working, and see the child's work.
-        assert broker._connection().driver.connection is parent_connection
+        assert internals.thread_sqlite_connection(broker) is parent_connection
         assert parent_connection.execute("SELECT 1").fetchone() == (1,)
         assert broker.queue_stats("q").pending == 0
         (child_id,) = broker.read("from_child")
@@ -200,7 +201,7 @@ def test_fork_with_multiprocessing_fork_context(db_path: Path) -> None:
     try:
         broker.write("q", "before fork")
         context = multiprocessing.get_context("fork")
-        process = context.Process(target=_child_main, args=(broker, id(broker._connection().driver.connection)))
+        process = context.Process(target=_child_main, args=(broker, id(internals.thread_sqlite_connection(broker))))
         process.start()
         process.join(timeout=30)
         assert process.exitcode == 0
@@ -211,7 +212,7 @@ def test_fork_with_multiprocessing_fork_context(db_path: Path) -> None:
 
 
 def _child_main(broker: Broker, parent_connection_id: int) -> None:
-    connection = broker._connection().driver.connection
+    connection = internals.thread_sqlite_connection(broker)
     if id(connection) == parent_connection_id:
         sys.exit(3)
     if broker.read("q") != ["before fork"]:
@@ -232,7 +233,7 @@ def test_fork_with_parent_read_in_progress(db_path: Path) -> None:
     broker = Broker(db_path, config=QUIET)
     try:
         broker.write_many("q", ["a", "b"])
-        cursor = broker._connection().driver.connection.execute("SELECT body FROM messages")
+        cursor = internals.thread_sqlite_connection(broker).execute("SELECT body FROM messages")
         assert cursor.fetchone() == ("a",)  # the parent's connection is inside a read
         pid = os.fork()
         if pid == 0:

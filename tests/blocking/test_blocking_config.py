@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sansio_broker.adapters.blocking import Broker
+from tests.support import internals
 
 
 def pragma(connection: sqlite3.Connection, name: str) -> object:
@@ -20,7 +21,7 @@ def pragma(connection: sqlite3.Connection, name: str) -> object:
 
 
 def own_connection(broker: Broker) -> sqlite3.Connection:
-    return broker._connection().driver.connection
+    return internals.thread_sqlite_connection(broker)
 
 
 @pytest.mark.parametrize(

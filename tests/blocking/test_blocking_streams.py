@@ -10,10 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from blocking_support import QUIET
-from support.rawdb import rows
-
 from sansio_broker.adapters.blocking import Broker
+from tests.blocking.blocking_support import QUIET
+from tests.support.rawdb import rows
 
 
 def claimed_flags(db_path: Path, queue: str = "q") -> list[int]:

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from blocking_support import QUIET
-from support.rawdb import rows
 
 from sansio_broker import TransactionError
 from sansio_broker.adapters.blocking import Broker
+from tests.blocking.blocking_support import QUIET
+from tests.support.rawdb import rows
 
 
 def test_at_least_once_stream_inside_transaction_refused(broker: Broker, db_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""Shared helpers for the SimpleBroker 8.7.2 interop tests (storage contract §9).
+"""Shared helpers for the SimpleBroker 8.7.2 interop tests (one file, both programs).
 
 Everything here inspects real files on disk or runs the real ``broker`` CLI in
-a subprocess with a clean environment (no ``PYTHONPATH``, no ``BROKER_*``).
+a subprocess with a clean environment (``PYTHONPATH`` the checkout root alone, no ``BROKER_*``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from support import workers
-from support.contract import V6_DDL, V6_TABLE_INFO
-from support.rawdb import connect, meta, query
-from support.workers import clean_env
+from tests.support import workers
+from tests.support.contract import V6_DDL, V6_TABLE_INFO
+from tests.support.rawdb import connect, meta, query
+from tests.support.workers import clean_env
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "compat_worker.py"
 SUBPROCESS_TIMEOUT = 60
 
-# What sqlite_master holds after the contract's v6 DDL (§1.3), in creation
+# What sqlite_master holds after SimpleBroker 8's v6 DDL (tests/support/contract.py), in creation
 # order: the INSERTs create nothing, each TEXT PRIMARY KEY adds an autoindex.
 V6_MASTER = [
     ("table", "messages", V6_DDL[0]),

@@ -20,7 +20,7 @@ Roles (``ours-*`` use our blocking adapter, ``sb-*`` SimpleBroker 8's
 
 - ``*-checkpoint``: peek with ``after_timestamp=<highest ID seen>`` until
   ``writers`` markers exist in ``done_dir`` and a last look finds nothing:
-  a reader that trusts IDs to become visible in order (contract §3.2).
+  a reader that trusts IDs to become visible in order (an ID commits with its row).
 
 ``auto_vacuum`` (default true): false turns automatic vacuum off in both
 programs, so claimed rows stay in the file for inspection.
@@ -37,12 +37,9 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
-
-from support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
+from tests.support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
 
 Pairs = list[list[Any]]
 

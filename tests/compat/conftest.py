@@ -1,15 +1,12 @@
-"""Fixtures for the SimpleBroker interop tests (storage contract §9)."""
+"""Fixtures for the SimpleBroker interop tests (one file, both programs)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import simplebroker
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sansio_broker.adapters.blocking import Broker
 

@@ -1,5 +1,5 @@
 """Files that need set-up work: we and SimpleBroker 8 must agree on the result
-(contract §1.8-§1.11)."""
+(missing indexes or alias table, an old schema SimpleBroker migrates)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import assert_file_healthy, master, parse_t, sb
-from support.rawdb import connect, meta, query
 
 from sansio_broker import IncompatibleDatabaseError, Message
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import assert_file_healthy, master, parse_t, sb
+from tests.support.rawdb import connect, meta, query
 
 
 def test_missing_canonical_indexes_are_repaired_like_sb(tmp_path: Path) -> None:

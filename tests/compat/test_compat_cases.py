@@ -1,4 +1,4 @@
-"""Interop with SimpleBroker 8.7.2 on one file: contract §9 cases 1-4 and 8-12.
+"""Interop with SimpleBroker 8.7.2 on one file: writes, reads, peeks, moves, IDs and files, both ways.
 
 Each case runs in both directions where it allows: our blocking adapter
 writes and SimpleBroker (library or ``broker`` CLI) reads, and the reverse.
@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import (
+
+from sansio_broker import Message, MessageIdError
+from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import (
     BROKER_CLI,
     SUBPROCESS_TIMEOUT,
     V6_MASTER,
@@ -31,12 +34,9 @@ from compat_helpers import (
     schema_cookie,
     table_info,
 )
-from support.contract import V6_TABLE_INFO
-from support.rawdb import meta, query, rows
-from support.workers import clean_env
-
-from sansio_broker import Message, MessageIdError
-from sansio_broker.adapters.blocking import Broker
+from tests.support.contract import V6_TABLE_INFO
+from tests.support.rawdb import meta, query, rows
+from tests.support.workers import clean_env
 
 OpenOurs = Callable[[], Broker]
 OpenSB = Callable[[str], simplebroker.Queue]
@@ -437,7 +437,7 @@ def test_case12_bound_validation_matches_sb(db: Path, open_ours: OpenOurs, open_
     ["int", "19-digit", "padded", "unicode-digits"],
 )
 def test_case12_exact_id_forms_match_sb(db: Path, open_ours: OpenOurs, open_sb: OpenSB, form: str) -> None:
-    """Exact IDs (contract §3.4): the same spellings select the same message in both."""
+    """Exact IDs: the same spellings select the same message in both."""
     theirs = open_sb("q")
     ident = theirs.write("x")
     text = f"{ident:019d}"
@@ -488,7 +488,7 @@ def test_case12_bad_exact_ids_refused_like_sb(db: Path, open_ours: OpenOurs, ope
 
 
 def test_empty_file_is_created_as_v6_by_us_and_accepted_by_sb(db: Path, open_ours: OpenOurs) -> None:
-    """A zero-byte file counts as no database: we create v6 there (contract §1.11)."""
+    """A zero-byte file counts as no database: we create v6 there, as SimpleBroker does."""
     db.touch()
     ours = open_ours()
     ident = ours.write("q", "x")
@@ -506,9 +506,9 @@ def test_sb_creates_from_empty_file_and_we_use_it(db: Path, open_ours: OpenOurs)
     assert_file_healthy(db)
 
 
-# Contract §3.4, verified against SimpleBroker 8: CLI bound strings and the integers they mean.
+# Verified against SimpleBroker 8: CLI bound strings and the integers they mean.
 # (Its native-ID example 1837025672140161024 lies in 2028: a file holding it has a last_ts far
-# enough ahead that we refuse the file as the pre-2.1 ID layout, as contract §1.2 allows.)
+# enough ahead that we refuse the file as the pre-2.1 ID layout: more than 2**40 ns ahead of the clock.)
 BOUND_VECTORS = {
     "2024-01-15": 1705276800000000000,
     "2024-01-15T14:30:00+02:00": 1705321800000000000,

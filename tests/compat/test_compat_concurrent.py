@@ -1,6 +1,6 @@
 """Our processes and SimpleBroker's on one file at once.
 
-Contract §9 case 5 (concurrent writers) and case 6 (concurrent consumers),
+Concurrent writers and concurrent consumers,
 plus concurrent creation of a new file and producers/consumers of both
 programs running together.
 """
@@ -12,11 +12,20 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from compat_helpers import assert_file_healthy, master, parse_t, run_workers, sb, sb_json, table_info, worker_command
-from support.contract import V6_TABLE_INFO
-from support.rawdb import meta, query, rows
 
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import (
+    assert_file_healthy,
+    master,
+    parse_t,
+    run_workers,
+    sb,
+    sb_json,
+    table_info,
+    worker_command,
+)
+from tests.support.contract import V6_TABLE_INFO
+from tests.support.rawdb import meta, query, rows
 
 WRITERS_PER_SIDE = 4
 MESSAGES_PER_WRITER = 300
@@ -250,7 +259,7 @@ def test_mixed_producers_and_consumers(tmp_path: Path, db: Path) -> None:
 @pytest.mark.slow
 def test_checkpoint_readers_never_skip_a_message(tmp_path: Path, db: Path) -> None:
     """Readers that peek ``after=<highest ID seen>`` (as watchers do) miss nothing:
-    an ID becomes visible only with its row, and in ID order (contract §3.2)."""
+    an ID becomes visible only with its row, and in ID order."""
     per_writer = 250
     done, writers = writers_with_markers(db, tmp_path, per_writer)
     readers = [

@@ -1,4 +1,4 @@
-"""Message-ID allocation shared with SimpleBroker (contract §3).
+"""Message-ID allocation shared with SimpleBroker: one strict order across both programs.
 
 Both programs allocate from ``meta.last_ts`` with the same compare-and-advance,
 so they must keep one strictly increasing sequence through clock regressions,
@@ -14,11 +14,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import simplebroker
-from compat_helpers import assert_file_healthy, parse_t, sb
-from support.rawdb import connect, meta, rows
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import assert_file_healthy, parse_t, sb
+from tests.support.rawdb import connect, meta, rows
 
 OpenOurs = Callable[[], Broker]
 COUNTER_MASK = 0xFFF

@@ -1,4 +1,4 @@
-"""More operations across the two programs on one file (contract §4):
+"""More operations across the two programs on one file:
 broadcast, delete by ID, rename, aliases, keep_newest, dump/load, move_all,
 explicit transactions."""
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import BROKER_CLI, SUBPROCESS_TIMEOUT, assert_file_healthy, parse_t, sb, sb_stats
-from support.rawdb import meta, rows
-from support.workers import clean_env
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import BROKER_CLI, SUBPROCESS_TIMEOUT, assert_file_healthy, parse_t, sb, sb_stats
+from tests.support.rawdb import meta, rows
+from tests.support.workers import clean_env
 
 OpenOurs = Callable[[], Broker]
 

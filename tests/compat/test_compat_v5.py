@@ -1,6 +1,6 @@
 """A schema v5 file (SimpleBroker 7's) shared with us and then with SimpleBroker 8.
 
-Contract §1.11: we use v5 as it is, without migrating it; SimpleBroker 8 may
+We use v5 as it is, without migrating it; SimpleBroker 8 may
 rebuild it to v6 while our connections stay open, and they keep working.
 """
 
@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from compat_helpers import assert_file_healthy, parse_t, sb, table_info
-from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_TABLE_INFO
-from support.rawdb import connect, meta, query
-
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import assert_file_healthy, parse_t, sb, table_info
+from tests.support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_TABLE_INFO
+from tests.support.rawdb import connect, meta, query
 
 
 def make_v5_file(db: Path, bodies: list[str]) -> list[int]:

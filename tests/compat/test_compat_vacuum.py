@@ -1,4 +1,4 @@
-"""Contract §9 case 7: vacuum of claimed rows, both ways, and ``<db>.vacuum.lock``."""
+"""Vacuum of claimed rows, both ways, and ``<db>.vacuum.lock``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import simplebroker
-from compat_helpers import assert_file_healthy, sb, sb_json, sb_stats
-from support.rawdb import meta, query, rows
 
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import assert_file_healthy, sb, sb_json, sb_stats
+from tests.support.rawdb import meta, query, rows
 
 OpenOurs = Callable[[], Broker]
 

@@ -1,5 +1,5 @@
 """What one program stores the other reads back unchanged, and what one refuses
-the other refuses too (contract §1.6, §5.1)."""
+the other refuses too (bodies and queue names)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import simplebroker
-from compat_helpers import assert_file_healthy
-from support.rawdb import query
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
+from tests.compat.compat_helpers import assert_file_healthy
+from tests.support.rawdb import query
 
 OpenOurs = Callable[[], Broker]
 OpenSB = Callable[[str], simplebroker.Queue]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_support import ADAPTERS, Facade, MakeBroker, adapter_threads, new_facade, threads_left
+
+from tests.contract.contract_support import ADAPTERS, Facade, MakeBroker, adapter_threads, new_facade, threads_left
 
 
 @pytest.fixture(params=ADAPTERS)

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import threads
-from support.contract import MAGIC, V6_DDL
-from support.rawdb import connect, rows
 
 from sansio_broker import Message
-from sansio_broker.adapters._async_api import left_open
+from sansio_broker.adapters._pooled import left_open
+from tests.support import internals, threads
+from tests.support.contract import MAGIC, V6_DDL
+from tests.support.rawdb import connect, rows
 
 ADAPTERS = ("blocking", "asyncio", "trio")
 
@@ -282,17 +282,17 @@ class BlockingFacade(Facade):
         self.target.close()
 
     def sqlite_connections(self) -> list[Any]:
-        return [c.driver.connection for c in self.target._connections]
+        return internals.sqlite_connections(self.target)
 
     def pragma(self, name: str) -> list[Any]:
         return [c.execute(f"PRAGMA {name}").fetchone()[0] for c in self.sqlite_connections()]
 
     @property
     def closed(self) -> bool:
-        return self.target._unusable is not None
+        return internals.unusable(self.target)
 
     def assert_idle(self) -> None:
-        for connection in self.target._connections:
+        for connection in internals.open_connections(self.target):
             assert not left_open(connection), "a transaction or stream batch is still open"
 
 
@@ -413,7 +413,7 @@ class AsyncFacade(Facade):
 
     @property
     def closed(self) -> bool:
-        return self._stopped or bool(self.target._closed)
+        return self._stopped or internals.is_closed(self.target)
 
     def assert_idle(self) -> None:
         self._call(self._settle_and_check)
@@ -459,14 +459,14 @@ class AsyncioFacade(AsyncFacade):
         return AsyncQueue
 
     def sqlite_connections(self) -> list[Any]:
-        return [c.raw_connection.driver.connection for c in self.target._pool._connection_registry.values()]
+        return internals.sqlite_connections(self.target)
 
     def _pooled(self) -> list[Any]:
-        return [c.raw_connection for c in self.target._pool._connection_registry.values()]
+        return internals.open_connections(self.target)
 
     def _all_idle(self) -> bool:
         broker = self.target
-        return not broker._background and len(broker._idle) + broker._pool.size == len(self._pooled())
+        return not internals.cleaning_up(broker) and internals.idle_connections(broker) == len(self._pooled())
 
     async def _settle(self) -> None:
         deadline = time.monotonic() + 5
@@ -479,7 +479,7 @@ class AsyncioFacade(AsyncFacade):
 
     def _check_idle(self) -> None:
         broker = self.target
-        assert not broker._held, broker._held
+        assert not internals.held_by_task(broker), internals.held_by_task(broker)
         assert not any(left_open(c) for c in self._pooled()), "a transaction or stream batch is still open"
         assert self._all_idle(), "a connection never went back to the pool"
 
@@ -509,11 +509,13 @@ class TrioFacade(AsyncFacade):
         return TrioQueue
 
     def sqlite_connections(self) -> list[Any]:
-        return [c.driver.connection for c in self.target._connections]
+        return internals.sqlite_connections(self.target)
 
     def _all_idle(self) -> bool:
         broker = self.target
-        return not broker._cleaning and len(broker._idle) == len(broker._connections)
+        return not internals.cleaning_up(broker) and internals.idle_connections(broker) == len(
+            internals.open_connections(broker)
+        )
 
     async def _settle(self) -> None:
         import trio
@@ -528,8 +530,10 @@ class TrioFacade(AsyncFacade):
 
     def _check_idle(self) -> None:
         broker = self.target
-        assert not broker._held, broker._held
-        assert not any(left_open(c) for c in broker._connections), "a transaction or stream batch is still open"
+        assert not internals.held_by_task(broker), internals.held_by_task(broker)
+        assert not any(left_open(c) for c in internals.open_connections(broker)), (
+            "a transaction or stream batch is still open"
+        )
         assert self._all_idle(), "a connection never went back to the pool"
 
 

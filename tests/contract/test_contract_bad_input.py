@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_support import Facade, MakeBroker, snapshot
 
 from sansio_broker import (
     BrokerError,
@@ -17,6 +16,7 @@ from sansio_broker import (
     MessageIdError,
     QueueNameError,
 )
+from tests.contract.contract_support import Facade, MakeBroker, snapshot
 
 MAX_SIZE = 12
 

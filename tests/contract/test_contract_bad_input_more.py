@@ -19,7 +19,6 @@ import pytest
 import trio
 import trio.testing
 from aiosqlitepool.exceptions import PoolClosedError
-from contract_support import QUIET, Facade, MakeBroker, expect_error, listing, raised_by, snapshot
 
 from sansio_broker import (
     BrokerClosedError,
@@ -34,6 +33,7 @@ from sansio_broker import (
 from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue
 from sansio_broker.adapters.blocking import Broker, Queue
 from sansio_broker.adapters.trio import TrioBroker, TrioQueue
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, expect_error, listing, raised_by, snapshot
 
 QUEUE_CLASSES: dict[str, type] = {"blocking": Queue, "asyncio": AsyncQueue, "trio": TrioQueue}
 BROKER_CLASSES: dict[str, type] = {"blocking": Broker, "asyncio": AsyncBroker, "trio": TrioBroker}

@@ -10,21 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_support import BRIDGE_THREAD_PREFIX, AsyncFacade, adapter_threads, open_facade
+
+from tests.contract.contract_support import BRIDGE_THREAD_PREFIX, AsyncFacade, adapter_threads, open_facade
+from tests.support import internals
 
 
 def held_by(facade: AsyncFacade) -> dict[object, Any]:
-    return dict(facade.target._held)
+    return internals.held_by_task(facade.target)
 
 
 @pytest.mark.parametrize("adapter", ["asyncio", "trio"])
 def test_every_call_runs_in_the_one_runner_task(adapter: str, db_path: Path) -> None:
     with open_facade(adapter, db_path) as facade:
         assert isinstance(facade, AsyncFacade)
-        runner = facade._call(facade.target._current_task)
+        runner = facade._call(lambda: internals.current_task(facade.target))
         assert runner is not None
         facade.write("q", "a")
-        assert facade._call(facade.target._current_task) is runner
+        assert facade._call(lambda: internals.current_task(facade.target)) is runner
         assert held_by(facade) == {}
         with facade.transaction():
             # The transaction's connection is held for the runner task, and used by its calls.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from contract_support import MakeBroker, expect_error, open_facade, raised_by
-from support.rawdb import rows
 
 from sansio_broker import Config, ConfigError, MessageError
+from tests.contract.contract_support import MakeBroker, expect_error, open_facade, raised_by
+from tests.support.rawdb import rows
 
 
 def test_config_none_reads_environment(make_broker: MakeBroker, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,19 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-from contract_support import (
-    Facade,
-    MakeBroker,
-    build_db,
-    expect_error,
-    listing,
-    normalized_schema,
-    open_facade,
-    raised_by,
-    snapshot,
-)
-from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_DDL
-from support.rawdb import connect, meta, rows
 
 from sansio_broker import (
     BrokerError,
@@ -29,6 +16,19 @@ from sansio_broker import (
     QueueStats,
     SchemaVersionError,
 )
+from tests.contract.contract_support import (
+    Facade,
+    MakeBroker,
+    build_db,
+    expect_error,
+    listing,
+    normalized_schema,
+    open_facade,
+    raised_by,
+    snapshot,
+)
+from tests.support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_DDL
+from tests.support.rawdb import connect, meta, rows
 
 NOW = time.time_ns()
 
@@ -324,7 +324,7 @@ def test_last_ts_behind_stored_rows_is_advanced(adapter: str, db_path: Path) -> 
 
 
 def test_duplicate_id_from_another_writer_is_resynced(adapter: str, db_path: Path) -> None:
-    """Another writer left meta.last_ts behind a row it inserted (contract §3.3)."""
+    """Another writer left meta.last_ts behind a row it inserted: resync and retry once, as SimpleBroker."""
     with open_facade(adapter, db_path) as broker:
         broker.write("q", "first")
         future = (time.time_ns() + 5_000_000_000) & ~0xFFF

@@ -7,12 +7,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract_support import Facade, open_facade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.rawdb import rows
 
 from sansio_broker import Message, QueueStats
+from tests.contract.contract_support import Facade, open_facade
+from tests.support.rawdb import rows
 
 QUEUES = ("a", "b", "c")
 queues = st.sampled_from(QUEUES)

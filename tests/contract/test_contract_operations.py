@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from contract_support import QUIET, Facade, MakeBroker, bodies, open_facade
-from support.rawdb import connect, query, rows
 
 from sansio_broker import BrokerClosedError, InvalidInputError, Message, MessageError, QueueStats
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, bodies, open_facade
+from tests.support.rawdb import connect, query, rows
 
 
 # --------------------------------------------------------------------- writes

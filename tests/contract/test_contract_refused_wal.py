@@ -20,9 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from contract_support import MakeBroker, build_db, expect_error, listing, raised_by
-from support.contract import V6_DDL
-from support.rawdb import connect, meta
 
 from sansio_broker import (
     BrokerError,
@@ -31,6 +28,9 @@ from sansio_broker import (
     Message,
     SchemaVersionError,
 )
+from tests.contract.contract_support import MakeBroker, build_db, expect_error, listing, raised_by
+from tests.support.contract import V6_DDL
+from tests.support.rawdb import connect, meta
 
 NOW = time.time_ns() & ~0xFFF
 SUFFIXES = ("", "-wal", "-shm")

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from contract_support import QUIET, Facade, MakeBroker, claimed_flags, open_facade
-from support.rawdb import rows
 
 from sansio_broker import BrokerClosedError, Message, TransactionError
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, claimed_flags, open_facade
+from tests.support.rawdb import rows
 
 JOBS = [f"job{i}" for i in range(7)]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from contract_support import QUIET, Facade, MakeBroker, snapshot
-from support.rawdb import meta, query, rows
 
 from sansio_broker import BusyError, Message, TransactionError
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, snapshot
+from tests.support.rawdb import meta, query, rows
 
 
 class Boom(Exception):

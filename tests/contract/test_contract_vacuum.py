@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from contract_support import Facade, MakeBroker
-from support.rawdb import rows
+
+from tests.contract.contract_support import Facade, MakeBroker
+from tests.support.rawdb import rows
 
 AUTO = {"BROKER_AUTO_VACUUM_INTERVAL": "10", "BROKER_VACUUM_THRESHOLD": "50"}
 

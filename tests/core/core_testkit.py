@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sansio_broker import BrokerCore, Config, RetryPolicy, Session
+from sansio_broker import Config
 from sansio_broker.commands import (
     Begin,
     Command,
@@ -24,7 +24,8 @@ from sansio_broker.commands import (
     Sleep,
     UnlockVacuumFile,
 )
-from sansio_broker.sql import SQLITE
+from sansio_broker.driver import BrokerCore, RetryPolicy, Session
+from sansio_broker.sqlite import SQLITE
 from sansio_broker.testing import run_with
 
 SQL = SQLITE
@@ -34,7 +35,7 @@ NOW = 1_750_000_000_000_000_000 & ~0xFFF
 TICK = 0x1000  # one physical step of the ID layout (4096 ns)
 
 
-# The select statements' SQL, written out here (not taken from sansio_broker.sql).
+# The select statements' SQL, written out here (not taken from sansio_broker.sqlite).
 PENDING = "queue = ? AND claimed = 0"
 
 

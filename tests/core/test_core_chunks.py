@@ -3,11 +3,10 @@ between them, and a big batch is still only a few commands."""
 
 from __future__ import annotations
 
-from core_testkit import FakeDb, make_session
-
-from sansio_broker import ExecuteMany
 from sansio_broker.core import INSERT_CHUNK_ROWS, MAX_INSERT_CHUNK_ROWS
+from sansio_broker.driver import ExecuteMany
 from sansio_broker.testing import run_with
+from tests.core.core_testkit import FakeDb, make_session
 
 
 def test_write_many_inserts_in_chunks_in_order() -> None:

@@ -4,11 +4,12 @@ operation yields nothing more and records no failure, wherever it stood."""
 from __future__ import annotations
 
 import pytest
-from core_testkit import make_session
 
-from sansio_broker import ClaimStream, Commit, Execute, InvalidTypeError
+from sansio_broker import InvalidTypeError
 from sansio_broker.commands import Operation
+from sansio_broker.driver import ClaimStream, Commit, Execute
 from sansio_broker.validation import check_id_list
+from tests.core.core_testkit import make_session
 
 
 def test_an_explicit_commit_closed_at_its_commit_yields_nothing() -> None:

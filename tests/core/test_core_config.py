@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sansio_broker import Config, ConfigError, InvalidTypeError
 from sansio_broker.config import CONFIG_KEYS, KNOWN_KEYS, SIMPLEBROKER_ONLY_KEYS
-from sansio_broker.sql import SQLITE
+from sansio_broker.sqlite import SQLITE
 
 DEFAULTS = {
     "busy_timeout_ms": 5000,
@@ -318,9 +318,7 @@ def test_integers_are_bounded_where_they_are_used(key: str) -> None:
 
 def test_the_largest_values_reach_their_pragmas_intact() -> None:
     config = Config(busy_timeout_ms=2**31 - 1, cache_mb=(2**31 - 1) // 1024, wal_autocheckpoint=2**31 - 1)
-    pragmas = SQLITE.connection_pragmas(
-        config.busy_timeout_ms, config.cache_mb, config.sync_mode, config.wal_autocheckpoint
-    )
+    pragmas = SQLITE.connection_setup(config)
     numbers = [int(p.split("=")[1]) for p in pragmas if p.split("=")[1].lstrip("-").isdigit()]
     assert numbers == [2**31 - 1, 2**31 - 1, -2147482624]
     assert all(-(2**31) <= n < 2**31 for n in numbers)

@@ -1,4 +1,4 @@
-"""errors.from_driver classification and the exception hierarchy."""
+"""The SQLite dialect's error classification, and the exception hierarchy."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from sansio_broker import (
     QueueNameError,
     StatementInterruptedError,
 )
-from sansio_broker.errors import NotADatabaseDriverError, from_driver
+from sansio_broker.errors import NotADatabaseDriverError
+from sansio_broker.sqlite import SQLITE
+
+classify = SQLITE.classify_error
 
 
 @pytest.mark.parametrize(
@@ -40,7 +43,7 @@ from sansio_broker.errors import NotADatabaseDriverError, from_driver
     ],
 )
 def test_busy_and_locked(message: str, code: int | None) -> None:
-    error = from_driver(message, code)
+    error = classify(message, code)
     assert type(error) is BusyError
     assert str(error) == message
     assert error.code == (None if code is None else code & 0xFF)
@@ -48,17 +51,17 @@ def test_busy_and_locked(message: str, code: int | None) -> None:
 
 @pytest.mark.parametrize("code", [19, 2067, 1555, 787, 275])
 def test_constraint_codes_are_integrity_errors(code: int) -> None:
-    error = from_driver("UNIQUE constraint failed: messages.ts", code)
+    error = classify("UNIQUE constraint failed: messages.ts", code)
     assert type(error) is IntegrityError
     assert error.code == 19
 
 
 def test_constraint_text_alone_is_not_enough() -> None:
-    assert type(from_driver("UNIQUE constraint failed: messages.ts", None)) is DatabaseError
+    assert type(classify("UNIQUE constraint failed: messages.ts", None)) is DatabaseError
 
 
 def test_interrupt() -> None:
-    error = from_driver("interrupted", 9)
+    error = classify("interrupted", 9)
     assert type(error) is StatementInterruptedError
     assert error.code == 9
 
@@ -67,7 +70,7 @@ def test_interrupt() -> None:
     ("message", "code"), [("file is not a database", 26), ("x", 26), ("File is not a database", None)]
 )
 def test_not_a_database(message: str, code: int | None) -> None:
-    assert type(from_driver(message, code)) is NotADatabaseDriverError
+    assert type(classify(message, code)) is NotADatabaseDriverError
 
 
 @pytest.mark.parametrize(
@@ -75,7 +78,7 @@ def test_not_a_database(message: str, code: int | None) -> None:
     [("disk I/O error", 10, 10), ("disk I/O error", 266, 10), ("no such table: messages", 1, 1), ("oops", None, None)],
 )
 def test_others_are_plain_database_errors(message: str, code: int | None, primary: int | None) -> None:
-    error = from_driver(message, code)
+    error = classify(message, code)
     assert type(error) is DatabaseError
     assert error.code == primary
     assert str(error) == message

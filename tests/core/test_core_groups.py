@@ -7,39 +7,41 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session
 
 from sansio_broker import (
-    Begin,
-    BrokerCore,
     BusyError,
-    Commit,
     Config,
     DatabaseError,
-    Execute,
-    ExecuteMany,
-    Fetch,
     IntegrityError,
     InvalidInputError,
     InvalidTypeError,
-    LockVacuumFile,
     Message,
     MessageError,
     MessageTypeError,
     OperationCancelled,
     QueueNameError,
     QueueNameTypeError,
+    TransactionError,
+)
+from sansio_broker.commands import SEAL_GROUP, Command
+from sansio_broker.core import INSERT_CHUNK_ROWS, VACUUM_CLAIMED_CEILING
+from sansio_broker.driver import (
+    Begin,
+    BrokerCore,
+    Commit,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    LockVacuumFile,
     ReadClock,
     RetryPolicy,
     Rollback,
     SealGroup,
     Sleep,
-    TransactionError,
     UnlockVacuumFile,
 )
-from sansio_broker.commands import SEAL_GROUP, Command
-from sansio_broker.core import INSERT_CHUNK_ROWS, VACUUM_CLAIMED_CEILING
 from sansio_broker.testing import Stepper, run_scripted, run_with
+from tests.core.core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session
 
 ADVANCE = "UPDATE meta SET value = ? WHERE key = 'last_ts' AND value < ? RETURNING value"
 INSERT = "INSERT INTO messages (queue, body, ts) VALUES (?, ?, ?)"

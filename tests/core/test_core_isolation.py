@@ -70,9 +70,10 @@ def test_the_scan_sees_every_core_module() -> None:
                 "commands",
                 "config",
                 "core",
+                "dialect",
                 "errors",
                 "schema",
-                "sql",
+                "sqlite",
                 "streams",
                 "testing",
                 "timestamps",
@@ -116,7 +117,7 @@ import importlib
 for name in MODULES:
     importlib.import_module(name)
 
-from sansio_broker import BrokerCore, Commit
+from sansio_broker.driver import BrokerCore, Commit
 from sansio_broker.testing import run_scripted
 
 NOW = 1_750_000_000_000_000_000

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from core_testkit import kinds, make_session
 
-from sansio_broker import ClaimStream, InvalidInputError, Message, PeekStream
+from sansio_broker import InvalidInputError, Message
 from sansio_broker.commands import Begin, Commit, Execute
+from sansio_broker.driver import ClaimStream, PeekStream
 from sansio_broker.streams import OnceStream, open_stream
 from sansio_broker.testing import Stepper, run_scripted
+from tests.core.core_testkit import kinds, make_session
 
 ROWS = [("b", 2), ("a", 1)]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core_testkit import make_session
-
-from sansio_broker import ClaimStream, DatabaseError, Rollback
+from sansio_broker import DatabaseError
+from sansio_broker.driver import ClaimStream, Rollback
 from sansio_broker.testing import Stepper, run_scripted
+from tests.core.core_testkit import make_session
 
 
 def test_reset_rolls_back_an_abandoned_transaction_and_clears_the_session() -> None:

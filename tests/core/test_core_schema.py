@@ -1,4 +1,4 @@
-"""Session.open_database: create schema v6, or admit / refuse an existing file (contract §1);
+"""Session.open_database: create schema v6, or admit / refuse an existing file;
 schema.check_database: the same refusals by reads alone."""
 
 from __future__ import annotations
@@ -7,27 +7,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from core_testkit import NOW, SQL, is_write, kinds, make_session
-from support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, V6_DDL, V6_TABLE_INFO
 
 from sansio_broker import (
-    Begin,
     BusyError,
-    Commit,
     DatabaseError,
-    Execute,
-    Fetch,
     ForeignDatabaseError,
     IncompatibleDatabaseError,
     NotADatabaseError,
-    ReadClock,
     SchemaVersionError,
-    Sleep,
 )
 from sansio_broker.commands import Command
+from sansio_broker.driver import Begin, Commit, Execute, Fetch, ReadClock, Sleep
 from sansio_broker.errors import NotADatabaseDriverError
 from sansio_broker.schema import check_database
 from sansio_broker.testing import Stepper, run_with
+from tests.core.core_testkit import NOW, SQL, is_write, kinds, make_session
+from tests.support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, V6_DDL, V6_TABLE_INFO
 
 LIST_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 

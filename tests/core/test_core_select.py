@@ -5,26 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_testkit import PENDING, claim_sql, make_session, move_sql, peek_sql
 
 from sansio_broker import (
-    Begin,
-    BrokerCore,
-    Commit,
     DatabaseError,
-    Execute,
-    ExecuteMany,
-    Fetch,
     InvalidInputError,
     InvalidTypeError,
     Message,
     MessageIdError,
     QueueNameError,
     QueueStats,
-    Rollback,
     TransactionError,
 )
+from sansio_broker.driver import Begin, BrokerCore, Commit, Execute, ExecuteMany, Fetch, Rollback
 from sansio_broker.testing import Stepper, run_scripted
+from tests.core.core_testkit import PENDING, claim_sql, make_session, move_sql, peek_sql
 
 BY_ID_PENDING = "ts = ? AND queue = ? AND claimed = 0"
 ID = 1_750_000_000_000_004_096

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import pytest
-from core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session, peek_sql
 
 from sansio_broker import (
-    Begin,
     BusyError,
-    ClaimStream,
-    Commit,
     DatabaseError,
-    Execute,
-    Fetch,
     InvalidInputError,
     InvalidTypeError,
-    LockVacuumFile,
     Message,
     MessageIdError,
-    PeekStream,
     QueueNameError,
+    TransactionError,
+)
+from sansio_broker.driver import (
+    Begin,
+    ClaimStream,
+    Commit,
+    Execute,
+    Fetch,
+    LockVacuumFile,
+    PeekStream,
     Rollback,
     Sleep,
-    TransactionError,
     UnlockVacuumFile,
 )
 from sansio_broker.testing import Stepper, run_scripted, run_with
+from tests.core.core_testkit import NOW, PENDING, SQL, FakeDb, claim_sql, housekeeping, kinds, make_session, peek_sql
 
 
 # ------------------------------------------------- exactly-once (interval 1)

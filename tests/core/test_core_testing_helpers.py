@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sansio_broker import BrokerCore, Execute, Fetch, ReadClock, Sleep
 from sansio_broker.commands import Command, Operation
+from sansio_broker.driver import BrokerCore, Execute, Fetch, ReadClock, Sleep
 from sansio_broker.testing import Stepper, run_scripted, run_with
 
 

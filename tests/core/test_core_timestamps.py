@@ -1,9 +1,8 @@
-"""Hybrid message IDs: (wall_ns & ~0xFFF) | counter12 (contract §3)."""
+"""Hybrid message IDs: (wall_ns & ~0xFFF) | counter12, as SimpleBroker allocates them."""
 
 from __future__ import annotations
 
 import pytest
-from core_testkit import NOW, TICK, FakeDb, make_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from sansio_broker.timestamps import (
     next_id,
     wait_ns,
 )
+from tests.core.core_testkit import NOW, TICK, FakeDb, make_session
 
 # Realistic wall clocks (2001..2262) and ID high-water marks around them.
 clocks = st.integers(min_value=10**18, max_value=2**62)

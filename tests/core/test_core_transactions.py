@@ -5,26 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
 from sansio_broker import (
-    Begin,
     BusyError,
-    ClaimStream,
-    Commit,
     DatabaseError,
-    Execute,
-    Fetch,
     IntegrityError,
     OutcomeUnknownError,
-    ReadClock,
-    RetryPolicy,
-    Rollback,
-    Sleep,
     TimestampError,
     TransactionError,
 )
+from sansio_broker.driver import Begin, ClaimStream, Commit, Execute, Fetch, ReadClock, RetryPolicy, Rollback, Sleep
 from sansio_broker.testing import Stepper, run_scripted, run_with
+from tests.core.core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
 BUSY = BusyError("database is locked", 5)
 CLAIM = SQL.claim(SQL.where(by_id=False, unclaimed_only=True, after=False, before=False))

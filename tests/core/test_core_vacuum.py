@@ -6,27 +6,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
-from sansio_broker import (
+from sansio_broker import BusyError, Config, DatabaseError, OperationCancelled, TransactionError
+from sansio_broker.commands import Command
+from sansio_broker.driver import (
     Begin,
     BrokerCore,
-    BusyError,
     Commit,
-    Config,
-    DatabaseError,
     Execute,
     Fetch,
     LockVacuumFile,
-    OperationCancelled,
     RetryPolicy,
     Rollback,
     Sleep,
-    TransactionError,
     UnlockVacuumFile,
 )
-from sansio_broker.commands import Command
 from sansio_broker.testing import Stepper, run_scripted, run_with
+from tests.core.core_testkit import NOW, SQL, FakeDb, housekeeping, kinds, make_session
 
 ANY_CLAIMED = "SELECT EXISTS(SELECT 1 FROM messages WHERE claimed = 1 LIMIT 1)"
 DELETE_BATCH = (

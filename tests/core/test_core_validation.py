@@ -1,11 +1,10 @@
-"""Argument checks (contract §5.1, §3.4), and that operations apply them when called."""
+"""Argument checks (SimpleBroker's rules for names, bodies and IDs), and that operations apply them when called."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from core_testkit import make_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ from sansio_broker.validation import (
     check_queue_name,
     check_selection,
 )
+from tests.core.core_testkit import make_session
 
 ID = 1_750_000_000_000_004_096
 # "1234567890123456789" in FULLWIDTH DIGITs (U+FF10..U+FF19): str.isdecimal() is true for them,

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from core_testkit import NOW, SQL, TICK, FakeDb, kinds, make_session
 
-from sansio_broker import (
-    Begin,
-    Commit,
-    DatabaseError,
-    Execute,
-    ExecuteMany,
-    Fetch,
-    IntegrityError,
-    InvalidTypeError,
-    MessageError,
-    QueueNameError,
-    ReadClock,
-    Rollback,
-    Sleep,
-    TimestampError,
-)
+from sansio_broker import DatabaseError, IntegrityError, InvalidTypeError, MessageError, QueueNameError, TimestampError
+from sansio_broker.driver import Begin, Commit, Execute, ExecuteMany, Fetch, ReadClock, Rollback, Sleep
 from sansio_broker.testing import Stepper, run_scripted, run_with
+from tests.core.core_testkit import NOW, SQL, TICK, FakeDb, kinds, make_session
 
 ADVANCE = "UPDATE meta SET value = ? WHERE key = 'last_ts' AND value < ? RETURNING value"
 READ_LAST = "SELECT value FROM meta WHERE key = 'last_ts'"
@@ -35,7 +21,9 @@ def test_sql_constants_are_the_contract_text() -> None:
     assert SQL.READ_LAST_TS == READ_LAST
     assert SQL.INSERT_MESSAGE == INSERT
     assert SQL.LIST_QUEUES == LIST_QUEUES
-    assert Begin.sql == "BEGIN IMMEDIATE"
+    assert SQL.BEGIN_WRITE == "BEGIN IMMEDIATE"
+    begin = Stepper(make_session().write("q", "x")).start()
+    assert isinstance(begin, Begin) and begin.sql == "BEGIN IMMEDIATE"
     assert Commit.sql == "COMMIT"
     assert Rollback.sql == "ROLLBACK"
 

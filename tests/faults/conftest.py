@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults_support import COUNTS, Injector
+
+from tests.faults.faults_support import COUNTS, Injector
 
 _REPORT: list[Path] = []
 

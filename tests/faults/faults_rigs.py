@@ -32,9 +32,16 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 import trio
-from faults_support import (
+
+from sansio_broker import Message
+from sansio_broker.adapters.blocking import Broker, Queue
+from tests.async_adapters.kit import KITS
+from tests.faults.faults_support import (
     CONFIGS,
     LANDING_SECONDS,
     MAX_K,
@@ -61,10 +68,8 @@ from faults_support import (
     run_with_watchdog,
     summarize,
 )
-from support.threads import adapter_threads, threads_left
-
-from sansio_broker import Message
-from sansio_broker.adapters.blocking import Broker, Queue
+from tests.support import internals
+from tests.support.threads import adapter_threads, threads_left
 
 T = TypeVar("T")
 
@@ -142,6 +147,18 @@ class Rig:
         if stray:
             problems.append(f"messages of earlier trials, already handed over, are pending again: {stray}")
         return problems
+
+    def judge_file(self, shape: Shape, kind: str, trial: Trial, problems: list[str], lock: Any) -> list[str]:
+        """Judge what the file holds after a trial (``lock``: who holds the write lock, if
+        anyone); returns the trial's pending bodies."""
+        if lock is not None:
+            problems.append(f"a transaction was left open: another connection cannot write ({lock})")
+        rows_a, rows_b = self.raw.rows(trial.a), self.raw.rows(trial.b)
+        problems += self.judge(shape, kind, trial, rows_a, rows_b)
+        self.add(trial, problems)
+        if lock is not None:
+            raise Abort("the write lock stays held: no further trial can be trusted")
+        return sorted(body for body, _, claimed in rows_a + rows_b if not claimed)
 
     def final_checks(self) -> None:
         """After close: no thread, no descriptor, nothing pending again."""
@@ -325,16 +342,7 @@ class BlockingRig(Rig):
             trial.fired = fired if interrupter is not None else self.injector.disarm()
 
     def _check(self, shape: Shape, kind: str, trial: Trial) -> None:
-        problems: list[str] = []
-        lock = self.raw.lock_free()
-        if lock is not None:
-            problems.append(f"a transaction was left open: another connection cannot write ({lock})")
-        rows_a, rows_b = self.raw.rows(trial.a), self.raw.rows(trial.b)
-        problems += self.judge(shape, kind, trial, rows_a, rows_b)
-        self.add(trial, problems)
-        if lock is not None:
-            raise Abort("the write lock stays held: no further trial can be trusted")
-        pending = sorted(body for body, _, claimed in rows_a + rows_b if not claimed)
+        pending = self.judge_file(shape, kind, trial, [], self.raw.lock_free())
         if not self.keep_tracebacks:
             forget_tracebacks(trial)
         try:
@@ -392,8 +400,9 @@ class BlockingRig(Rig):
 
 # ==================================================================== async
 class AsyncRig(Rig):
-    """What the asyncio and trio runners share; each supplies its runtime."""
+    """What the asyncio and trio runners share; each supplies how its users cancel and its loop."""
 
+    adapter: str  # "asyncio" or "trio"
     pool_size = 3
 
     def __init__(self, path: Path, injector: Injector, config: str = "quiet") -> None:
@@ -401,13 +410,13 @@ class AsyncRig(Rig):
         self.raw = RawDb(path)
         self.loop_errors: list[str] = []
 
-    # --- the runtime -------------------------------------------------------------
+    # --- the runtime (written once with anyio where the idiom does not matter) --------
     def open(self, pool_size: int) -> contextlib.AbstractAsyncContextManager[Any]:
-        raise NotImplementedError
+        return KITS[self.adapter].open_broker(self.path, pool_size=pool_size, config=self.config)
 
     @property
     def queue_class(self) -> Any:
-        raise NotImplementedError
+        return KITS[self.adapter].Queue
 
     def run_loop(self, main: Callable[[], Awaitable[None]]) -> None:
         raise NotImplementedError
@@ -419,20 +428,36 @@ class AsyncRig(Rig):
         raise NotImplementedError
 
     async def idle(self, broker: Any) -> bool:
-        raise NotImplementedError
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        return not internals.cleaning_up(broker) and internals.idle_connections(broker) == len(
+            internals.open_connections(broker)
+        )
 
     async def off_loop(self, function: Callable[[], T]) -> T:
-        raise NotImplementedError
+        return await anyio.to_thread.run_sync(function)
 
     async def within(self, seconds: float, what: str, function: Callable[[], Awaitable[T]]) -> T:
-        raise NotImplementedError
+        with anyio.move_on_after(seconds):
+            try:
+                return await function()
+            except Exception as exc:
+                raise Abort(f"{what} failed: {exc!r}") from exc
+        raise Abort(f"{what} did not finish within {seconds} s")
 
     async def elsewhere(self, function: Callable[[], Awaitable[T]]) -> T:
         """``function()`` in another task."""
-        raise NotImplementedError
+        box: list[T] = []
+
+        async def run() -> None:
+            box.append(await function())
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+        return box[0]
 
     async def pause(self) -> None:
-        raise NotImplementedError
+        await anyio.sleep(0.002)
 
     # --- shared ----------------------------------------------------------------------
     async def quiesce(self, broker: Any) -> bool:
@@ -453,9 +478,9 @@ class AsyncRig(Rig):
     async def warm(self, broker: Any) -> None:
         """Open every pooled connection now, so none opens during a trial."""
         with contextlib.suppress(AttributeError):
-            held = [await broker._acquire() for _ in range(self.pool_size)]
+            held = [await internals.acquire(broker) for _ in range(self.pool_size)]
             for connection in held:
-                broker._release(connection)
+                internals.release(broker, connection)
 
     def run(self, shape: Shape, kind: str) -> None:
         async def main() -> None:
@@ -537,15 +562,7 @@ class AsyncRig(Rig):
         problems: list[str] = []
         if not await self.quiesce(broker):
             problems.append("2 s after the trial, background work still runs or a connection is not back")
-        lock = await self.off_loop(self.raw.lock_free)
-        if lock is not None:
-            problems.append(f"a transaction was left open: another connection cannot write ({lock})")
-        rows_a, rows_b = self.raw.rows(trial.a), self.raw.rows(trial.b)
-        problems += self.judge(shape, kind, trial, rows_a, rows_b)
-        self.add(trial, problems)
-        if lock is not None:
-            raise Abort("the write lock stays held: no further trial can be trusted")
-        pending = sorted(body for body, _, claimed in rows_a + rows_b if not claimed)
+        pending = self.judge_file(shape, kind, trial, problems, await self.off_loop(self.raw.lock_free))
         q = self.queue_class
         drained = await self.within(5, "draining in the same task", lambda: _drain(q(trial.a, broker)))
         drained += await self.within(5, "draining in the same task", lambda: _drain(q(trial.b, broker)))
@@ -619,20 +636,6 @@ async def _probe(queue: Any, where: str, raw: RawDb) -> None:
 # =================================================================== asyncio
 class AsyncioRig(AsyncRig):
     adapter = "asyncio"
-
-    def open(self, pool_size: int) -> contextlib.AbstractAsyncContextManager[Any]:
-        from sansio_broker.adapters.asyncio import async_broker
-
-        opened: contextlib.AbstractAsyncContextManager[Any] = async_broker(
-            self.path, pool_size=pool_size, config=self.config
-        )
-        return opened
-
-    @property
-    def queue_class(self) -> Any:
-        from sansio_broker.adapters.asyncio import AsyncQueue
-
-        return AsyncQueue
 
     def run_loop(self, main: Callable[[], Awaitable[None]]) -> None:
         async def guarded() -> None:
@@ -750,51 +753,10 @@ class AsyncioRig(AsyncRig):
         if pending:
             raise Abort(f"group callers hung: {'; '.join(str(o) for o in trial.outcomes)}")
 
-    async def idle(self, broker: Any) -> bool:
-        for _ in range(3):
-            await asyncio.sleep(0)
-        pool = broker._pool
-        return not broker._background and len(broker._idle) + pool.size == len(pool._connection_registry)
-
-    async def off_loop(self, function: Callable[[], T]) -> T:
-        return await asyncio.to_thread(function)
-
-    async def within(self, seconds: float, what: str, function: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(seconds):
-                return await function()
-        except TimeoutError:
-            raise Abort(f"{what} did not finish within {seconds} s") from None
-        except Exception as exc:
-            raise Abort(f"{what} failed: {exc!r}") from exc
-
-    async def elsewhere(self, function: Callable[[], Awaitable[T]]) -> T:
-        async def run() -> T:
-            return await function()
-
-        return await asyncio.create_task(run())
-
-    async def pause(self) -> None:
-        await asyncio.sleep(0.002)
-
 
 # ====================================================================== trio
 class TrioRig(AsyncRig):
     adapter = "trio"
-
-    def open(self, pool_size: int) -> contextlib.AbstractAsyncContextManager[Any]:
-        from sansio_broker.adapters.trio import trio_broker
-
-        opened: contextlib.AbstractAsyncContextManager[Any] = trio_broker(
-            self.path, pool_size=pool_size, config=self.config
-        )
-        return opened
-
-    @property
-    def queue_class(self) -> Any:
-        from sansio_broker.adapters.trio import TrioQueue
-
-        return TrioQueue
 
     def run_loop(self, main: Callable[[], Awaitable[None]]) -> None:
         trio.run(main)
@@ -868,36 +830,6 @@ class TrioRig(AsyncRig):
             self.injector.disarm()
         if guard.cancelled_caught:
             raise Abort(f"group callers hung: {'; '.join(str(o) for o in trial.outcomes)}")
-
-    async def idle(self, broker: Any) -> bool:
-        for _ in range(3):
-            await trio.lowlevel.checkpoint()
-        return not broker._cleaning and len(broker._idle) == len(broker._connections)
-
-    async def off_loop(self, function: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(function)
-
-    async def within(self, seconds: float, what: str, function: Callable[[], Awaitable[T]]) -> T:
-        with trio.move_on_after(seconds) as guard:
-            try:
-                return await function()
-            except Exception as exc:
-                raise Abort(f"{what} failed: {exc!r}") from exc
-        assert guard.cancelled_caught
-        raise Abort(f"{what} did not finish within {seconds} s")
-
-    async def elsewhere(self, function: Callable[[], Awaitable[T]]) -> T:
-        box: list[T] = []
-
-        async def run() -> None:
-            box.append(await function())
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run)
-        return box[0]
-
-    async def pause(self) -> None:
-        await trio.sleep(0.002)
 
 
 RIGS: dict[str, type[AsyncRig]] = {"asyncio": AsyncioRig, "trio": TrioRig}

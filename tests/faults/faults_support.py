@@ -2,7 +2,7 @@
 
 Injections (each trial fires at most one, at its ``k``):
 
-- :class:`Injector` wraps ``SyncDriver._handlers`` (and ``SyncDriver.run``) of
+- :class:`Injector` wraps the command handlers (and ``SyncDriver.run``) of
   every driver a broker creates (``SyncDriver.__init__`` is patched, so the
   table is wrapped right after the original init). While a :class:`Plan` is
   armed it counts the commands (only in the plan's threads, when it names
@@ -52,6 +52,7 @@ import sansio_broker.adapters
 from sansio_broker import Message, OutcomeUnknownError
 from sansio_broker.adapters._sync import SyncDriver
 from sansio_broker.commands import Execute, ExecuteMany, Sleep
+from tests.support import internals
 
 T = TypeVar("T")
 
@@ -231,7 +232,7 @@ class Injector:
         monkeypatch.setattr(SyncDriver, "__init__", init)
 
     def wrap(self, driver: SyncDriver) -> None:
-        table = driver._handlers
+        table = internals.driver_handlers(driver)
         for command_type, handler in list(table.items()):
             table[command_type] = self._wrap_handler(command_type, handler)
         with contextlib.suppress(AttributeError):  # a driver with __slots__: no "result" phase

@@ -21,8 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faults_rigs import RIGS
-from faults_support import CLAIM_SHAPES, SHAPES, VACUUM_SHAPES, Injector, Shape
+
+from tests.faults.faults_rigs import RIGS
+from tests.faults.faults_support import CLAIM_SHAPES, SHAPES, VACUUM_SHAPES, Injector, Shape
 
 ASYNC_ADAPTERS = ("asyncio", "trio")
 

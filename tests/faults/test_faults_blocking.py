@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faults_rigs import BlockingRig
-from faults_support import SHAPES, VACUUM_SHAPES, Injector, Shape
+
+from tests.faults.faults_rigs import BlockingRig
+from tests.faults.faults_support import SHAPES, VACUUM_SHAPES, Injector, Shape
 
 
 @pytest.mark.parametrize("kind", ["error", "busy", "interrupt"])

@@ -20,7 +20,11 @@ from typing import Any
 
 import pytest
 import trio
-from faults_support import (
+
+from sansio_broker import Message
+from sansio_broker.commands import Execute, LockVacuumFile
+from sansio_broker.sqlite import SQLITE
+from tests.faults.faults_support import (
     TRIAL_SECONDS,
     VACUUM_EVERY_COMMIT,
     Injector,
@@ -29,11 +33,7 @@ from faults_support import (
     open_fds,
     run_with_watchdog,
 )
-from support.threads import adapter_threads, threads_left
-
-from sansio_broker import Message
-from sansio_broker.commands import Execute, LockVacuumFile
-from sansio_broker.sql import SQLITE
+from tests.support.threads import adapter_threads, threads_left
 
 WRITES = [f"m{i}" for i in range(4)]
 BATCH = ["x", "y", "z"]

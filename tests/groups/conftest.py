@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from groups_support import ASYNC_KITS, AsyncKit, adapter_threads
+
+from tests.groups.groups_support import ASYNC_KITS, AsyncKit, adapter_threads
 
 
 @pytest.fixture

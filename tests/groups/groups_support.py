@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
-from support.rawdb import rows
 
 from sansio_broker import Message
 from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
 from sansio_broker.adapters.trio import TrioQueue, trio_broker
+from tests.support.rawdb import rows
 
 T = TypeVar("T")
 

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import pytest
 import trio
-from groups_support import QUIET, run_asyncio, run_trio
-from support.rawdb import rows
 
 from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
 from sansio_broker.adapters.asyncio import CommitOutcomeUnknown as AsyncioOutcomeUnknown
 from sansio_broker.adapters.trio import CommitOutcomeUnknown as TrioOutcomeUnknown
 from sansio_broker.adapters.trio import TrioQueue, trio_broker
+from tests.groups.groups_support import QUIET, run_asyncio, run_trio
+from tests.support.rawdb import rows
 
 CANCELS = 1000  # reader operations actually cancelled per test
 READERS = 100

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from groups_support import QUIET, AsyncKit, check_claimed_exactly_once, run_threads
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker, Queue
+from tests.groups.groups_support import QUIET, AsyncKit, check_claimed_exactly_once, run_threads
 
 READERS = 100
 MESSAGES = 2000

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import pytest
-from groups_support import QUIET
-from support.rawdb import query
-from support.workers import clean_env
 
 import sansio_broker
 from sansio_broker.adapters.blocking import Broker
+from tests.groups.groups_support import QUIET
+from tests.support.rawdb import query
+from tests.support.workers import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")]
 

@@ -16,11 +16,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from groups_support import QUIET, AsyncKit, Written, check_claimed_exactly_once, check_written, run_threads
-from support.rawdb import connect, rows
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker, Queue
+from tests.groups.groups_support import QUIET, AsyncKit, Written, check_claimed_exactly_once, check_written, run_threads
+from tests.support.rawdb import connect, rows
 
 
 class Boom(Exception):

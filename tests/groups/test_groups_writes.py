@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from groups_support import QUIET, AsyncKit, Written, check_read_back, check_written, run_threads
-from support.rawdb import connect
 
 from sansio_broker import (
     BrokerError,
@@ -28,6 +26,8 @@ from sansio_broker import (
     QueueNameTypeError,
 )
 from sansio_broker.adapters.blocking import Broker
+from tests.groups.groups_support import QUIET, AsyncKit, Written, check_read_back, check_written, run_threads
+from tests.support.rawdb import connect
 
 ASYNC_PRODUCERS = 100
 ASYNC_PER_PRODUCER = 20

@@ -22,13 +22,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
-
 import simplebroker
-from support.workers import DEADLINE_SECONDS, wait_for_go
+
+from tests.support.workers import DEADLINE_SECONDS, wait_for_go
 
 
 def take(queue: simplebroker.Queue, mode: str) -> list[list[Any]]:

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.workers import clean_env
 
 from sansio_broker import Message
 from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
+from tests.support.workers import clean_env
 
 simplebroker = pytest.importorskip("simplebroker")
 if simplebroker.__version__ != "8.7.2":

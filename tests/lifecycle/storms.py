@@ -1,6 +1,6 @@
 """The storms of issue 9, repeated: how many messages each one loses (target: 0).
 
-    python tests/lifecycle/storms.py [--scale 1.0] [--only NAME ...] [--seed N] [--dir DIR]
+    python -m tests.lifecycle.storms [--scale 1.0] [--only NAME ...] [--seed N] [--dir DIR]
 
 Every storm seeds messages whose bodies identify them ("m000000", ...),
 interrupts the consumers at random, and then counts, by body:
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -53,8 +54,8 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FrameType
@@ -62,9 +63,10 @@ from typing import Any
 
 from sansio_broker import OutcomeUnknownError
 from sansio_broker.adapters.blocking import Broker, Queue
+from tests.async_adapters.kit import KITS
+from tests.support.workers import CHECKOUT_ROOT
 
 QUEUE = "q"
-SCRIPT = Path(__file__).resolve()
 
 
 # ------------------------------------------------------------------ results
@@ -236,24 +238,158 @@ def describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
-# -------------------------------------------------- 1. asyncio cancel storm
-def asyncio_cancel_storm(workdir: Path, scale: float = 1.0, seed_value: int | None = None) -> StormResult:
-    """600 messages, pool_size=3, default config; 300 reader tasks cancelled after 0-2 ms."""
-    from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
+# ------------------------------------------------ the asyncio and trio storms
+class Runtime:
+    """What the cancel storm and the close loop need of asyncio or trio, each in its users' idiom
+    (the broker and queue come from the async suite's kit)."""
 
+    name: str
+
+    def open_broker(self, path: Path, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+        return KITS[self.name].open_broker(path, **kwargs)
+
+    def queue(self, broker: Any) -> Any:
+        return KITS[self.name].Queue(QUEUE, broker)
+
+    def run(self, main: Callable[[], Awaitable[None]], escapes: Escapes, result: StormResult) -> None:
+        raise NotImplementedError
+
+    async def sleep(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    async def cancelled_after(self, seconds: float, work: Callable[[], Awaitable[None]]) -> Ended:
+        """``work()``, cancelled after ``seconds`` from outside (asyncio: its task is cancelled)."""
+        raise NotImplementedError
+
+    async def timed_out(self, seconds: float, work: Callable[[], Awaitable[None]]) -> Ended:
+        """``work()`` under a timeout of ``seconds`` (asyncio: ``asyncio.timeout``)."""
+        raise NotImplementedError
+
+
+# How a cancelled piece of work ended: "finished", "cancelled", "unknown"
+# (an OutcomeUnknownError) or "error", with the exception.
+Ended = tuple[str, BaseException | None]
+
+
+def ended_by(exc: Exception) -> Ended:
+    return ("unknown" if outcome_unknown(exc) else "error", exc)
+
+
+class AsyncioRuntime(Runtime):
+    name = "asyncio"
+
+    def run(self, main: Callable[[], Awaitable[None]], escapes: Escapes, result: StormResult) -> None:
+        async def watched() -> None:
+            asyncio.get_running_loop().set_exception_handler(escapes.loop_handler)
+            await main()
+            gc.collect()
+            await asyncio.sleep(0.01)  # a give-back scheduled late would fail (or not) now
+
+        asyncio.run(watched())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def cancelled_after(self, seconds: float, work: Callable[[], Awaitable[None]]) -> Ended:
+        task = asyncio.ensure_future(work())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError as exc:  # CommitOutcomeUnknown is one too
+            return ("unknown" if isinstance(exc, OutcomeUnknownError) else "cancelled", exc)
+        except Exception as exc:
+            return ended_by(exc)
+        return ("finished", None)
+
+    async def timed_out(self, seconds: float, work: Callable[[], Awaitable[None]]) -> Ended:
+        try:
+            async with asyncio.timeout(seconds):
+                await work()
+        except asyncio.CancelledError as exc:  # CommitOutcomeUnknown passes through the timeout
+            if isinstance(exc, OutcomeUnknownError):
+                return ("unknown", exc)
+            return ("error", exc)  # a stray CancelledError
+        except TimeoutError as exc:
+            return ("unknown", exc) if outcome_unknown(exc) else ("cancelled", exc)
+        except Exception as exc:
+            return ended_by(exc)
+        return ("finished", None)
+
+
+class TrioRuntime(Runtime):
+    name = "trio"
+
+    def run(self, main: Callable[[], Awaitable[None]], escapes: Escapes, result: StormResult) -> None:
+        import trio
+
+        try:
+            trio.run(main)
+        except Exception as exc:
+            result.problems.append(f"trio.run raised {describe(exc)}")
+
+    async def sleep(self, seconds: float) -> None:
+        import trio
+
+        await trio.sleep(seconds)
+
+    async def cancelled_after(self, seconds: float, work: Callable[[], Awaitable[None]]) -> Ended:
+        import trio
+
+        try:
+            with trio.move_on_after(seconds) as scope:
+                await work()
+        except Exception as exc:  # CommitOutcomeUnknown is a plain exception
+            return ended_by(exc)
+        return ("cancelled", None) if scope.cancelled_caught else ("finished", None)
+
+    timed_out = cancelled_after  # move_on_after is both
+
+
+RUNTIMES: dict[str, Runtime] = {"asyncio": AsyncioRuntime(), "trio": TrioRuntime()}
+
+
+def tally(result: StormResult, counts: Counter[str], ended: Ended, what: str) -> None:
+    kind, exc = ended
+    counts[kind] += 1
+    if exc is not None and kind == "unknown":
+        result.note_unknown(exc)
+    elif exc is not None and kind == "error":
+        result.problems.append(f"{what} raised {describe(exc)}")
+
+
+def run_watched(rt: Runtime, main: Callable[[], Awaitable[None]], result: StormResult, path: Path) -> None:
+    """Run the storm, counting what escaped; then see what is still pending."""
+    escapes = Escapes()
+    with escapes.watching():
+        rt.run(main, escapes, result)
+    escapes.report(result)
+    result.pending = pending_bodies(path)
+
+
+def background_error(broker: Any, result: StormResult) -> None:
+    """trio: a clean-up that failed in the background is a problem."""
+    error = getattr(broker, "last_background_error", None)
+    if error is not None:
+        result.problems.append(f"last_background_error: {error!r}")
+
+
+# ------------------------------------------------ 1. and 2. the cancel storms
+def cancel_storm(
+    runtime: str, messages: int, workdir: Path, scale: float = 1.0, seed_value: int | None = None
+) -> StormResult:
+    """``messages`` messages, pool_size=3, default config; 300 readers cancelled after 0-2 ms."""
+    rt = RUNTIMES[runtime]
     rng = random.Random(seed_value)
-    path = workdir / "asyncio-cancel.db"
-    result = StormResult("asyncio-cancel", bodies(scaled(600, scale, 10)))
+    path = workdir / f"{runtime}-cancel.db"
+    result = StormResult(f"{runtime}-cancel", bodies(scaled(messages, scale, 10)))
     rounds = scaled(300, scale)
     received = result.received
-    unknown = 0
-    completed = 0
+    counts: Counter[str] = Counter()
 
     async def main() -> None:
-        nonlocal unknown, completed
-        asyncio.get_running_loop().set_exception_handler(escapes.loop_handler)
-        async with async_broker(path, pool_size=3) as broker:
-            queue = AsyncQueue(QUEUE, broker)
+        async with rt.open_broker(path, pool_size=3) as broker:
+            queue = rt.queue(broker)
             result.ids.update(zip(result.seeded, await queue.write_many(result.seeded), strict=True))
 
             async def reader() -> None:
@@ -261,185 +397,49 @@ def asyncio_cancel_storm(workdir: Path, scale: float = 1.0, seed_value: int | No
                     received.append(body)
 
             for _ in range(rounds):
-                task = asyncio.create_task(reader())
-                await asyncio.sleep(rng.uniform(0, 0.002))
-                task.cancel()
-                try:
-                    await task
-                    completed += 1
-                except asyncio.CancelledError as exc:  # CommitOutcomeUnknown is one too
-                    unknown += isinstance(exc, OutcomeUnknownError)
-                    result.note_unknown(exc)
-                except Exception as exc:
-                    if outcome_unknown(exc):
-                        unknown += 1
-                        result.note_unknown(exc)
-                    else:
-                        result.problems.append(f"reader raised {describe(exc)}")
+                tally(result, counts, await rt.cancelled_after(rng.uniform(0, 0.002), reader), "reader")
             while (body := await queue.read()) is not None:
                 received.append(body)
-        gc.collect()
+        background_error(broker, result)
 
-    escapes = Escapes()
-    with escapes.watching():
-        asyncio.run(main())
-    escapes.report(result)
-    result.pending = pending_bodies(path)
-    result.details.update(rounds=rounds, outcome_unknown=unknown, readers_finished=completed)
-    return result
-
-
-# ----------------------------------------------------- 2. trio cancel storm
-def trio_cancel_storm(workdir: Path, scale: float = 1.0, seed_value: int | None = None) -> StormResult:
-    """400 messages, pool_size=3, default config; 300 readers under move_on_after(0-2 ms)."""
-    import trio
-
-    from sansio_broker.adapters.trio import TrioQueue, trio_broker
-
-    rng = random.Random(seed_value)
-    path = workdir / "trio-cancel.db"
-    result = StormResult("trio-cancel", bodies(scaled(400, scale, 10)))
-    rounds = scaled(300, scale)
-    received = result.received
-    unknown = 0
-    background: list[str] = []
-
-    async def main() -> None:
-        nonlocal unknown
-        async with trio_broker(path, pool_size=3) as broker:
-            queue = TrioQueue(QUEUE, broker)
-            result.ids.update(zip(result.seeded, await queue.write_many(result.seeded), strict=True))
-            for _ in range(rounds):
-                try:
-                    with trio.move_on_after(rng.uniform(0, 0.002)):
-                        while (body := await queue.read()) is not None:
-                            received.append(body)
-                except Exception as exc:
-                    if outcome_unknown(exc):
-                        unknown += 1
-                        result.note_unknown(exc)
-                    else:
-                        result.problems.append(f"reader raised {describe(exc)}")
-            while (body := await queue.read()) is not None:
-                received.append(body)
-        error = getattr(broker, "last_background_error", None)
-        if error is not None:
-            background.append(repr(error))
-
-    escapes = Escapes()
-    with escapes.watching():
-        try:
-            trio.run(main)
-        except Exception as exc:
-            result.problems.append(f"trio.run raised {describe(exc)}")
-    escapes.report(result)
-    result.problems.extend(f"last_background_error: {b}" for b in background)
-    result.pending = pending_bodies(path)
-    result.details.update(rounds=rounds, outcome_unknown=unknown)
+    run_watched(rt, main, result, path)
+    result.details.update(rounds=rounds, outcome_unknown=counts["unknown"], readers_finished=counts["finished"])
     return result
 
 
 # ------------------------------------------------------- 3. the close loops
-def asyncio_close_loop(workdir: Path, scale: float = 1.0, seed_value: int | None = None) -> StormResult:
-    """100 rounds of ``async with async_broker(path)`` around one read under a 0.2-2 ms timeout."""
-    from sansio_broker.adapters.asyncio import AsyncQueue, async_broker
-
+def close_loop(runtime: str, workdir: Path, scale: float = 1.0, seed_value: int | None = None) -> StormResult:
+    """100 rounds of opening a broker around one read under a 0.2-2 ms timeout."""
+    rt = RUNTIMES[runtime]
     rng = random.Random(seed_value)
-    path = workdir / "asyncio-close.db"
+    path = workdir / f"{runtime}-close.db"
     rounds = scaled(100, scale)
-    result = StormResult("asyncio-close", bodies(rounds))
+    result = StormResult(f"{runtime}-close", bodies(rounds))
     seed(path, result.seeded, result)
     received = result.received
-    unknown = timeouts = 0
+    counts: Counter[str] = Counter()
 
     async def main() -> None:
-        nonlocal unknown, timeouts
-        asyncio.get_running_loop().set_exception_handler(escapes.loop_handler)
-        for _ in range(rounds):
-            try:
-                async with async_broker(path) as broker:
-                    queue = AsyncQueue(QUEUE, broker)
-                    async with asyncio.timeout(rng.uniform(0.0002, 0.002)):
-                        body = await queue.read()
-                    if body is not None:
-                        received.append(body)
-            except asyncio.CancelledError as exc:  # CommitOutcomeUnknown passed through the timeout
-                if isinstance(exc, OutcomeUnknownError):
-                    unknown += 1
-                    result.note_unknown(exc)
-                else:
-                    result.problems.append(f"a stray CancelledError: {describe(exc)}")
-            except TimeoutError as exc:
-                if outcome_unknown(exc):
-                    unknown += 1
-                    result.note_unknown(exc)
-                else:
-                    timeouts += 1
-            except Exception as exc:
-                if outcome_unknown(exc):
-                    unknown += 1
-                    result.note_unknown(exc)
-                else:
-                    result.problems.append(f"round raised {describe(exc)}")
-            await asyncio.sleep(0)
-        gc.collect()
-        await asyncio.sleep(0.01)  # a give-back scheduled late would fail (or not) now
-
-    escapes = Escapes()
-    with escapes.watching():
-        asyncio.run(main())
-    escapes.report(result)
-    result.pending = pending_bodies(path)
-    result.details.update(rounds=rounds, timeouts=timeouts, outcome_unknown=unknown)
-    return result
-
-
-def trio_close_loop(workdir: Path, scale: float = 1.0, seed_value: int | None = None) -> StormResult:
-    """100 rounds of ``async with trio_broker(path)`` around one read under move_on_after(0.2-2 ms)."""
-    import trio
-
-    from sansio_broker.adapters.trio import TrioQueue, trio_broker
-
-    rng = random.Random(seed_value)
-    path = workdir / "trio-close.db"
-    rounds = scaled(100, scale)
-    result = StormResult("trio-close", bodies(rounds))
-    seed(path, result.seeded, result)
-    received = result.received
-    unknown = cancelled = 0
-
-    async def main() -> None:
-        nonlocal unknown, cancelled
         for _ in range(rounds):
             broker: Any = None
             try:
-                async with trio_broker(path) as broker:
-                    queue = TrioQueue(QUEUE, broker)
-                    with trio.move_on_after(rng.uniform(0.0002, 0.002)) as scope:
+                async with rt.open_broker(path) as broker:
+                    queue = rt.queue(broker)
+
+                    async def read_one(queue: Any = queue) -> None:
                         body = await queue.read()
                         if body is not None:
                             received.append(body)
-                    cancelled += scope.cancelled_caught
-            except Exception as exc:
-                if outcome_unknown(exc):
-                    unknown += 1
-                    result.note_unknown(exc)
-                else:
-                    result.problems.append(f"round raised {describe(exc)}")
-            error = getattr(broker, "last_background_error", None)
-            if error is not None:
-                result.problems.append(f"last_background_error: {error!r}")
-            await trio.sleep(0)
 
-    escapes = Escapes()
-    with escapes.watching():
-        try:
-            trio.run(main)
-        except Exception as exc:
-            result.problems.append(f"trio.run raised {describe(exc)}")
-    escapes.report(result)
-    result.pending = pending_bodies(path)
-    result.details.update(rounds=rounds, cancelled=cancelled, outcome_unknown=unknown)
+                    ended = await rt.timed_out(rng.uniform(0.0002, 0.002), read_one)
+            except Exception as exc:  # opening or closing the broker
+                ended = ended_by(exc)
+            tally(result, counts, ended, "round")
+            background_error(broker, result)
+            await rt.sleep(0)
+
+    run_watched(rt, main, result, path)
+    result.details.update(rounds=rounds, cancelled=counts["cancelled"], outcome_unknown=counts["unknown"])
     return result
 
 
@@ -682,11 +682,12 @@ def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_") and k != "PYTHONWARNINGS"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"
+    env["PYTHONPATH"] = CHECKOUT_ROOT  # the child imports tests.support
     return env
 
 
 def _child_command(args: Sequence[str]) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--child", *args]
+    return [sys.executable, "-m", "tests.lifecycle.storms", "--child", *args]
 
 
 def _run_child(args: Sequence[str], timeout: float) -> tuple[list[str], str, int | None, bool]:
@@ -738,10 +739,10 @@ def _judge_child(
 Storm = Callable[[Path, float, int | None], StormResult]
 
 STORMS: dict[str, Storm] = {
-    "asyncio-cancel": asyncio_cancel_storm,
-    "trio-cancel": trio_cancel_storm,
-    "asyncio-close": asyncio_close_loop,
-    "trio-close": trio_close_loop,
+    "asyncio-cancel": functools.partial(cancel_storm, "asyncio", 600),
+    "trio-cancel": functools.partial(cancel_storm, "trio", 400),
+    "asyncio-close": functools.partial(close_loop, "asyncio"),
+    "trio-close": functools.partial(close_loop, "trio"),
     "blocking-ctrlc": blocking_ctrlc_loop,
     "asyncio-sigint": asyncio_sigint_consumer,
     "asyncio-stream": asyncio_stream_storm,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lifecycle_support import Finished, finish, run_worker, start_worker
+
+from tests.lifecycle.lifecycle_support import Finished, finish, run_worker, start_worker
 
 TRIALS = 30
 BATCHES = 2

@@ -14,7 +14,8 @@ import random
 from pathlib import Path
 
 import pytest
-from lifecycle_support import run_worker
+
+from tests.lifecycle.lifecycle_support import run_worker
 
 FORKS = 20
 

@@ -2,7 +2,7 @@
 
 Every storm must lose no message (target 0), hand none out twice, and meet
 no unexpected error, escaped exception, hang or crash. The failure message
-is the storm's summary line (``python tests/lifecycle/storms.py --only NAME
+is the storm's summary line (``python -m tests.lifecycle.storms --only NAME
 --seed SEED`` repeats it at full scale).
 """
 
@@ -12,7 +12,8 @@ import random
 from pathlib import Path
 
 import pytest
-import storms
+
+from tests.lifecycle import storms
 
 # storm -> scale: the issue's sizes where a run takes well under a second.
 SCALES = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lifecycle_support import run_worker
+
+from tests.lifecycle.lifecycle_support import run_worker
 
 THREADS = 1000
 CONCURRENT = 4  # live threads at a time

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from support import workers
+from tests.support import workers
 
 WORKER = Path(__file__).resolve().parent / "mp_worker.py"
 TIMEOUT = 90

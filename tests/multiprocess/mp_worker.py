@@ -35,15 +35,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
-
-from support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
 
 from sansio_broker import Message
 from sansio_broker.adapters.blocking import Broker
+from tests.support.workers import DEADLINE_SECONDS, drain, mark_done, wait_for_go
 
 CHUNK = 25
 

@@ -13,11 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mp_helpers import TIMEOUT, run_workers, start_worker, worker_command
-from support.rawdb import query
-from support.workers import clean_env
 
 from sansio_broker.adapters.blocking import Broker
+from tests.multiprocess.mp_helpers import TIMEOUT, run_workers, start_worker, worker_command
+from tests.support.rawdb import query
+from tests.support.workers import clean_env
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 

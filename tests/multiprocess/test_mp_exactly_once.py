@@ -11,11 +11,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from mp_helpers import run_workers, worker_command
-from support.rawdb import query
-from support.workers import clean_env
 
 from sansio_broker.adapters.blocking import Broker
+from tests.multiprocess.mp_helpers import run_workers, worker_command
+from tests.support.rawdb import query
+from tests.support.workers import clean_env
 
 WRITER_MODES = ["single", "many", "single", "many"]
 PER_WRITER = 500

@@ -16,9 +16,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from support.rawdb import query
 
 from sansio_broker.adapters.blocking import Broker
+from tests.support.rawdb import query
 
 CHILDREN = 4
 MESSAGES = 600

@@ -1,14 +1,14 @@
-"""The storage contract's schema, copied verbatim from
-/work/shared/reference/storage-contract.md.
+"""SimpleBroker's schema, copied verbatim from what SimpleBroker 7 (v5) and
+8 (v6) create.
 
 This is the one literal copy in the tests. It must not be derived from
-``sansio_broker.sql``: the tests check the product against the contract text.
+``sansio_broker.sqlite``: the tests check the product against SimpleBroker's text.
 """
 
 from __future__ import annotations
 
 # meta, queue_aliases, idx_queue_aliases_target and the first meta inserts:
-# the same in v6 (§1.3) and v5 (§1.4).
+# the same in v6 and v5.
 _META_AND_ALIASES_DDL = (
     """CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -23,7 +23,7 @@ _META_AND_ALIASES_DDL = (
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('alias_version', 0)",
 )
 
-# §1.3: schema v6 as SimpleBroker 8 creates it, in order (the two parameterized
+# Schema v6 as SimpleBroker 8 creates it, in order (the two parameterized
 # meta inserts that end the list are INSERT_MAGIC and INSERT_SCHEMA_VERSION).
 V6_DDL = (
     """CREATE TABLE IF NOT EXISTS messages (
@@ -40,7 +40,7 @@ WHERE claimed = 0""",
     *_META_AND_ALIASES_DDL,
 )
 
-# §1.4: schema v5 as SimpleBroker 7 creates it (then INSERT_MAGIC and
+# Schema v5 as SimpleBroker 7 creates it (then INSERT_MAGIC and
 # INSERT_SCHEMA_VERSION with 5).
 V5_DDL = (
     """CREATE TABLE IF NOT EXISTS messages (
@@ -67,7 +67,7 @@ INSERT_MAGIC = "INSERT OR IGNORE INTO meta (key, value) VALUES ('magic', ?)"
 INSERT_SCHEMA_VERSION = "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)"
 MAGIC = "simplebroker-v1"
 
-# §1.10: PRAGMA table_info('messages') of a canonical v6 table,
+# PRAGMA table_info('messages') of a canonical v6 table,
 # rows of (cid, name, type, notnull, dflt_value, pk).
 V6_TABLE_INFO = [
     (0, "queue", "TEXT", 1, None, 0),

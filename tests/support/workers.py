@@ -19,14 +19,21 @@ from pathlib import Path
 from typing import Any
 
 DEADLINE_SECONDS = 60.0
+# The checkout root: on a worker's ``PYTHONPATH``, so its script imports ``tests.support``.
+CHECKOUT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 # ------------------------------------------------------------- the test side
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent's environment without PYTHONPATH, PYTHONWARNINGS or BROKER_* settings, plus ``extra``."""
+    """The parent's environment without PYTHONWARNINGS or BROKER_* settings, plus ``extra``.
+
+    ``PYTHONPATH`` is the checkout root alone (whatever the parent's was), so a
+    worker script imports the test helpers as ``tests.support...``.
+    """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("BROKER_")}
     env.pop("PYTHONWARNINGS", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPATH"] = CHECKOUT_ROOT
     env.update(extra or {})
     return env
 

@@ -1,0 +1,523 @@
+"""Every broker operation users call, blocking: GENERATED from
+``_async_operations.py`` by ``tools/unasync.py``; do not edit (a test
+fails if this file drifts from its source)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
+
+from sansio_broker import Message, QueueStats
+from sansio_broker.driver import Operation, Session, Stream, open_stream
+from sansio_broker.validation import check_bodies, check_broker, check_id_list, check_queue_name
+
+T = TypeVar("T")
+R = TypeVar("R")
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+class MessageStream(Protocol[Item_co]):
+    """What a stream is: an iterator that must be closed (``with``, or
+    ``close()``) to end its batch and give its connection back."""
+
+    def __iter__(self) -> Iterator[Item_co]: ...
+    def __next__(self) -> Item_co: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class Engine(Protocol):
+    """What an adapter's engine does for the operations: run one on a
+    suitable connection, keeping the adapter's promises about interrupts."""
+
+    def run(self, make: Callable[[Session], Operation[T]], writes: bool = False) -> T:
+        """``make(session)`` run to its end; ``writes``: its answer is the IDs it wrote."""
+        ...
+
+    def claiming(self, make: Callable[[Session], Operation[T]], shape: Callable[[T], R]) -> R:
+        """A claim whose answer reaches the caller as ``shape(answer)``, or goes back."""
+        ...
+
+    def write(self, queue: str, message: str) -> int:
+        """One write, in a group commit when others write at the same moment."""
+        ...
+
+    def claim(self, queue: str, shape: Callable[[Message | None], R]) -> R:
+        """One plain claim, shared with others claiming from ``queue`` at the same moment."""
+        ...
+
+    def stream(self, make: Callable[[Session], Stream], shape: Callable[[Message], R]) -> MessageStream[R]: ...
+    def transaction(self, owner: T) -> AbstractContextManager[T]: ...
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def wait_background(self) -> None: ...
+
+
+def _same(answer: T) -> T:
+    return answer
+
+
+def _body(message: Message) -> str:
+    return message.body
+
+
+def _bodies(messages: list[Message]) -> list[str]:
+    return [m.body for m in messages]
+
+
+def _as_list(answer: Message | list[str] | None) -> list[str]:
+    """The broker's ``read`` shape: a list of bodies."""
+    if isinstance(answer, list):
+        return answer
+    return [] if answer is None else [answer.body]
+
+
+def _first_body(answer: Message | list[str] | None) -> str | None:
+    """The queue's ``read`` shape: one body, or ``None``."""
+    if isinstance(answer, list):
+        return answer[0] if answer else None
+    return None if answer is None else answer.body
+
+
+class Operations:
+    """Every operation of a broker on one SQLite file.
+
+    Safe to share between the threads or tasks of its runtime. ``close()``
+    waits for the operations in flight; an interrupt or cancellation at any
+    point leaves the broker usable and never strands a claimed message.
+    """
+
+    _engine: Engine
+
+    def open(self) -> Self:
+        """Create or check the database now, so a bad file fails here."""
+        self._engine.open()
+        return self
+
+    def close(self) -> None:
+        """Close every connection, once the operations in flight have ended.
+
+        Later calls raise :class:`~sansio_broker.BrokerClosedError`; closing
+        again does nothing.
+        """
+        self._engine.close()
+
+    def wait_background(self) -> None:
+        """Wait until work in the background has ended (messages given back
+        after a cancellation, groups still running, an auto-vacuum check),
+        for example before inspecting the file in a test."""
+        self._engine.wait_background()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.open()
+        except BaseException:
+            self.close()  # whatever it opened before failing
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def transaction(self) -> AbstractContextManager[Self]:
+        """Make the operations inside the block commit or roll back together.
+
+        Claims, writes and moves this thread (or task) makes inside the
+        block are one write transaction: "take a message, write the result
+        elsewhere" is atomic. Other threads or tasks, even ones it starts,
+        use their own connections. An exception, an interrupt or a
+        cancellation rolls everything back.
+        """
+        return self._engine.transaction(self)
+
+    # ---------------------------------------------------------------- writes
+    def write(self, queue: str, message: str) -> int:
+        """Append ``message`` to ``queue``; returns its ID once committed.
+
+        Writes of others waiting at the same moment share its transaction
+        (group commit); each gets its own ID, in arrival order.
+        """
+        return self._engine.write(queue, message)
+
+    def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
+        """Append messages in order in one transaction; returns their IDs."""
+        items = list(check_bodies(messages))  # read once, here; None or a str is refused first
+        return self._engine.run(lambda s: s.write_many(queue, items), writes=True)
+
+    def broadcast(self, message: str, *, pattern: str | None = None) -> int:
+        """Write to every existing queue (or those matching the glob); returns how many."""
+        return self._engine.run(lambda s: s.broadcast(message, pattern=pattern))
+
+    # ---------------------------------------------------------------- claims
+    def claim(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> Message | None:
+        """Claim the oldest pending message (or the one with ``message_id``).
+
+        Plain claims of others waiting on the same queue at the same moment
+        share one transaction, each getting a distinct message.
+        """
+        if message_id is None and after_timestamp is None and before_timestamp is None:
+            return self._engine.claim(queue, _same)
+        return self._engine.run(
+            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+        )
+
+    def claim_many(
+        self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim up to ``limit`` messages in one transaction."""
+        return self._engine.run(lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
+
+    def claim_all(
+        self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+    ) -> list[Message]:
+        """Claim every pending message in one transaction (all returned, or none claimed)."""
+        return self._engine.run(lambda s: s.claim_all(queue, after=after_timestamp, before=before_timestamp))
+
+    # ----------------------------------------------------------------- peeks
+    def peek(
+        self,
+        queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> Message | None:
+        """The oldest pending message (or one by ID), not claimed."""
+        return self._engine.run(
+            lambda s: s.peek(
+                queue,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            )
+        )
+
+    def peek_many(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> list[Message]:
+        """Up to ``limit`` oldest messages, not claimed."""
+        return self._engine.run(
+            lambda s: s.peek_many(
+                queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
+            )
+        )
+
+    # --------------------------------------------------------------- streams
+    def stream(
+        self,
+        queue: str,
+        *,
+        peek: bool = False,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> MessageStream[Message]:
+        """Every message of ``queue``, oldest first, as an iterator to close.
+
+        ``commit_interval=1`` claims exactly once, one transaction per
+        message. ``commit_interval=N>1`` claims batches of N at least once:
+        a batch commits when the next one is asked for and is rolled back
+        (delivered again) if the stream is closed early (``break``, an
+        exception, an interrupt or a cancellation). While a batch is open it
+        holds the database's write lock: close the stream (use it in a
+        ``with`` block) to release it; a write by the same thread or task
+        meanwhile raises ``TransactionError`` at once instead of waiting on
+        it. ``peek=True`` pages through without claiming.
+        """
+        return self._engine.stream(
+            lambda s: open_stream(
+                s,
+                queue,
+                peek=peek,
+                commit_interval=commit_interval,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            ),
+            _same,
+        )
+
+    # ----------------------------------------------------------------- moves
+    def move(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        *,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        require_unclaimed: bool | None = None,
+    ) -> Message | None:
+        """Move the oldest pending message (or one by ID, even if claimed)."""
+        return self._engine.run(
+            lambda s: s.move(
+                source_queue,
+                dest_queue,
+                message_id=message_id,
+                after=after_timestamp,
+                before=before_timestamp,
+                require_unclaimed=require_unclaimed,
+            )
+        )
+
+    def move_many(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> list[Message]:
+        """Move up to ``limit`` pending messages in one transaction."""
+        return self._engine.run(
+            lambda s: s.move_many(source_queue, dest_queue, limit, after=after_timestamp, before=before_timestamp)
+        )
+
+    def move_all(
+        self,
+        source_queue: str,
+        dest_queue: str,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> int:
+        """Move every pending message; returns how many moved."""
+        return self._engine.run(
+            lambda s: s.move_all(source_queue, dest_queue, after=after_timestamp, before=before_timestamp)
+        )
+
+    # ---------------------------------------------------------------- delete
+    def delete(self, queue: str | None = None) -> int:
+        """Delete a queue's messages, or every queue's when ``queue`` is None."""
+        return self._engine.run(lambda s: s.delete_all() if queue is None else s.delete_queue(queue))
+
+    def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
+        """Delete messages of ``queue`` by ID; returns how many existed."""
+        ids = check_id_list(message_ids)  # read once, here
+        return self._engine.run(lambda s: s.delete_messages(queue, ids))
+
+    # ------------------------------------------------------------ inspection
+    def list_queues(self) -> list[str]:
+        """The names of the queues that have messages (claimed ones count until vacuumed)."""
+        return self._engine.run(lambda s: s.list_queues())
+
+    def get_queue_stats(self) -> list[QueueStats]:
+        """``(queue, pending, total)`` for every queue."""
+        return self._engine.run(lambda s: s.all_queue_stats())
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        """``(queue, pending, total)`` for ``queue``."""
+        return self._engine.run(lambda s: s.queue_stats(queue))
+
+    def queue_exists(self, queue: str) -> bool:
+        """Whether ``queue`` has any message, claimed or not."""
+        return self._engine.run(lambda s: s.queue_exists(queue))
+
+    def vacuum(self, *, compact: bool = False) -> int:
+        """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
+        return self._engine.run(lambda s: s.vacuum(compact=compact))
+
+    # ------------------------------------------- the async example's shapes
+    def read(
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> list[str]:
+        """Bodies, as the original async example's ``read`` returns them: the
+        oldest message, or every one (claimed in one transaction) with
+        ``all_messages``; ``peek`` claims nothing."""
+        return self._read(queue, peek, all_messages, exact_timestamp, after_timestamp, before_timestamp, _as_list)
+
+    def _read(
+        self,
+        queue: str,
+        peek: bool,
+        all_messages: bool,
+        message_id: int | str | None,
+        after: int | None,
+        before: int | None,
+        shape: Callable[[Any], R],
+    ) -> R:
+        """``shape`` turns the answer (one message or ``None``, or bodies) into the caller's."""
+        if message_id is None and after is None and before is None and not peek and not all_messages:
+            return self._engine.claim(queue, shape)
+        return self._engine.claiming(
+            lambda s: s.read_bodies(
+                queue, peek=peek, all_messages=all_messages, message_id=message_id, after=after, before=before
+            ),
+            shape,
+        )
+
+    def stream_read(
+        self,
+        queue: str,
+        peek: bool = False,
+        all_messages: bool = False,
+        exact_timestamp: int | str | None = None,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> MessageStream[str]:
+        """Bodies, as the original async example's ``stream_read`` yields them."""
+        return self._engine.stream(
+            lambda s: open_stream(
+                s,
+                queue,
+                peek=peek,
+                all_messages=all_messages,
+                commit_interval=commit_interval,
+                message_id=exact_timestamp,
+                after=after_timestamp,
+            ),
+            _body,
+        )
+
+
+class QueueOperations:
+    """One queue of a broker, with the async example's method names.
+
+    The example-style methods (``read``, ``read_all``, ``stream``) return
+    bodies; the others return :class:`~sansio_broker.Message` with the ID.
+    """
+
+    # The adapter's broker class: a path or another adapter's broker is refused at once.
+    _broker_type: ClassVar[type[Operations]] = Operations
+
+    def __init__(self, name: str, broker: Operations) -> None:
+        self.name = check_queue_name(name)
+        self.broker = check_broker(broker, self._broker_type, type(self).__name__)
+
+    def write(self, message: str) -> int:
+        return self.broker.write(self.name, message)
+
+    def write_many(self, messages: Iterable[str]) -> list[int]:
+        return self.broker.write_many(self.name, messages)
+
+    @overload
+    def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[False] = ...,
+        message_id: int | str | None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> str | None: ...
+    @overload
+    def read(
+        self,
+        *,
+        peek: bool = ...,
+        all_messages: Literal[True],
+        message_id: None = ...,
+        after_timestamp: int | None = ...,
+        before_timestamp: int | None = ...,
+    ) -> list[str]: ...
+    def read(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = False,
+        message_id: int | str | None = None,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+    ) -> str | list[str] | None:
+        """The oldest message's body (claimed unless ``peek``), or ``None``.
+
+        ``all_messages=True`` returns every body: claimed in one transaction,
+        so either all are handed over or none is claimed.
+        """
+        shape = _as_list if all_messages else _first_body
+        return self.broker._read(self.name, peek, all_messages, message_id, after_timestamp, before_timestamp, shape)
+
+    def read_all(self, *, peek: bool = False) -> list[str]:
+        return self.read(peek=peek, all_messages=True)
+
+    def stream(
+        self,
+        *,
+        peek: bool = False,
+        all_messages: bool = True,
+        commit_interval: int = 1,
+        after_timestamp: int | None = None,
+    ) -> MessageStream[str]:
+        """Bodies until the queue is empty (``all_messages=False``: at most one).
+
+        ``commit_interval > 1`` is at-least-once: see the broker's ``stream``.
+        """
+        return self.broker.stream_read(
+            self.name,
+            peek=peek,
+            all_messages=all_messages,
+            commit_interval=commit_interval,
+            after_timestamp=after_timestamp,
+        )
+
+    def claim(self, *, message_id: int | str | None = None) -> Message | None:
+        return self.broker.claim(self.name, message_id=message_id)
+
+    def claim_many(self, limit: int) -> list[Message]:
+        return self.broker.claim_many(self.name, limit)
+
+    def read_many(self, limit: int) -> list[str]:
+        """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
+        name = self.name
+        return self.broker._engine.claiming(lambda s: s.claim_many(name, limit), _bodies)
+
+    def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
+        return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
+
+    def peek_many(self, limit: int, *, include_claimed: bool = False) -> list[Message]:
+        return self.broker.peek_many(self.name, limit, include_claimed=include_claimed)
+
+    def messages(self, *, peek: bool = False, commit_interval: int = 1) -> MessageStream[Message]:
+        """Like :meth:`stream`, with IDs."""
+        return self.broker.stream(self.name, peek=peek, commit_interval=commit_interval)
+
+    def size(self) -> int:
+        """Pending (unclaimed) messages."""
+        return (self.broker.queue_stats(self.name)).pending
+
+    def stats(self) -> QueueStats:
+        return self.broker.queue_stats(self.name)
+
+    def exists(self) -> bool:
+        return self.broker.queue_exists(self.name)
+
+    def move_to(self, dest_queue: str, *, message_id: int | str | None = None) -> Message | None:
+        """Move the oldest pending message, or the one with ``message_id``."""
+        return self.broker.move(self.name, dest_queue, message_id=message_id)
+
+    def move_many(self, dest_queue: str, limit: int) -> list[Message]:
+        return self.broker.move_many(self.name, dest_queue, limit)
+
+    def move_all(self, dest_queue: str) -> int:
+        return self.broker.move_all(self.name, dest_queue)
+
+    def delete(self, *, message_id: int | str | None = None) -> bool:
+        """Delete the whole queue, or one message; True if anything was deleted."""
+        if message_id is None:
+            return self.broker.delete(self.name) > 0
+        return self.broker.delete_messages(self.name, [message_id]) > 0

@@ -1,0 +1,154 @@
+"""What the core needs from a database engine: the one seam a second engine plugs into.
+
+Operations never hold SQL or an engine's rules: they ask the session's
+:class:`Dialect` for statement text, how a write transaction starts, the
+"no limit" value, the schema checks, the vacuum steps and lock, and how a
+driver error is classified. :class:`~sansio_broker.sqlite.SQLiteDialect` is
+the one implementation today; ``BrokerCore(dialect=...)`` takes another.
+
+Conventions every dialect keeps, because the operations rely on them:
+
+* statements bind parameters in the order documented here, with the driver's
+  placeholder style, and selections return ``(body, ts)`` rows;
+* boolean literals (the ``claimed`` flag) appear only inside statement text,
+  so no operation writes one;
+* the members that return an :data:`~sansio_broker.commands.Operation` are
+  steps the core runs with ``yield from``: their commands go to the driver
+  like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from .commands import Command, Operation
+from .config import Config
+from .errors import DatabaseError
+
+
+@runtime_checkable
+class Dialect(Protocol):
+    """Statement text and engine-specific steps; see the module docstring."""
+
+    DATABASE_NOUN: str
+    """How refusals name a file of this engine ("an SQLite database")."""
+
+    # --- transactions and limits --------------------------------------------
+    BEGIN_WRITE: str
+    """Starts a write transaction that holds the write lock up to COMMIT (the
+    ``Begin`` command carries it), so IDs allocated inside are serialized."""
+    NO_LIMIT: int | None
+    """The ``LIMIT ?`` parameter meaning "every row"."""
+
+    # --- schema: reads on open, then creation or repair (SimpleBroker v6) -----
+    LIST_TABLES: str
+    """Names of the database's tables, one per row."""
+    READ_META: str
+    """``(key, value)`` rows of ``magic``, ``schema_version``, ``last_ts``."""
+    CREATE_SCHEMA_V6: tuple[str, ...]
+    REPAIR_V6_INDEXES: tuple[str, ...]
+    ENSURE_ALIASES: tuple[str, ...]
+    INSERT_MAGIC: str
+    """Param: the magic string; keeps an existing row."""
+    INSERT_SCHEMA_VERSION: str
+    """Param: the version; keeps an existing row."""
+
+    def connection_setup(self, config: Config) -> tuple[str, ...]:
+        """Per-connection settings (nothing persisted), run on every new connection."""
+        ...
+
+    def check_engine(self) -> Operation[None]:
+        """Refuse an engine too old for these statements."""
+        ...
+
+    def prepare_storage(self, label: str, *, new: bool) -> Operation[None]:
+        """Persistent settings, once the file is admitted and before its first
+        write; ``new``: an empty database, before its first table exists."""
+        ...
+
+    def check_messages_table(self, label: str, *, canonical: bool) -> Operation[bool]:
+        """Refuse a ``messages`` table SimpleBroker would not accept (reads
+        only); ``canonical``: schema v6, exact columns and indexes, else the
+        four columns must exist. True when v6 indexes are missing (repairable)."""
+        ...
+
+    # --- message IDs -------------------------------------------------------
+    READ_LAST_TS: str
+    ADVANCE_LAST_TS: str
+    """Params ``(new_value, must_be_greater_than)``; returns a row if it advanced."""
+    MAX_TS: str
+
+    # --- writes, groups, deletes, inspection ------------------------------
+    INSERT_MESSAGE: str
+    """Params ``(queue, body, ts)``."""
+    LIST_QUEUES: str
+    DELETE_BY_ID: str
+    UNCLAIM_BY_ID: str
+    RETURN_CLAIMED: str
+    """Params ``(queue, body, ts)``: pending again, re-inserted if vacuumed meanwhile."""
+    DELETE_QUEUE: str
+    DELETE_ALL: str
+    CREATE_DELETE_IDS_TABLE: str
+    CLEAR_DELETE_IDS: str
+    INSERT_DELETE_ID: str
+    DELETE_LISTED_IDS: str
+    QUEUE_STATS: str
+    ALL_QUEUE_STATS: str
+    QUEUE_EXISTS: str
+    OVERALL_STATS: str
+    """One row ``(claimed, total)`` over every queue."""
+
+    # --- selections: claim, move, peek -------------------------------------
+    def where(self, *, by_id: bool, unclaimed_only: bool, after: bool, before: bool) -> str:
+        """The row filter of a selection, bound by :meth:`where_params`."""
+        ...
+
+    def where_params(
+        self, queue: str, *, message_id: int | None, after: int | None, before: int | None
+    ) -> tuple[int | str, ...]: ...
+
+    def claim(self, where: str) -> str:
+        """Params: the filter's, then the limit; returns the claimed rows."""
+        ...
+
+    def move(self, where: str) -> str:
+        """Params: the destination, the filter's, then the limit; returns the moved rows."""
+        ...
+
+    def peek(self, where: str) -> str:
+        """Params: the filter's, then the limit."""
+        ...
+
+    # --- vacuum -------------------------------------------------------------
+    ANY_CLAIMED: str
+    DELETE_CLAIMED_BATCH: str
+    """Param: the batch size; deletes up to that many claimed rows."""
+
+    def lock_vacuum(self) -> Operation[bool]:
+        """Try, without waiting, to become the one vacuum of this database."""
+        ...
+
+    def unlock_vacuum(self) -> Operation[None]: ...
+
+    def compact(self) -> Operation[None]:
+        """Rebuild the file to return its free space (``vacuum(compact=True)``)."""
+        ...
+
+    def reclaim_space(self) -> Operation[None]:
+        """Cheaply return some space after rows were deleted; failures are ignored."""
+        ...
+
+    # --- errors -------------------------------------------------------------
+    def classify_error(self, message: str, code: int | None) -> DatabaseError:
+        """A driver error (text, engine result code) as the core's error class:
+        ``BusyError`` is retried, ``IntegrityError`` resyncs IDs,
+        ``NotADatabaseDriverError`` refuses the file."""
+        ...
+
+    # --- change notification -------------------------------------------------
+    def change_notification(self, queues: Sequence[str]) -> tuple[Command, ...]:
+        """Commands a write transaction to ``queues`` runs before COMMIT so
+        waiters in other processes learn of it (a hook for waiting on new
+        messages, not called yet): a PostgreSQL ``NOTIFY``; none for SQLite, whose waiters poll."""
+        ...

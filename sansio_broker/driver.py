@@ -1,0 +1,72 @@
+"""What driver authors and testers use: the core's commands and operations.
+
+Applications use :mod:`sansio_broker` (configuration, messages, errors) and
+an adapter. An adapter, or a test stepping the core by hand, uses this
+module: a :class:`BrokerCore` per broker, a :class:`Session` per
+connection, whose methods return an :class:`Operation` (a generator of
+commands; what a driver answers to each is tabled in
+:mod:`sansio_broker.commands`), streams, and the stepping helpers
+(:class:`Stepper`, :func:`run_scripted`, :func:`run_with`) that drive an
+operation without a database; the :class:`Dialect` seam (SQLite is its one
+implementation) and the session's state table.
+"""
+
+from __future__ import annotations
+
+from .commands import (
+    Begin,
+    Command,
+    Commit,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    LockVacuumFile,
+    Operation,
+    ReadClock,
+    Rollback,
+    SealGroup,
+    Sleep,
+    UnlockVacuumFile,
+)
+from .core import BrokerCore, RetryPolicy, Session, WriteOutcome
+from .dialect import Dialect
+from .schema import check_database
+from .sqlite import SQLITE, SQLiteDialect
+from .states import TRANSITIONS, Event, State, transition
+from .streams import ClaimStream, PeekStream, Stream, open_stream
+from .testing import Stepper, run_scripted, run_with
+
+__all__ = [
+    "SQLITE",
+    "TRANSITIONS",
+    "Begin",
+    "BrokerCore",
+    "ClaimStream",
+    "Command",
+    "Commit",
+    "Dialect",
+    "Event",
+    "Execute",
+    "ExecuteMany",
+    "Fetch",
+    "LockVacuumFile",
+    "Operation",
+    "PeekStream",
+    "ReadClock",
+    "RetryPolicy",
+    "Rollback",
+    "SQLiteDialect",
+    "SealGroup",
+    "Session",
+    "Sleep",
+    "State",
+    "Stepper",
+    "Stream",
+    "UnlockVacuumFile",
+    "WriteOutcome",
+    "check_database",
+    "open_stream",
+    "run_scripted",
+    "run_with",
+    "transition",
+]

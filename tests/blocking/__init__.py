@@ -1,0 +1,1 @@
+"""The blocking adapter's own behaviour."""

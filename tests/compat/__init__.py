@@ -1,0 +1,1 @@
+"""SimpleBroker file compatibility, in processes side by side."""

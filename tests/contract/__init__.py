@@ -1,0 +1,1 @@
+"""The storage contract, one test body for every adapter."""

@@ -1,0 +1,1 @@
+"""The sans-I/O core, stepped by hand."""

@@ -1,0 +1,1 @@
+"""Faults injected at every step of every operation, for every adapter."""

@@ -1,0 +1,1 @@
+"""The asyncio adapter and SimpleBroker processes on one file."""

@@ -1,0 +1,1 @@
+"""Closing, forking and threads under load, and the storms."""

@@ -1,8 +1,0 @@
-"""The lifecycle tests import their helpers (and the storms) from this directory."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,0 +1,1 @@
+"""Several processes on one file: exactly once, crashes, fork."""
