@@ -395,6 +395,12 @@ class SyncDriver:
     def forget_vacuum_lock(self) -> None:
         self._vacuum_lock.forget()
 
+    def interrupt(self) -> None:
+        """Cut a running statement short; nothing to do once closed (two
+        closers may race: ``close()`` and a thread dropping its own)."""
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            self.connection.interrupt()
+
     def close(self) -> None:
         self._vacuum_lock.release()
         self.connection.close()

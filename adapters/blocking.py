@@ -203,7 +203,7 @@ class _Connection:
     def close(self) -> None:
         """Close once no operation runs here; a long statement is cut short."""
         self.closing = True
-        self.driver.connection.interrupt()
+        self.driver.interrupt()
         with self.lock:
             self.driver.close()
 
