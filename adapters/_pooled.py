@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from sansio_broker import Message, OutcomeUnknownError
 from sansio_broker.driver import BrokerCore, Command, Operation, Session, Stream
+from sansio_broker.driver import State as SessionState
 
 from ._flight import NO_ANSWER, Flight
 from ._group import (
@@ -88,10 +89,7 @@ class Connection(Protocol):
 def left_open(connection: Connection) -> bool:
     """Whether an abandoned transaction or batch must be rolled back before
     the connection is reused (ask only while no operation runs on it)."""
-    session = connection.session
-    return (
-        session.in_transaction or session.stream_holding_lock is not None or connection.driver.connection.in_transaction
-    )
+    return connection.session.state is not SessionState.IDLE or connection.driver.connection.in_transaction
 
 
 def give_up(connection: Connection, flight: Flight) -> bool:

@@ -31,7 +31,7 @@ from sansio_broker import (
     OutcomeUnknownError,
     TransactionError,
 )
-from sansio_broker.driver import BrokerCore, ClaimStream, Operation, Session, Stream
+from sansio_broker.driver import BrokerCore, ClaimStream, Operation, Session, State, Stream
 from sansio_broker.validation import check_path
 
 from ._group import (
@@ -51,6 +51,7 @@ from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, o
 from ._sync_operations import MessageStream, Operations, QueueOperations
 
 T = TypeVar("T")
+IDLE = State.IDLE  # no explicit transaction, no stream batch open
 R = TypeVar("R")
 
 
@@ -133,8 +134,7 @@ class _Connection:
     @property
     def unowned(self) -> bool:
         """No explicit transaction or stream batch owns this connection's transaction."""
-        session = self.session
-        return not session.in_transaction and session.stream_holding_lock is None
+        return self.session.state is IDLE
 
     def _recover(self, exc: BaseException, answer: object) -> None:
         if isinstance(exc, BrokerClosedError) or not self.unowned:
@@ -211,8 +211,7 @@ class _Connection:
     def groupable(self) -> bool:
         """Outside a transaction and a stream batch, in a thread signals never
         reach: its calls may join a group."""
-        session = self.session
-        return not self.main and not session.in_transaction and session.stream_holding_lock is None
+        return not self.main and self.session.state is IDLE
 
 
 def _close_quietly(operation: Operation[Any]) -> None:

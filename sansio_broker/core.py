@@ -135,6 +135,9 @@ class BrokerCore:
         self.last_id = 0
         self._ticks = itertools.count()  # one step per committed mutation
         self._baseline = 0  # the count at the last auto-vacuum check
+        # Set when a count reached the next check, so the usual answer of
+        # take_auto_vacuum ("not due") reads one attribute.
+        self._maybe_due = False
         # Mutations before the next auto-vacuum check: the interval, or more
         # when the last check showed vacuum cannot be due sooner (a big table).
         self.next_vacuum_check = self.config.auto_vacuum_interval
@@ -177,19 +180,25 @@ class BrokerCore:
     @mutations.setter
     def mutations(self, value: int) -> None:
         self._baseline = _peek(self._ticks) - value
+        self._maybe_due = value >= self.next_vacuum_check
 
     def record_mutations(self, count: int) -> None:
         """Count committed mutations (see :meth:`take_auto_vacuum`): ``count``
         atomic steps of the counter, taken in C."""
         if count > 0:
-            deque(itertools.islice(self._ticks, count), maxlen=0)
+            ticks = self._ticks
+            last = next(ticks) if count == 1 else deque(itertools.islice(ticks, count), maxlen=1)[0]
+            total = last + 1
+            if total - self._baseline >= self.next_vacuum_check:
+                self._maybe_due = True
 
     def take_auto_vacuum(self) -> bool:
         """True (once, until :meth:`auto_vacuum_ended`) when an auto-vacuum
         check is due: the adapter then runs it as housekeeping, outside every
         caller's operation, so a committed answer never waits for it or
-        fails with it. Asked after every operation: "not due" costs two reads."""
-        if not self.config.auto_vacuum or self.mutations < self.next_vacuum_check:
+        fails with it. Asked after every operation: "not due" usually reads
+        one flag, which a count reaching the next check sets."""
+        if not self._maybe_due or not self.config.auto_vacuum or self.mutations < self.next_vacuum_check:
             return False
         try:
             self._check_token.pop()  # atomic: one caller alone gets it
@@ -217,8 +226,8 @@ class BrokerCore:
         interval = self.config.auto_vacuum_interval
         threshold = total * self.config.vacuum_threshold_percent / 100.0
         gap = min(threshold - claimed, VACUUM_CLAIMED_CEILING + 1 - claimed)
-        self.mutations %= interval
         self.next_vacuum_check = max(interval, int(gap))
+        self.mutations %= interval
 
     def vacuum_check_failed(self) -> None:
         """After a check that failed before it counted: the next one comes an interval later."""
