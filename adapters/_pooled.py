@@ -97,7 +97,7 @@ def give_up(connection: Connection, flight: Flight) -> bool:
     stop its operation at its next command; True if COMMIT already began.
     The connection is reused only once the operation has ended."""
     connection.busy = flight
-    return flight.cancel(connection.driver.connection.interrupt)
+    return flight.cancel(connection.driver.interrupt)
 
 
 C = TypeVar("C", bound=Connection)
