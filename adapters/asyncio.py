@@ -78,7 +78,7 @@ class _Connection:
         self.busy: Flight | None = None  # an operation its caller abandoned
 
     def submit(self, operation: Operation[T], flight: Supervisor) -> asyncio.Future[T]:
-        return _in_thread(self.aio, run_in_thread, self.driver, operation, flight)
+        return self.aio.submit(run_in_thread, self.driver, operation, flight)
 
     async def execute(self, *args: Any, **kwargs: Any) -> None:
         """aiosqlitepool's health check: nothing to check, no thread hop."""
@@ -86,7 +86,7 @@ class _Connection:
     async def rollback(self) -> None:
         """aiosqlitepool's reset before reuse: roll back only what was left open."""
         if left_open(self):
-            await _in_thread(self.aio, self.driver.run, self.session.reset())
+            await self.aio.submit(self.driver.run, self.session.reset())
 
     async def close(self) -> None:
         try:
@@ -142,7 +142,7 @@ class _Runtime:
         aio = await open_worker(lambda: connect(self.path, self.config))
         connection = _Connection(aio, SyncDriver(aio.sqlite, self.path), self._core.session())
         try:
-            await _in_thread(aio, prepare, connection.driver, connection.session, self.path, not self._opened)
+            await aio.submit(prepare, connection.driver, connection.session, self.path, not self._opened)
             self._opened = True
         except BaseException:
             await asyncio.shield(connection.close())
@@ -273,7 +273,7 @@ class _Runtime:
     def start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         # The job hands its end straight to the loop: one loop iteration, as
         # an awaited operation takes (aiosqlite's own future is left unused).
-        _in_thread(connection.aio, _run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
+        connection.aio.submit(_run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
 
     def outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
         return CommitOutcomeUnknown(f"cancelled {what}", message_ids)
@@ -309,12 +309,6 @@ def _run_group(
         error = exc
     with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
         loop.call_soon_threadsafe(done, answers, error)
-
-
-def _in_thread(aio: Worker, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    """Queue ``function(*args)`` on the connection's worker thread: one bare
-    future, two loop iterations per operation (see ``_aiosqlite``)."""
-    return aio.submit(function, *args)
 
 
 async def _settled(connection: _Connection) -> None:

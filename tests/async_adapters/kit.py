@@ -236,7 +236,7 @@ class Kit:
         return adapter_threads((self.worker_marker,))
 
     def open_broker(self, path: str | Path, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError
+        return self.broker_function(path, **kwargs)
 
     async def run_cancelled(
         self,
@@ -273,9 +273,6 @@ class AsyncioKit(Kit):
     broker_function = staticmethod(asyncio_adapter.async_broker)
     worker_marker = "_connection_worker_thread"  # aiosqlite's
 
-    def open_broker(self, path: str | Path, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
-        return asyncio_adapter.async_broker(path, **kwargs)
-
     async def run_cancelled(
         self,
         call: Callable[[], Awaitable[Any]],
@@ -309,9 +306,6 @@ class TrioKit(Kit):
     default_pool_size = 4
     broker_function = staticmethod(trio_adapter.trio_broker)
     worker_marker = "sansio-broker-trio-worker"
-
-    def open_broker(self, path: str | Path, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
-        return trio_adapter.trio_broker(path, **kwargs)
 
     async def run_cancelled(
         self,
