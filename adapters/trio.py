@@ -292,7 +292,12 @@ class _Runtime:
         def start() -> None:
             if not counted:
                 self._cleaning += 1
-            trio.lowlevel.spawn_system_task(self._clean_up, work)
+            try:
+                trio.lowlevel.spawn_system_task(self._clean_up, work)
+            except RuntimeError:  # the run is ending (its system nursery closed)
+                self._cleaning -= 1
+                work.close()
+                LOG.warning("background work of the broker on %s dropped: the trio run ended first", self.path)
 
         try:
             self._token.run_sync_soon(start)

@@ -125,6 +125,37 @@ def test_a_batch_dropped_just_before_close_is_rolled_back_not_failed(db_path: Pa
     assert broker.last_background_error is None, repr(broker.last_background_error)
 
 
+def test_background_work_arriving_as_the_run_ends_is_dropped_not_a_crash(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Work queued for the background just before trio closes its system nursery
+    (a give-back from a worker thread, a stream finalized late) cannot start: it is
+    dropped with a warning, and trio does not fail with TrioInternalError."""
+    started: list[bool] = []
+
+    async def work() -> None:
+        started.append(True)
+
+    async def body() -> None:
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            with monkeypatch.context() as patch:
+                patch.setattr(trio.lowlevel, "spawn_system_task", _nursery_closed)
+                internals.in_background(broker, work())
+                await trio.sleep(0.01)  # the scheduled start runs, and fails to spawn
+            assert not internals.cleaning_up(broker)  # close() does not wait for it
+            await broker.write("q", "after")
+        async with trio_broker(db_path, pool_size=1, config=QUIET) as broker:
+            assert await broker.read("q") == ["after"]
+
+    run(body)
+    assert started == []
+    assert "dropped: the trio run ended first" in caplog.text
+
+
+def _nursery_closed(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("Nursery is closed to new arrivals")
+
+
 def test_close_waits_for_an_abandoned_operation_still_running(db_path: Path) -> None:
     before = worker_threads()
 

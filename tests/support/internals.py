@@ -87,6 +87,11 @@ def cleaning_up(broker: Any) -> bool:
     return bool(_runtime(broker)._background if _is_asyncio(broker) else _runtime(broker)._cleaning)
 
 
+def in_background(broker: Any, work: Any) -> None:
+    """asyncio, trio: hand ``work`` (a coroutine) to the runtime's background clean-up."""
+    _runtime(broker).in_background(work)
+
+
 def held_by_task(broker: Any) -> dict[Any, Any]:
     """The connections held by a task's transaction or stream batch, by task."""
     return dict(_engine(broker).held)
