@@ -8,7 +8,8 @@ commands; what a driver answers to each is tabled in
 :mod:`sansio_broker.commands`), streams, and the stepping helpers
 (:class:`Stepper`, :func:`run_scripted`, :func:`run_with`) that drive an
 operation without a database; the :class:`Dialect` seam (SQLite is its one
-implementation) and the session's state table.
+implementation), the session's state table, and the cross-process watcher's
+polling schedule (:class:`WatchSchedule`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from .sqlite import SQLITE, SQLiteDialect
 from .states import TRANSITIONS, Event, State, transition
 from .streams import ClaimStream, PeekStream, Stream, open_stream
 from .testing import Stepper, run_scripted, run_with
+from .watching import WATCH_TRANSITIONS, WatchEvent, WatchSchedule, WatchSettings, WatchState
 
 __all__ = [
     "SQLITE",
     "TRANSITIONS",
+    "WATCH_TRANSITIONS",
     "Begin",
     "BrokerCore",
     "ClaimStream",
@@ -63,6 +66,10 @@ __all__ = [
     "Stepper",
     "Stream",
     "UnlockVacuumFile",
+    "WatchEvent",
+    "WatchSchedule",
+    "WatchSettings",
+    "WatchState",
     "WriteOutcome",
     "check_database",
     "open_stream",

@@ -79,6 +79,7 @@ def test_the_scan_sees_every_core_module() -> None:
                 "timestamps",
                 "types",
                 "validation",
+                "watching",
             )
         ),
     }
