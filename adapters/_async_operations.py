@@ -13,13 +13,24 @@ cancellation and interrupts). Adding an operation touches this file only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
 
-from sansio_broker import Message, QueueStats
+from sansio_broker import BrokerClosedError, InvalidInputError, InvalidTypeError, Message, QueueStats
 from sansio_broker.driver import Operation, Session, Stream, open_stream
-from sansio_broker.validation import check_bodies, check_broker, check_id_list, check_queue_name
+from sansio_broker.validation import (
+    check_bodies,
+    check_broker,
+    check_id_list,
+    check_message_id,
+    check_queue_name,
+    check_timeout,
+)
+
+from ._waiting import Listener
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,6 +66,19 @@ class AsyncEngine(Protocol):
 
     async def claim(self, queue: str, shape: Callable[[Message | None], R]) -> R:
         """One plain claim, shared with others claiming from ``queue`` at the same moment."""
+        ...
+
+    async def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:
+        """Claim the oldest message of ``queue``, waiting in line for one
+        (``None`` once ``timeout`` passed); the caller gets ``shape(message)`` or it goes back."""
+        ...
+
+    def listening(self, queues: frozenset[str] | None) -> AbstractAsyncContextManager[Listener]:
+        """Hear of changes to ``queues`` while inside the block."""
+        ...
+
+    async def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
+        """Wait for a change since ``listener.hinted`` was reset; False once ``timeout`` passed."""
         ...
 
     def stream(self, make: Callable[[Session], Stream], shape: Callable[[Message], R]) -> AsyncMessageStream[R]: ...
@@ -228,6 +252,30 @@ class AsyncOperations:
                 queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
             )
         )
+
+    # -------------------------------------------------------------- waiting
+    async def get(self, queues: Sequence[str], *, timeout: float | None = None) -> tuple[str, str] | None:
+        """Wait on several queues; claim from the first one, in the order
+        given, that has a message: ``(queue, body)``, or ``None`` once
+        ``timeout`` seconds passed.
+
+        Priority without polling: list the urgent queue first. A caller here
+        does not queue up behind the ``get()`` callers of one queue (no FIFO
+        among them); whoever claims first gets the message.
+        """
+        names = _queue_list(queues)
+        deadline = _deadline(timeout)
+        engine = self._engine
+        async with engine.listening(frozenset(names)) as listener:
+            while True:
+                listener.hinted = False  # a change from now on makes it look again
+                for queue in names:
+                    found = await engine.claim(queue, _named(queue))
+                    if found is not None:
+                        return found
+                remaining = _remaining(deadline)
+                if remaining == 0 or not await engine.wait_listener(listener, remaining):
+                    return None
 
     # --------------------------------------------------------------- streams
     def stream(
@@ -499,6 +547,36 @@ class AsyncQueueOperations:
         name = self.name
         return await self.broker._engine.claiming(lambda s: s.claim_many(name, limit), _bodies)
 
+    async def get(self, *, timeout: float | None = None) -> str | None:
+        """Claim the oldest message's body, waiting until there is one.
+
+        ``None`` only when ``timeout`` seconds pass first (``0``: one try).
+        Callers waiting on one queue are served in the order they came; a
+        cancelled caller's message goes to the next one or back to pending.
+        Closing the broker raises :class:`~sansio_broker.BrokerClosedError` here.
+        """
+        return await self.broker._engine.wait_claim(self.name, check_timeout(timeout), _body)
+
+    async def get_message(self, *, timeout: float | None = None) -> Message | None:
+        """Like :meth:`get`, with the message's ID."""
+        return await self.broker._engine.wait_claim(self.name, check_timeout(timeout), _same)
+
+    def watch(self, *, peek: bool = False, after: int | str | None = None) -> AsyncWatch:
+        """Every message's body as it arrives: an endless iterator to close.
+
+        Claims each message before yielding it (exactly once, as
+        :meth:`get`); ``peek=True`` yields without claiming, starting after
+        the message ID ``after`` or, without it, at the end of the queue
+        when iteration starts, and moving past each message yielded. Ends
+        when the broker closes or the loop is left.
+        """
+        if not isinstance(peek, bool):
+            raise InvalidTypeError(f"peek must be a bool, not {type(peek).__name__}")
+        checkpoint = None if after is None else check_message_id(after, "after")
+        if after is not None and not peek:
+            raise InvalidInputError("after= is for watch(peek=True): a consuming watch takes the oldest first")
+        return AsyncWatch(self.broker, self.name, peek, checkpoint)
+
     async def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
         return await self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
 
@@ -534,3 +612,90 @@ class AsyncQueueOperations:
         if message_id is None:
             return await self.broker.delete(self.name) > 0
         return await self.broker.delete_messages(self.name, [message_id]) > 0
+
+
+class AsyncWatch:
+    """What :meth:`AsyncQueueOperations.watch` returns: bodies as they arrive, until closed."""
+
+    def __init__(self, broker: AsyncOperations, queue: str, peek: bool, after: int | None) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._peek = peek
+        self._checkpoint = after  # peek: the last ID yielded; None until iteration starts
+        self._ahead: deque[Message] = deque()  # peeked, not yet yielded
+        self._closed = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            if self._peek:
+                return await self._next_peeked()
+            message = await self._broker._engine.wait_claim(self._queue, None, _body)
+        except BrokerClosedError:
+            self._closed = True
+            raise StopAsyncIteration from None
+        assert message is not None  # no timeout: it waits until there is one
+        return message
+
+    async def _next_peeked(self) -> str:
+        if not self._ahead:
+            engine = self._broker._engine
+            queue = self._queue
+            async with engine.listening(frozenset((queue,))) as listener:
+                if self._checkpoint is None:  # the end of the queue, now
+                    self._checkpoint = await engine.run(lambda s: s.last_id())
+                while not self._ahead:
+                    listener.hinted = False
+                    after = self._checkpoint
+                    self._ahead.extend(
+                        await engine.run(lambda s, after=after: s.peek_many(queue, PEEK_BATCH, after=after))
+                    )
+                    if not self._ahead:
+                        await engine.wait_listener(listener, None)
+        message = self._ahead.popleft()
+        self._checkpoint = message.id
+        return message.body
+
+    async def aclose(self) -> None:
+        """Stop: later iterations end at once."""
+        self._closed = True
+        self._ahead.clear()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+# Messages a peeking watch reads ahead in one query.
+PEEK_BATCH = 100
+
+
+def _queue_list(queues: object) -> list[str]:
+    """``broker.get``'s queues: a non-empty sequence of names, checked before anything waits."""
+    if isinstance(queues, str | bytes) or not isinstance(queues, Sequence):
+        raise InvalidTypeError(f"queues must be a list or tuple of queue names, not {type(queues).__name__}")
+    if not queues:
+        raise InvalidInputError("queues must name at least one queue")
+    return [check_queue_name(q) for q in queues]
+
+
+def _deadline(timeout: object) -> float | None:
+    seconds = check_timeout(timeout)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _named(queue: str) -> Callable[[Message | None], tuple[str, str] | None]:
+    def shape(message: Message | None) -> tuple[str, str] | None:
+        return None if message is None else (queue, message.body)
+
+    return shape

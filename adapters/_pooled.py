@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from sansio_broker import Message, OutcomeUnknownError
+from sansio_broker import BrokerClosedError, Config, Message, OutcomeUnknownError, TransactionError
 from sansio_broker.driver import BrokerCore, Command, Operation, Session, Stream
 from sansio_broker.driver import State as SessionState
 
@@ -38,10 +38,16 @@ from ._group import (
     wake,
     write_group,
 )
+from ._news import News
 from ._sync import LOG, SyncDriver, written_ids
+from ._waiting import CLOSED, TIMED_OUT, Listener, Waits
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _same(answer: T) -> T:
+    return answer
 
 
 class Supervisor(Protocol):
@@ -118,8 +124,19 @@ class Runtime(Protocol[C]):
     """What asyncio and trio each provide to :class:`PooledEngine`."""
 
     closed: bool  # refusing callers (close() has begun)
+    path: str
+    config: Config
 
     def current_task(self) -> object: ...
+
+    def portal(self) -> Callable[[Callable[[], object]], None]:
+        """From the event loop's thread: a function any thread may call to
+        run a callback soon in this loop (never raises; dropped once the loop is gone)."""
+        ...
+
+    async def wait(self, waiter: AsyncWaiter, timeout: float | None) -> object:
+        """``waiter.wait()``, or :data:`~._waiting.TIMED_OUT` once ``timeout`` seconds passed."""
+        ...
 
     def waiter(self) -> AsyncWaiter: ...
 
@@ -194,12 +211,19 @@ class PooledEngine(Generic[C]):
         self._claims: dict[str, Combiner[None]] = {}
         # Give-backs of cancelled claims and groups under way: close() waits for them.
         self.obligations = 0
+        # Waiting consumers (see _waiting and _news).
+        self.waits = Waits()
+        self.news = News(runtime.path, runtime.config, self._hint_from_anywhere)
+        self._portal: Callable[[Callable[[], object]], None] | None = None
 
     # ------------------------------------------------- what operations use
     async def open(self) -> None:
         self.runtime.release(await self.runtime.acquire())
 
     async def close(self) -> None:
+        for waiter in self.waits.close():  # get() raises BrokerClosedError, watch() ends
+            waiter.wake(CLOSED)
+        self.news.close()
         await self.runtime.close(self.wait_background)
 
     async def wait_background(self) -> None:
@@ -271,6 +295,125 @@ class PooledEngine(Generic[C]):
             del self.held[task]
             runtime.release(connection)
 
+    # ------------------------------------------------- waiting consumers
+    async def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:
+        """Claim the oldest message of ``queue``, waiting (see :mod:`._waiting`)
+        until there is one or ``timeout`` seconds passed (then ``None``)."""
+        self._refuse_waiting_in_transaction()
+        waits = self.waits
+        if waits.nobody_waits_on(queue):  # an idle consumer that finds a message pays nothing more
+            found: Message | None = await self.claim(queue, _same)
+            if found is not None:
+                return shape(found)
+            if timeout == 0:
+                return None
+        if self.runtime.closed:
+            raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
+        runtime = self.runtime
+        waiter = runtime.waiter()
+        member: Member[None] = Member(None, waiter)
+        self._listen()
+        try:
+            if waits.join(queue, member):  # a look after joining: nothing written meanwhile is missed
+                self._dispatch(queue)
+            try:
+                answer = await runtime.wait(waiter, timeout)
+            except BaseException:
+                if waits.leave(queue, member) is State.DONE:  # handed over, never taken
+                    self.give_back(queue, [member.answer])  # type: ignore[list-item]
+                raise
+        finally:
+            self._quiet_if_idle()
+        if answer is TIMED_OUT:
+            if waits.leave(queue, member) is not State.DONE:
+                return None
+            answer = member.answer  # handed over as the time ran out: take it
+        if answer is CLOSED:
+            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+        assert isinstance(answer, Message)
+        return shape(answer)
+
+    @asynccontextmanager
+    async def listening(self, queues: frozenset[str] | None) -> AsyncIterator[Listener]:
+        """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
+        self._refuse_waiting_in_transaction()
+        if self.runtime.closed:
+            raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
+        listener = Listener(queues)
+        self.waits.listen(listener)
+        self._listen()
+        try:
+            yield listener
+        finally:
+            self.waits.stop_listening(listener)
+            self._quiet_if_idle()
+
+    async def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
+        """Wait for a change since ``listener`` was last reset; False once ``timeout`` passed."""
+        if listener.hinted:
+            return True
+        if self.waits.closed:
+            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+        waiter = self.runtime.waiter()
+        listener.waiter = waiter
+        try:
+            answer = await self.runtime.wait(waiter, timeout)
+        finally:
+            listener.waiter = None
+        if answer is CLOSED:
+            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+        return answer is not TIMED_OUT
+
+    def _refuse_waiting_in_transaction(self) -> None:
+        if self._joins_transaction():
+            raise TransactionError(
+                "get() and watch() wait for other writers, who cannot write while this task's "
+                "transaction or stream batch holds the write lock: use claim() there"
+            )
+
+    def _listen(self) -> None:
+        if self._portal is None:
+            self._portal = self.runtime.portal()
+        self.news.listen()
+
+    def _quiet_if_idle(self) -> None:
+        if not self.waits.waiting:
+            self.news.quiet()
+
+    def _hint_from_anywhere(self, queues: frozenset[str] | None) -> None:
+        # Called by the file's signal (in a committing thread) or the watcher
+        # (its own thread): hop into the event loop.
+        portal = self._portal
+        if portal is not None:
+            portal(partial(self._hint, queues))
+
+    def _hint(self, queues: frozenset[str] | None) -> None:
+        for queue in self.waits.hinted(queues):
+            self._dispatch(queue)
+
+    def _dispatch(self, queue: str) -> None:
+        self.runtime.in_background(self._dispatcher(queue))
+
+    async def _dispatcher(self, queue: str) -> None:
+        """Claim for the getters of ``queue`` in one transaction, hand the
+        messages out oldest getter first, and look again while that may find more."""
+        waits = self.waits
+        while True:
+            wanted = waits.wait_list(queue).wanted if not waits.closed else 0
+            claimed: list[Message] = []
+            if wanted:
+                try:
+                    claimed = await self.run(lambda s, wanted=wanted: s.claim_many(queue, wanted))
+                except BrokerClosedError:
+                    pass
+                except Exception as exc:  # the next hint tries again; the getters keep waiting
+                    LOG.warning("waiting consumers of %r: a claim failed: %r", queue, exc)
+                rest = [m for m in claimed if not waits.hand_over(queue, m)]
+                if rest:
+                    self.give_back(queue, rest)
+            if not waits.dispatch_ended(queue, len(claimed), wanted):
+                return
+
     # ------------------------------------------------- one operation, one hop
     async def run_on(self, connection: C, operation: Operation[T], writes: bool = False) -> T:
         """Run ``operation`` on ``connection``; ``writes``: its answer is the IDs it wrote.
@@ -287,6 +430,7 @@ class PooledEngine(Generic[C]):
                 if error is not None:
                     raise error from None
             raise
+        self.news.committed(connection.session)
         self._housekeep()
         return answer
 
@@ -336,10 +480,13 @@ class PooledEngine(Generic[C]):
             self.obligations -= 1
 
     def _hand_over(self, queue: str, messages: list[Message]) -> list[Message]:
-        """Give claimed messages nobody took to readers waiting on ``queue``;
-        returns those left over, which must go back to pending."""
+        """Give claimed messages nobody took to readers waiting on ``queue``
+        (getters first); returns those left over, which must go back to pending."""
         combiner = self._claims.get(queue)
-        return [m for m in messages if combiner is None or not combiner.hand_over(m)]
+        waits = self.waits
+        return [
+            m for m in messages if not waits.hand_over(queue, m) and (combiner is None or not combiner.hand_over(m))
+        ]
 
     def give_back(self, queue: str, messages: list[Message]) -> None:
         """Claimed messages their readers never took: to the next waiting
@@ -410,6 +557,7 @@ class PooledEngine(Generic[C]):
                         combiner.hand_on()
                     finally:
                         self.obligations -= 1
+                        self.news.committed(connection.session)
                         runtime.release(connection)
                     if error is None:
                         self._housekeep()

@@ -4,13 +4,24 @@ fails if this file drifts from its source)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
 
-from sansio_broker import Message, QueueStats
+from sansio_broker import BrokerClosedError, InvalidInputError, InvalidTypeError, Message, QueueStats
 from sansio_broker.driver import Operation, Session, Stream, open_stream
-from sansio_broker.validation import check_bodies, check_broker, check_id_list, check_queue_name
+from sansio_broker.validation import (
+    check_bodies,
+    check_broker,
+    check_id_list,
+    check_message_id,
+    check_queue_name,
+    check_timeout,
+)
+
+from ._waiting import Listener
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,6 +57,19 @@ class Engine(Protocol):
 
     def claim(self, queue: str, shape: Callable[[Message | None], R]) -> R:
         """One plain claim, shared with others claiming from ``queue`` at the same moment."""
+        ...
+
+    def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:
+        """Claim the oldest message of ``queue``, waiting in line for one
+        (``None`` once ``timeout`` passed); the caller gets ``shape(message)`` or it goes back."""
+        ...
+
+    def listening(self, queues: frozenset[str] | None) -> AbstractContextManager[Listener]:
+        """Hear of changes to ``queues`` while inside the block."""
+        ...
+
+    def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
+        """Wait for a change since ``listener.hinted`` was reset; False once ``timeout`` passed."""
         ...
 
     def stream(self, make: Callable[[Session], Stream], shape: Callable[[Message], R]) -> MessageStream[R]: ...
@@ -217,6 +241,30 @@ class Operations:
                 queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
             )
         )
+
+    # -------------------------------------------------------------- waiting
+    def get(self, queues: Sequence[str], *, timeout: float | None = None) -> tuple[str, str] | None:
+        """Wait on several queues; claim from the first one, in the order
+        given, that has a message: ``(queue, body)``, or ``None`` once
+        ``timeout`` seconds passed.
+
+        Priority without polling: list the urgent queue first. A caller here
+        does not queue up behind the ``get()`` callers of one queue (no FIFO
+        among them); whoever claims first gets the message.
+        """
+        names = _queue_list(queues)
+        deadline = _deadline(timeout)
+        engine = self._engine
+        with engine.listening(frozenset(names)) as listener:
+            while True:
+                listener.hinted = False  # a change from now on makes it look again
+                for queue in names:
+                    found = engine.claim(queue, _named(queue))
+                    if found is not None:
+                        return found
+                remaining = _remaining(deadline)
+                if remaining == 0 or not engine.wait_listener(listener, remaining):
+                    return None
 
     # --------------------------------------------------------------- streams
     def stream(
@@ -486,6 +534,36 @@ class QueueOperations:
         name = self.name
         return self.broker._engine.claiming(lambda s: s.claim_many(name, limit), _bodies)
 
+    def get(self, *, timeout: float | None = None) -> str | None:
+        """Claim the oldest message's body, waiting until there is one.
+
+        ``None`` only when ``timeout`` seconds pass first (``0``: one try).
+        Callers waiting on one queue are served in the order they came; a
+        cancelled caller's message goes to the next one or back to pending.
+        Closing the broker raises :class:`~sansio_broker.BrokerClosedError` here.
+        """
+        return self.broker._engine.wait_claim(self.name, check_timeout(timeout), _body)
+
+    def get_message(self, *, timeout: float | None = None) -> Message | None:
+        """Like :meth:`get`, with the message's ID."""
+        return self.broker._engine.wait_claim(self.name, check_timeout(timeout), _same)
+
+    def watch(self, *, peek: bool = False, after: int | str | None = None) -> Watch:
+        """Every message's body as it arrives: an endless iterator to close.
+
+        Claims each message before yielding it (exactly once, as
+        :meth:`get`); ``peek=True`` yields without claiming, starting after
+        the message ID ``after`` or, without it, at the end of the queue
+        when iteration starts, and moving past each message yielded. Ends
+        when the broker closes or the loop is left.
+        """
+        if not isinstance(peek, bool):
+            raise InvalidTypeError(f"peek must be a bool, not {type(peek).__name__}")
+        checkpoint = None if after is None else check_message_id(after, "after")
+        if after is not None and not peek:
+            raise InvalidInputError("after= is for watch(peek=True): a consuming watch takes the oldest first")
+        return Watch(self.broker, self.name, peek, checkpoint)
+
     def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
         return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
 
@@ -521,3 +599,88 @@ class QueueOperations:
         if message_id is None:
             return self.broker.delete(self.name) > 0
         return self.broker.delete_messages(self.name, [message_id]) > 0
+
+
+class Watch:
+    """What :meth:`QueueOperations.watch` returns: bodies as they arrive, until closed."""
+
+    def __init__(self, broker: Operations, queue: str, peek: bool, after: int | None) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._peek = peek
+        self._checkpoint = after  # peek: the last ID yielded; None until iteration starts
+        self._ahead: deque[Message] = deque()  # peeked, not yet yielded
+        self._closed = False
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> str:
+        if self._closed:
+            raise StopIteration
+        try:
+            if self._peek:
+                return self._next_peeked()
+            message = self._broker._engine.wait_claim(self._queue, None, _body)
+        except BrokerClosedError:
+            self._closed = True
+            raise StopIteration from None
+        assert message is not None  # no timeout: it waits until there is one
+        return message
+
+    def _next_peeked(self) -> str:
+        if not self._ahead:
+            engine = self._broker._engine
+            queue = self._queue
+            with engine.listening(frozenset((queue,))) as listener:
+                if self._checkpoint is None:  # the end of the queue, now
+                    self._checkpoint = engine.run(lambda s: s.last_id())
+                while not self._ahead:
+                    listener.hinted = False
+                    after = self._checkpoint
+                    self._ahead.extend(engine.run(lambda s, after=after: s.peek_many(queue, PEEK_BATCH, after=after)))
+                    if not self._ahead:
+                        engine.wait_listener(listener, None)
+        message = self._ahead.popleft()
+        self._checkpoint = message.id
+        return message.body
+
+    def close(self) -> None:
+        """Stop: later iterations end at once."""
+        self._closed = True
+        self._ahead.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# Messages a peeking watch reads ahead in one query.
+PEEK_BATCH = 100
+
+
+def _queue_list(queues: object) -> list[str]:
+    """``broker.get``'s queues: a non-empty sequence of names, checked before anything waits."""
+    if isinstance(queues, str | bytes) or not isinstance(queues, Sequence):
+        raise InvalidTypeError(f"queues must be a list or tuple of queue names, not {type(queues).__name__}")
+    if not queues:
+        raise InvalidInputError("queues must name at least one queue")
+    return [check_queue_name(q) for q in queues]
+
+
+def _deadline(timeout: object) -> float | None:
+    seconds = check_timeout(timeout)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _named(queue: str) -> Callable[[Message | None], tuple[str, str] | None]:
+    def shape(message: Message | None) -> tuple[str, str] | None:
+        return None if message is None else (queue, message.body)
+
+    return shape

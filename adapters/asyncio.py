@@ -49,8 +49,9 @@ from ._aiosqlite import PoolClosedError, Worker, make_pool, open_worker
 from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations
 from ._flight import Flight
 from ._group import Group
-from ._pooled import Done, PooledEngine, Supervisor, give_up, left_open, opened, run_in_thread
+from ._pooled import AsyncWaiter, Done, PooledEngine, Supervisor, give_up, left_open, opened, run_in_thread
 from ._sync import LOG, SyncDriver, connect, prepare
+from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
@@ -263,6 +264,24 @@ class _Runtime:
 
     def current_task(self) -> object:
         return asyncio.current_task()
+
+    def portal(self) -> Callable[[Callable[[], object]], None]:
+        loop = asyncio.get_running_loop()
+
+        def call_soon(callback: Callable[[], object]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(callback)
+
+        return call_soon
+
+    async def wait(self, waiter: AsyncWaiter, timeout: float | None) -> object:
+        if timeout is None:
+            return await waiter.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter.wait()
+        except TimeoutError:
+            return TIMED_OUT
 
     def waiter(self) -> _Waiter:
         return _Waiter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["DEFAULT_PATH", "Broker", "CommitOutcomeUnknown", "MessageStream", "Queue", "resolve_config"]
 
 import os
+import queue as queues
 import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -47,8 +48,13 @@ from ._group import (
     wake,
     write_group,
 )
+from ._group import (
+    State as MemberState,
+)
+from ._news import News
 from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
 from ._sync_operations import MessageStream, Operations, QueueOperations
+from ._waiting import CLOSED, TIMED_OUT, Listener, Waits
 
 T = TypeVar("T")
 IDLE = State.IDLE  # no explicit transaction, no stream batch open
@@ -123,6 +129,7 @@ class _Connection:
                 answer = driver.run(operation, None, seal)
                 if driver.connection.in_transaction and self.unowned:
                     driver.rollback_if_open()  # its own ROLLBACK failed: nobody else would
+            self.engine.news.committed(self.session)
             self.engine._housekeep()
             return answer  # type: ignore[no-any-return]
         except BaseException as exc:
@@ -246,9 +253,11 @@ class _ThreadWaiter:
         self._lock.release()
         return True
 
-    def wait(self) -> object:
-        self._lock.acquire()
-        return self._value
+    def wait(self, timeout: float | None = None) -> object:
+        """The value woken with, or :data:`~._waiting.TIMED_OUT` after ``timeout`` seconds."""
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return self._value
+        return TIMED_OUT
 
 
 class _Engine:
@@ -267,6 +276,7 @@ class _Engine:
         self._reset_groups()
         # Set once the broker must refuse all use: it makes the error to raise.
         self._unusable: Callable[[], BrokerError] | None = None
+        self._reset_waiting()
         _ENGINES.add(self)
         self._connection()
 
@@ -380,6 +390,200 @@ class _Engine:
             if connection in self._connections:
                 self._connections.remove(connection)
                 connection.close()
+
+    # ------------------------------------------------- waiting consumers
+    def _reset_waiting(self) -> None:
+        # Getters and listeners, under the group lock (see _waiting); hints
+        # for the dispatcher thread, which claims for them (see _dispatching).
+        self.waits = Waits()
+        self._hints: queues.SimpleQueue[object] = queues.SimpleQueue()
+        self.news = News(self.path, self.config, self._hints.put)
+        self._dispatcher: threading.Thread | None = None
+
+    def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:
+        """Claim the oldest message of ``queue``, waiting in line for one (see
+        ``_waiting``); ``None`` once ``timeout`` passed. The dispatcher thread
+        claims and hands over; this thread only sleeps, so Ctrl-C here is safe:
+        a message handed over but not yet returned goes to the next getter
+        or back to pending."""
+        connection = self._connection()
+        self._refuse_waiting_in(connection)
+        lock, waits = self._group_lock, self.waits
+        with lock:
+            nobody = waits.nobody_waits_on(queue)
+        if nobody:  # an idle consumer that finds a message pays nothing more
+            found = self.claim(queue, partial(_shape_found, shape))
+            if found is not None or timeout == 0:
+                return found
+        waiter = _ThreadWaiter()
+        member: Member[None] = Member(None, waiter)
+        try:
+            with lock:
+                self._listen()
+                start = waits.join(queue, member)
+            if start:  # a look after joining: nothing written meanwhile is missed
+                self._hints.put(queue)
+            answer = waiter.wait(timeout)
+            if answer is TIMED_OUT:
+                with lock:
+                    if waits.leave(queue, member) is not MemberState.DONE:
+                        return None
+                answer = member.answer  # handed over as the time ran out: take it
+            if answer is CLOSED:
+                raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+            assert isinstance(answer, Message)
+            return shape(answer)
+        except BaseException as exc:
+            with lock:
+                handed = waits.leave(queue, member) is MemberState.DONE
+            if handed:  # never reached its caller
+                self._give_on(connection, queue, member.answer, exc)
+            raise
+        finally:
+            self._quiet_if_idle()
+
+    @contextmanager
+    def listening(self, queues: frozenset[str] | None) -> Iterator[Listener]:
+        """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
+        self._refuse_waiting_in(self._connection())
+        listener = Listener(queues)
+        with self._group_lock:
+            if self.waits.closed:
+                raise BrokerClosedError(f"the broker on {self.path} is closed")
+            self.waits.listen(listener)
+            self._listen()
+        try:
+            yield listener
+        finally:
+            with self._group_lock:
+                self.waits.stop_listening(listener)
+            self._quiet_if_idle()
+
+    def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
+        """Wait for a change since ``listener.hinted`` was reset; False once ``timeout`` passed."""
+        waiter = _ThreadWaiter()
+        with self._group_lock:
+            if listener.hinted:
+                return True
+            if self.waits.closed:
+                raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+            listener.waiter = waiter
+        try:
+            answer = waiter.wait(timeout)
+        finally:
+            with self._group_lock:
+                listener.waiter = None
+        if answer is CLOSED:
+            raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+        return answer is not TIMED_OUT
+
+    def _refuse_waiting_in(self, connection: _Connection) -> None:
+        if not connection.unowned:
+            raise TransactionError(
+                "get() and watch() wait for other writers, who cannot write while this thread's "
+                "transaction or stream batch holds the write lock: use claim() there"
+            )
+
+    def _listen(self) -> None:
+        """Under the group lock: someone waits; hear of changes, run the dispatcher thread."""
+        if self._dispatcher is None:
+            thread = threading.Thread(target=self._dispatching, name="sansio-broker-dispatcher", daemon=True)
+            thread.start()
+            self._dispatcher = thread
+        self.news.listen()
+
+    def _quiet_if_idle(self) -> None:
+        with self._group_lock:
+            if not self.waits.waiting:
+                self.news.quiet()
+
+    def _give_on(self, connection: _Connection, queue: str, message: object, exc: BaseException) -> None:
+        """A message handed to a getter that never returned it: to the next
+        getter or reader of ``queue``, else pending again (however many interrupts follow)."""
+        if not isinstance(message, Message):
+            return
+        with self._group_lock:
+            combiner = self._claims.get(queue)
+            handed = self.waits.hand_over(queue, message) or (combiner is not None and combiner.hand_over(message))
+        if not handed:
+            connection._steadily(lambda: connection._return([message], queue), exc, lambda: [message])
+
+    def _dispatching(self) -> None:
+        """The dispatcher thread: on each hint, claim for the getters of the
+        hinted queues, one transaction per queue, and hand the messages out
+        oldest getter first."""
+        try:
+            while (item := self._hints.get()) is not _STOP:
+                items = [item]
+                while True:  # every hint waiting now, in one pass
+                    try:
+                        items.append(self._hints.get_nowait())
+                    except queues.Empty:
+                        break
+                todo: list[str] = []
+                with self._group_lock:
+                    for each in items:
+                        if each is _STOP:
+                            return
+                        if isinstance(each, str):  # a getter joined: its dispatch is marked already
+                            todo.append(each)
+                        else:
+                            todo.extend(self.waits.hinted(each))  # type: ignore[arg-type]
+                for name in dict.fromkeys(todo):
+                    self._dispatch(name)
+        except Exception:
+            LOG.exception("the dispatcher thread of the broker on %s failed", self.path)
+        finally:
+            self._drop_thread_connection()
+
+    def _dispatch(self, queue: str) -> None:
+        lock, waits = self._group_lock, self.waits
+        try:
+            # Taken first: close() waits for this thread before it closes
+            # connections, so a give-back below still has one.
+            connection = self._connection()
+        except BrokerClosedError:
+            return
+        session = connection.session
+        while True:
+            with lock:
+                wanted = 0 if waits.closed else waits.wait_list(queue).wanted
+            claimed: list[Message] = []
+            if wanted:
+                try:
+                    claimed = connection.run(session.claim_many(queue, wanted))
+                except BrokerClosedError:
+                    pass
+                except Exception as exc:  # the next hint tries again; the getters keep waiting
+                    LOG.warning("waiting consumers of %r: a claim failed: %r", queue, exc)
+                with lock:
+                    combiner = self._claims.get(queue)
+                    rest = [
+                        m
+                        for m in claimed
+                        if not waits.hand_over(queue, m) and (combiner is None or not combiner.hand_over(m))
+                    ]
+                if rest:
+                    try:
+                        connection.run(session.return_claims(queue, rest))
+                    except Exception:
+                        LOG.exception("waiting consumers of %r: could not give back %s", queue, [m.id for m in rest])
+            with lock:
+                if not waits.dispatch_ended(queue, len(claimed), wanted):
+                    return
+
+    def _stop_waiting(self) -> None:
+        """close(): every waiter wakes ("closed"), the dispatcher and watcher threads stop."""
+        with self._group_lock:
+            woken = self.waits.close()
+            dispatcher, self._dispatcher = self._dispatcher, None
+        for waiter in woken:
+            waiter.wake(CLOSED)
+        self.news.close()
+        if dispatcher is not None:
+            self._hints.put(_STOP)
+            if dispatcher is not threading.current_thread():
+                dispatcher.join()
 
     # ------------------------------------------------------------ groups
     def _reset_groups(self) -> None:
@@ -517,6 +721,8 @@ class _Engine:
         self._vacuum_thread = None
         self._core.auto_vacuum_ended()  # a check running in the parent does not exist here
         self._reset_groups()  # threads waiting in the parent do not exist here
+        self.news.forget_after_fork()
+        self._reset_waiting()
         for connection in inherited:
             connection.driver.forget_vacuum_lock()
         if any(c.driver.connection.in_transaction for c in inherited):
@@ -542,6 +748,7 @@ class _Engine:
         with self._lock:
             if self._unusable is None:
                 self._unusable = lambda: BrokerClosedError(f"the broker on {path} is closed")
+        self._stop_waiting()
         self.wait_background()
         while True:
             with self._lock:
@@ -601,6 +808,14 @@ class _Engine:
                 self._hand_on(combiner)
         claimed: Message | None = self._in_group(connection, combiner, None, partial(claim_group, queue), queue)
         return claimed
+
+
+def _shape_found(shape: Callable[[Message], R], message: Message | None) -> R | None:
+    return None if message is None else shape(message)
+
+
+# Tells the dispatcher thread to end.
+_STOP = object()
 
 
 def _iterate(

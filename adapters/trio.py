@@ -29,6 +29,7 @@ __all__ = [
     "trio_broker",
 ]
 
+import contextlib
 import os
 import queue
 import threading
@@ -47,8 +48,9 @@ from sansio_broker.validation import check_path, check_positive
 from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations
 from ._flight import Flight
 from ._group import Group
-from ._pooled import Done, PooledEngine, give_up, left_open, opened, run_in_thread
+from ._pooled import AsyncWaiter, Done, PooledEngine, give_up, left_open, opened, run_in_thread
 from ._sync import LOG, SyncDriver, open_driver
+from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
 
 T = TypeVar("T")
@@ -345,6 +347,22 @@ class _Runtime:
 
     def current_task(self) -> object:
         return trio.lowlevel.current_task()
+
+    def portal(self) -> Callable[[Callable[[], object]], None]:
+        token = self._token
+
+        def run_soon(callback: Callable[[], object]) -> None:
+            with contextlib.suppress(trio.RunFinishedError):  # the run ended: nobody waits any more
+                token.run_sync_soon(callback)
+
+        return run_soon
+
+    async def wait(self, waiter: AsyncWaiter, timeout: float | None) -> object:
+        if timeout is None:
+            return await waiter.wait()
+        with trio.move_on_after(timeout):
+            return await waiter.wait()
+        return TIMED_OUT
 
     def waiter(self) -> _Waiter:
         return _Waiter()

@@ -43,6 +43,12 @@ class Config:
     vacuum_threshold_percent: float = 10.0
     vacuum_batch_size: int = 1000
     generator_batch_size: int = 100
+    # Waiting consumers (get/watch): the cross-process watcher's polling
+    # schedule, under SimpleBroker's watcher keys but with defaults of ours
+    # (docs/waiting.md says how they trade latency for idle CPU).
+    watch_max_interval: float = 0.006
+    watch_burst_sleep: float = 0.001
+    watch_jitter: float = 0.15
 
     def __post_init__(self) -> None:
         # Typed construction gets the same checks as parsing from strings.
@@ -138,6 +144,34 @@ def _percent(key: str, value: Any) -> float:
     return number
 
 
+def _seconds(key: str, value: Any) -> float:
+    expected = "a number of seconds > 0 and <= 60"
+    number = _real(key, value, expected)
+    if not 0.0 < number <= 60.0:
+        raise ConfigError(key, value, expected)
+    return number
+
+
+def _fraction(key: str, value: Any) -> float:
+    expected = "a fraction >= 0 and < 1"
+    number = _real(key, value, expected)
+    if not 0.0 <= number < 1.0:
+        raise ConfigError(key, value, expected)
+    return number
+
+
+def _real(key: str, value: Any, expected: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(key, value, expected)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float
+        raise ConfigError(key, value, expected) from None
+    if not math.isfinite(number):
+        raise ConfigError(key, value, expected)
+    return number
+
+
 _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] = {
     # sqlite3.connect(timeout=ms / 1000) becomes a C int of milliseconds again.
     "busy_timeout_ms": ("BROKER_BUSY_TIMEOUT", _int(0, INT32_MAX), str),
@@ -150,6 +184,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
     "vacuum_threshold_percent": ("BROKER_VACUUM_THRESHOLD", _percent, repr),
     "vacuum_batch_size": ("BROKER_VACUUM_BATCH_SIZE", _int(1), str),
     "generator_batch_size": ("BROKER_GENERATOR_BATCH_SIZE", _int(1), str),
+    "watch_max_interval": ("BROKER_MAX_INTERVAL", _seconds, repr),
+    "watch_burst_sleep": ("BROKER_BURST_SLEEP", _seconds, repr),
+    "watch_jitter": ("BROKER_JITTER_FACTOR", _fraction, repr),
 }
 
 CONFIG_KEYS = tuple(key for key, _, _ in _FIELDS.values())
@@ -163,10 +200,7 @@ SIMPLEBROKER_ONLY_KEYS = tuple(
         "LOAD_MAX_FUTURE_SKEW_SECONDS",
         "POSTGRES_CAPACITY_WAIT_SECONDS",
         "SKIP_IDLE_CHECK",
-        "JITTER_FACTOR",
         "INITIAL_CHECKS",
-        "MAX_INTERVAL",
-        "BURST_SLEEP",
         "DEBUG",
         "LOGGING_ENABLED",
         "DEFAULT_DB_LOCATION",

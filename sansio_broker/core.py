@@ -258,6 +258,10 @@ class Session:
         self._transaction_mutations = 0
         # The stream whose batch holds the lock; meaningful in HOLDING_BATCH only.
         self._holder: object | None = None
+        # Queues whose messages this session's work may have made pending
+        # (writes, moves in, give-backs), for waiters: see take_changes().
+        self._changed: set[str] = set()
+        self._changed_any = False
 
     @property
     def in_transaction(self) -> bool:
@@ -295,6 +299,36 @@ class Session:
         if self.state is HOLDING_BATCH and self._holder is stream:
             self.apply(Event.RELEASE_BATCH)
             self._holder = None
+
+    # ------------------------------------------------------- waiting consumers
+    @property
+    def has_changes(self) -> bool:
+        """Whether :meth:`take_changes` has anything: one test on every operation's path."""
+        return self._changed_any or bool(self._changed)
+
+    def take_changes(self) -> frozenset[str] | None:
+        """The queues that may have new pending messages since the last call
+        (``None``: any queue), and forget them.
+
+        Noted when an operation is made, so one that fails or rolls back
+        leaves a spurious hint at worst: waiters treat wake-ups as hints and
+        their claim decides. Adapters ask once the session is idle (after a
+        commit, never inside an explicit transaction, where nothing is
+        visible to others yet) and wake the waiters of those queues.
+        """
+        if self._changed_any:
+            self._changed_any = False
+            self._changed.clear()
+            return None
+        changed = frozenset(self._changed)
+        self._changed.clear()
+        return changed
+
+    def _note_change(self, queue: str | None) -> None:
+        if queue is None:
+            self._changed_any = True
+        else:
+            self._changed.add(queue)
 
     # ------------------------------------------------------------------ set-up
     def setup_connection(self, label: str) -> Operation[None]:
@@ -334,6 +368,7 @@ class Session:
 
     def rollback_transaction(self) -> Operation[None]:
         self.apply(Event.ROLLBACK)
+        self._note_change(None)  # its claims are pending again
         return self.rollback_quietly()
 
     def reset(self) -> Operation[None]:
@@ -343,6 +378,7 @@ class Session:
         batch left open; pools run it before handing the connection out again.
         """
         self.apply(Event.RESET)
+        self._note_change(None)  # claims of an abandoned batch or transaction are pending again
         self._holder = None
         self._transaction_mutations = 0
         return self.rollback_quietly()
@@ -473,11 +509,18 @@ class Session:
         yield from schema.resync_last_ts(self.dialect)
         self.core.last_id = 0
 
+    def last_id(self) -> Operation[int]:
+        """The highest ID given out so far (``meta.last_ts``): every message
+        written later has a larger one (a peeking watch starts here)."""
+        row = yield Execute(self.dialect.READ_LAST_TS, (), Fetch.ONE)
+        return 0 if row is None else int(row[0])
+
     # ---------------------------------------------------------------- writes
     def write(self, queue: str, body: str) -> Operation[int]:
         """Append one message; returns its ID once committed."""
         check_queue_name(queue)
         check_body(body, self.core.config.max_message_size)
+        self._note_change(queue)
         return self._write_transaction(lambda: self._insert(queue, (body,)), _one, resync_ids=True)
 
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
@@ -485,6 +528,7 @@ class Session:
         check_queue_name(queue)
         limit = self.core.config.max_message_size
         items = tuple(check_body(b, limit) for b in check_bodies(bodies))
+        self._note_change(queue)
         return self._write_transaction(lambda: self._insert_many(queue, items), len, resync_ids=True)
 
     def _insert(self, queue: str, bodies: tuple[str]) -> Operation[int]:
@@ -513,6 +557,7 @@ class Session:
         check_body(body, self.core.config.max_message_size)
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidTypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
+        self._note_change(None)
         return self._write_transaction(lambda: self._broadcast(body, pattern), _same)
 
     def _broadcast(self, body: str, pattern: str | None) -> Operation[int]:
@@ -535,6 +580,8 @@ class Session:
         each write is retried alone, so one bad write fails alone.
         """
         self._check_group()
+        for queue, _ in items:
+            self._note_change(queue)
         return self._write_group(items)
 
     def _write_group(self, items: Sequence[tuple[str, str]]) -> Operation[list[WriteOutcome]]:
@@ -633,6 +680,7 @@ class Session:
         shared claim took is ever lost.
         """
         check_queue_name(queue)
+        self._note_change(queue)
         rows = [(queue, m.body, m.id) for m in messages]
         return self._write_transaction(lambda: _run_many(ExecuteMany(self.dialect.RETURN_CLAIMED, rows)))
 
@@ -784,6 +832,7 @@ class Session:
         check_queue_name(destination)
         if source == destination:
             raise InvalidInputError("Source and destination queues cannot be the same")
+        self._note_change(destination)
         mid, lo, hi = check_selection(message_id, after, before)
         if require_unclaimed is None:
             require_unclaimed = mid is None

@@ -133,6 +133,26 @@ def check_positive(value: object, name: str) -> int:
     return value
 
 
+def check_timeout(value: object) -> float | None:
+    """A wait's ``timeout`` in seconds: ``None`` (wait forever) or a finite number >= 0.
+
+    Checked before anything waits, so a bad value never leaves a waiter behind.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTypeError(f"timeout must be a number of seconds or None, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        raise InvalidInputError(f"timeout must be a finite number of seconds, got {value}") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"timeout must be a finite number of seconds (None waits forever), got {value}")
+    if seconds < 0:
+        raise InvalidInputError(f"timeout must be >= 0, got {value}")
+    return seconds
+
+
 def check_selection(message_id: Any, after: Any, before: Any) -> tuple[int | None, int | None, int | None]:
     """Validate a selection; an exact ID excludes range bounds."""
     if message_id is not None:

@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .config import Config
 from .errors import ConfigError, InvalidInputError
 
 
@@ -152,6 +153,16 @@ class WatchSettings:
                 self.burst_interval,
                 f"at most idle_ceiling ({self.idle_ceiling!r}): bursts check more often than idle back-off",
             )
+
+    @classmethod
+    def from_config(cls, config: Config) -> WatchSettings:
+        """The polling schedule ``config`` asks for (``BROKER_MAX_INTERVAL``,
+        ``BROKER_BURST_SLEEP``, ``BROKER_JITTER_FACTOR``); a burst never
+        checks less often than the idle ceiling."""
+        ceiling = config.watch_max_interval
+        return cls(
+            burst_interval=min(config.watch_burst_sleep, ceiling), idle_ceiling=ceiling, jitter=config.watch_jitter
+        )
 
     @property
     def backoff_checks(self) -> int:

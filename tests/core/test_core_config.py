@@ -24,6 +24,9 @@ DEFAULTS = {
     "vacuum_threshold_percent": 10.0,
     "vacuum_batch_size": 1000,
     "generator_batch_size": 100,
+    "watch_max_interval": 0.006,
+    "watch_burst_sleep": 0.001,
+    "watch_jitter": 0.15,
 }
 
 
@@ -60,6 +63,9 @@ def test_config_keys() -> None:
         "BROKER_VACUUM_THRESHOLD",
         "BROKER_VACUUM_BATCH_SIZE",
         "BROKER_GENERATOR_BATCH_SIZE",
+        "BROKER_MAX_INTERVAL",
+        "BROKER_BURST_SLEEP",
+        "BROKER_JITTER_FACTOR",
     )
 
 
@@ -88,6 +94,9 @@ def test_config_keys() -> None:
         ("BROKER_VACUUM_THRESHOLD", "vacuum_threshold_percent", "100", 100.0),
         ("BROKER_VACUUM_BATCH_SIZE", "vacuum_batch_size", "10", 10),
         ("BROKER_GENERATOR_BATCH_SIZE", "generator_batch_size", "7", 7),
+        ("BROKER_MAX_INTERVAL", "watch_max_interval", "0.1", 0.1),
+        ("BROKER_BURST_SLEEP", "watch_burst_sleep", "1e-05", 1e-05),
+        ("BROKER_JITTER_FACTOR", "watch_jitter", "0", 0.0),
     ],
 )
 def test_every_key_parses_from_strings(key: str, field: str, text: str, value: Any) -> None:
@@ -162,6 +171,13 @@ def test_sync_mode_is_case_insensitive(text: str) -> None:
         ("BROKER_VACUUM_THRESHOLD", "ten", "percent from 0 to 100"),
         ("BROKER_VACUUM_THRESHOLD", None, "percent from 0 to 100"),
         ("BROKER_VACUUM_THRESHOLD", True, "percent from 0 to 100"),
+        ("BROKER_MAX_INTERVAL", "0", "seconds > 0"),
+        ("BROKER_MAX_INTERVAL", "61", "seconds > 0"),
+        ("BROKER_MAX_INTERVAL", "nan", "seconds > 0"),
+        ("BROKER_BURST_SLEEP", True, "seconds > 0"),
+        ("BROKER_BURST_SLEEP", "soon", "seconds > 0"),
+        ("BROKER_JITTER_FACTOR", "1", "fraction >= 0 and < 1"),
+        ("BROKER_JITTER_FACTOR", "-0.1", "fraction >= 0 and < 1"),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_key(key: str, value: Any, expected: str) -> None:
@@ -240,6 +256,9 @@ def test_to_mapping_renders_every_key_as_text() -> None:
         "BROKER_VACUUM_THRESHOLD": "10.0",
         "BROKER_VACUUM_BATCH_SIZE": "1000",
         "BROKER_GENERATOR_BATCH_SIZE": "100",
+        "BROKER_MAX_INTERVAL": "0.006",
+        "BROKER_BURST_SLEEP": "0.001",
+        "BROKER_JITTER_FACTOR": "0.15",
     }
     assert Config(auto_vacuum=False).to_mapping()["BROKER_AUTO_VACUUM"] == "0"
 
@@ -342,6 +361,7 @@ def test_strict_mapping_accepts_every_key_of_ours_and_of_simplebroker() -> None:
     mapping = {key: "1" for key in KNOWN_KEYS}
     mapping["BROKER_SYNC_MODE"] = "off"
     mapping["BROKER_VACUUM_THRESHOLD"] = "5"
+    mapping["BROKER_JITTER_FACTOR"] = "0.5"
     config = Config.from_mapping(mapping, strict=True)
     assert config.sync_mode == "OFF"
     assert config.cache_mb == 1

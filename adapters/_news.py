@@ -1,0 +1,118 @@
+"""How an engine hears that queues may have new messages, and tells others.
+
+Every engine, whether or not anyone waits on it, tells the process-wide
+signal of its file (:mod:`._signals`) after each commit that may have made
+messages pending: a waiter on another broker object of this process, or on
+another thread's or loop's engine, wakes at once. While someone waits on
+this engine, it also listens: to that signal, and to a :class:`~._watcher.Watcher`
+thread that notices other processes' commits. Both call ``deliver`` from
+whatever thread they run in; the engine makes that thread-safe.
+
+Written once for every engine; free of any runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sansio_broker import Config
+from sansio_broker.driver import Session
+from sansio_broker.driver import State as SessionState
+from sansio_broker.watching import WatchSettings
+
+from ._signals import LOG, FileSignal, Subscription, signal_for
+from ._watcher import Watcher
+
+Deliver = Callable[[frozenset[str] | None], object]
+"""Called (from any thread) with the queues that may have changed (``None``: any)."""
+
+
+class News:
+    """One engine's link to change news: told after its commits, listening while anyone waits."""
+
+    __slots__ = ("_config", "_deliver", "_path", "_signal", "_subscription", "_watcher", "listening")
+
+    def __init__(self, path: str, config: Config, deliver: Deliver) -> None:
+        self._path = path
+        self._config = config
+        self._deliver = deliver
+        self._signal: FileSignal | None = None
+        self._subscription: Subscription | None = None
+        self._watcher: Watcher | None = None
+        self.listening = False
+
+    def committed(self, session: Session) -> None:
+        """After an operation on ``session``: tell the file's signal what may
+        be pending now. Never raises: it stands between a commit and its caller.
+
+        Inside an explicit transaction nothing is visible to others yet; the
+        news waits for the commit.
+        """
+        if not session.has_changes or session.state is not SessionState.IDLE:
+            return
+        changes = session.take_changes()
+        signal = self._signal
+        if signal is None:
+            try:
+                signal = self._signal = signal_for(self._path)
+            except OSError:  # the file is gone: nobody can be waiting on it
+                return
+        signal.changed(changes)
+
+    def listen(self) -> None:
+        """Someone waits: hear this process's commits and other processes' from now on.
+
+        The watcher's first check after it starts hears "changed", so a
+        commit made between a waiter's last look and this call is not missed.
+        """
+        if self.listening:
+            return
+        self.listening = True
+        signal = self._signal
+        if signal is None:
+            signal = self._signal = signal_for(self._path)
+        if self._subscription is None:
+            self._subscription = signal.subscribe(self._deliver)
+        watcher = self._watcher
+        if watcher is None:
+            watcher = self._watcher = Watcher(
+                self._path,
+                self._from_watcher,
+                poll_settings=WatchSettings.from_config(self._config),
+                busy_timeout_ms=self._config.busy_timeout_ms,
+            )
+            watcher.start()
+        watcher.waiting(True)
+
+    def quiet(self) -> None:
+        """Nobody waits any more: stop listening (the watcher sleeps; commits cost one test again)."""
+        if not self.listening:
+            return
+        self.listening = False
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.cancel()
+        if self._watcher is not None:
+            self._watcher.waiting(False)
+
+    def close(self) -> None:
+        """The broker closes: stop listening and stop the watcher thread."""
+        self.quiet()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the watcher thread and the subscription are the parent's."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.forget_after_fork()
+        self._subscription = None
+        self._signal = None
+        self.listening = False
+
+    def _from_watcher(self) -> None:
+        try:
+            self._deliver(None)
+        except Exception:
+            LOG.exception("waiting consumers: could not pass on a change another process made")
