@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, InvalidInputError, InvalidTypeError, Message, QueueStats
@@ -650,9 +651,8 @@ class AsyncWatch:
                     self._checkpoint = await engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
-                    after = self._checkpoint
                     self._ahead.extend(
-                        await engine.run(lambda s, after=after: s.peek_many(queue, PEEK_BATCH, after=after))
+                        self._ahead.extend(await engine.run(partial(_peek_after, queue, self._checkpoint)))
                     )
                     if not self._ahead:
                         await engine.wait_listener(listener, None)
@@ -674,6 +674,10 @@ class AsyncWatch:
 
 # Messages a peeking watch reads ahead in one query.
 PEEK_BATCH = 100
+
+
+def _peek_after(queue: str, after: int | None, session: Session) -> Operation[list[Message]]:
+    return session.peek_many(queue, PEEK_BATCH, after=after)
 
 
 def _queue_list(queues: object) -> list[str]:

@@ -50,6 +50,10 @@ def _same(answer: T) -> T:
     return answer
 
 
+def _claim_many(queue: str, limit: int, session: Session) -> Operation[list[Message]]:
+    return session.claim_many(queue, limit)
+
+
 class Supervisor(Protocol):
     """What watches an operation in its worker thread: a :class:`Flight`
     (one caller) or a :class:`~._group.Group` (many)."""
@@ -403,7 +407,7 @@ class PooledEngine(Generic[C]):
             claimed: list[Message] = []
             if wanted:
                 try:
-                    claimed = await self.run(lambda s, wanted=wanted: s.claim_many(queue, wanted))
+                    claimed = await self.run(partial(_claim_many, queue, wanted))
                 except BrokerClosedError:
                     pass
                 except Exception as exc:  # the next hint tries again; the getters keep waiting

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
 
 from sansio_broker import BrokerClosedError, InvalidInputError, InvalidTypeError, Message, QueueStats
@@ -637,8 +638,7 @@ class Watch:
                     self._checkpoint = engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
-                    after = self._checkpoint
-                    self._ahead.extend(engine.run(lambda s, after=after: s.peek_many(queue, PEEK_BATCH, after=after)))
+                    self._ahead.extend(self._ahead.extend(engine.run(partial(_peek_after, queue, self._checkpoint))))
                     if not self._ahead:
                         engine.wait_listener(listener, None)
         message = self._ahead.popleft()
@@ -659,6 +659,10 @@ class Watch:
 
 # Messages a peeking watch reads ahead in one query.
 PEEK_BATCH = 100
+
+
+def _peek_after(queue: str, after: int | None, session: Session) -> Operation[list[Message]]:
+    return session.peek_many(queue, PEEK_BATCH, after=after)
 
 
 def _queue_list(queues: object) -> list[str]:

@@ -67,7 +67,7 @@ CLAIM = (
 )
 PHYSICAL_MASK, COUNTER_MASK = ~0xFFF, 0xFFF  # IDs: hybrid time in the high bits, a counter in the low 12
 
-GROUPS = ("concurrent-writes", "concurrent-reads", "bulk", "sequential", "scale")
+GROUPS = ("concurrent-writes", "concurrent-reads", "bulk", "sequential", "scale", "waiting")  # waiting: waiting.py
 GROUP_TITLES = {
     "concurrent-writes": "Concurrent writes: one message per call, many callers at once",
     "concurrent-reads": "Concurrent reads: one claim per call until the queue is empty",
@@ -1137,6 +1137,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--n-scale", type=int, default=None, help="operations per scale measurement")
     add("--bulk-batches", type=int, default=None, help=f"calls of {BATCH} per bulk measurement")
     add("--memory-probe", nargs=2, metavar=("PROBE", "PATH"), help=argparse.SUPPRESS)
+    import waiting  # the waiting group (wake latency, idle CPU, get() throughput) lives in waiting.py
+
+    waiting.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.memory_probe:
         return args
@@ -1146,7 +1149,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes = asdict(MODES[args.mode]) | {k: v for k, v in overrides.items() if v is not None}
     args.sizes, args.repeats = Sizes(**sizes), args.repeats or (1 if args.smoke else 3)
     if args.groups is None:
-        args.groups = [g for g in GROUPS if g != "scale" or args.mode == "full" or args.scale]
+        extra = {"scale": args.mode == "full" or args.scale, "waiting": args.mode == "full"}  # the long groups
+        args.groups = [g for g in GROUPS if extra.get(g, True)]
     elif args.scale and "scale" not in args.groups:
         args.groups.append("scale")
     if min(args.repeats, args.tasks, args.threads, args.asyncio_pool, args.trio_pool, *sizes.values()) < 1:
@@ -1217,7 +1221,7 @@ def run(args: argparse.Namespace, directory: str) -> int:
             pending_base(args.cache_dir, pending, args.body_size)
     measurements: list[Measurement] = []
     problems: list[str] = []
-    width = max(len(impl.label) for c in cases for impl in c.impls)
+    width = max((len(impl.label) for c in cases for impl in c.impls), default=0)
     for repeat, case in itertools.product(range(args.repeats), cases):
         for m in measure_case(case, repeat, directory, args):
             measurements.append(m)
@@ -1227,19 +1231,27 @@ def run(args: argparse.Namespace, directory: str) -> int:
                 f"{m.rate:>10,.0f} msgs/s  {m.seconds:6.2f} s  p50 {m.p50_us:,.0f} us"
             )
     memory = run_memory_probes(args, directory, progress) if "scale" in args.groups else []
+    waited: Doc | None = None
+    if "waiting" in args.groups:
+        import waiting
+
+        waited = waiting.measure(args, directory)
     elapsed = time.perf_counter() - started
 
     rows = summarize(cases, measurements)
     verdicts, checks = evaluate(cases, rows), baseline_checks(rows, args.sync)
-    print(
-        f"\nResults (median of {args.repeats} runs, synchronous={args.sync}, total time {elapsed:.0f} s). msgs/s: "
-        "messages moved / wall time, summed over the implementation's turns\n(each turn: first caller's start to "
-        "last caller's end); x ref: median of the per-run ratios to the case's reference (ref),\nrounded down; "
-        f"p50/p99: latency of one call as its caller saw it (one message, or one batch of {BATCH} in bulk), "
-        "pooled over the runs.\n"
-    )
-    print(render_table(rows))
+    if rows:  # none when only the waiting group runs
+        print(
+            f"\nResults (median of {args.repeats} runs, synchronous={args.sync}, total time {elapsed:.0f} s). msgs/s: "
+            "messages moved / wall time, summed over the implementation's turns\n(each turn: first caller's start to "
+            "last caller's end); x ref: median of the per-run ratios to the case's reference (ref),\nrounded down; "
+            f"p50/p99: latency of one call as its caller saw it (one message, or one batch of {BATCH} in bulk), "
+            "pooled over the runs.\n"
+        )
+        print(render_table(rows))
     print_verdicts(verdicts, checks, memory, args.sync)
+    if waited:
+        print(waiting.render(waited, args.sync))
     for problem in dict.fromkeys(problems):
         print(f"WARNING: {problem}")
     charts = [] if args.no_charts else write_charts(rows, cases, memory, machine, args)
@@ -1253,6 +1265,7 @@ def run(args: argparse.Namespace, directory: str) -> int:
         "targets": verdicts,
         "sequential_baseline": {"ratios": BASELINE, "tolerance": BASELINE_TOLERANCE, "checks": checks},
         "memory": memory,
+        "waiting": waited,
         "measurements": [{k: v for k, v in asdict(m).items() if k != "latencies_ns"} for m in measurements],
         "problems": list(dict.fromkeys(problems)),
         "charts": charts,

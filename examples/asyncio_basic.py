@@ -1,10 +1,13 @@
-"""The asyncio adapter's basic operations: write, read, peek, write_many, read_all.
+"""The asyncio adapter's basic operations: write, read, peek, write_many, read_all, get.
 
 It shows what the original async SimpleBroker example could not: ``write``
 returns the new message's ID (allocated in the same transaction as the
 insert, so IDs are strictly increasing), ``read(peek=True)`` looks without
 claiming, and ``read_all`` hands over *every* pending body in one
 transaction instead of claiming them all and returning only the first.
+``get()`` waits for a message instead of answering ``None``, as
+``asyncio.Queue.get()`` does; a timeout or a cancellation ends the wait and
+loses nothing.
 
 Run it from anywhere: ``python examples/asyncio_basic.py [path/to/db]``.
 Without a path it uses ``.broker.db`` in the current directory, the same
@@ -37,6 +40,16 @@ async def main(path: str = ".broker.db") -> None:
         print(f"write_many returned IDs {ids} (increasing, after {second}: {[second, *ids] == sorted([second, *ids])})")
         print("read_all:", await queue.read_all())  # every pending body, claimed together
         print("read() on an empty queue:", await queue.read())
+
+        waiting = asyncio.create_task(queue.get())  # waits: the queue is empty
+        await queue.write("late")  # wakes it at once, no polling
+        print("get() waited, then claimed:", await waiting)
+        print("get(timeout=0.05) on an empty queue:", await queue.get(timeout=0.05))
+        try:
+            async with asyncio.timeout(0.05):
+                await queue.get()
+        except TimeoutError:
+            print("asyncio.timeout() cancelled a waiting get(); pending now:", await queue.size())
         print("stats:", await queue.stats())
 
 

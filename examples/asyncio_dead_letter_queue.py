@@ -1,4 +1,4 @@
-"""Retries and a dead-letter queue, each step one atomic transaction.
+"""Retries and a dead-letter queue: a waiting worker, each step one atomic transaction.
 
 A job is JSON that carries its own retry count. The worker claims a job and,
 in the *same* ``broker.transaction()``, writes its result, re-queues it with
@@ -8,6 +8,13 @@ together, a job is never lost between them and never both retried and
 dead-lettered; and if the worker crashes mid-job (any other exception, or a
 cancellation), the transaction rolls back and the job is pending again,
 unchanged.
+
+The worker waits for jobs with ``jobs.watch(peek=True, after=0)``: it yields
+every pending job and then each new one as it arrives, *without* claiming
+it, so the claim can happen inside the transaction that settles the job.
+(``get()`` would claim in a transaction of its own, before the work: a crash
+between the two would lose the job.) On each arrival the worker settles
+every pending job, then waits again; it stops once all jobs are settled.
 
 A transaction holds the database's write lock until it ends, so keep the
 work inside it short; several workers would simply take turns.
@@ -25,6 +32,7 @@ from typing import Any
 
 from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue, async_broker
 
+JOBS = 10
 MAX_ATTEMPTS = 3
 ALWAYS_FAILING = {3, 7}  # bad input: every attempt fails
 FLAKY = 5  # fails on its first attempt only
@@ -36,9 +44,9 @@ class JobFailed(Exception):
     """The job itself failed; it may succeed on a retry."""
 
 
-async def handle(job: dict[str, Any]) -> str:
+def handle(job: dict[str, Any]) -> str:
+    """The job's work."""
     n = job["n"]
-    await asyncio.sleep(0.001)  # the job's work
     if n in ALWAYS_FAILING:
         raise JobFailed(f"bad input in job {n}")
     if n == FLAKY and job["attempts"] == 0:
@@ -49,29 +57,51 @@ async def handle(job: dict[str, Any]) -> str:
     return f"job {n}: {n * n}"
 
 
-async def process_one(broker: AsyncBroker, jobs: AsyncQueue, results: AsyncQueue, dead: AsyncQueue) -> bool:
-    """Claim one job and settle it atomically; False once the queue is empty."""
+async def process_one(broker: AsyncBroker, jobs: AsyncQueue, results: AsyncQueue, dead: AsyncQueue) -> bool | None:
+    """Claim one job and settle it atomically: True if done or dead-lettered, False if re-queued, None if none."""
     async with broker.transaction():
         message = await jobs.claim()
         if message is None:
-            return False
+            return None
         job = json.loads(message.body)
         try:
-            result = await handle(job)
+            result = handle(job)
         except JobFailed as error:
             job["attempts"] += 1
             job["error"] = str(error)
             if job["attempts"] >= MAX_ATTEMPTS:
                 await dead.write(json.dumps(job))
                 print(f"job {job['n']}: failed ({error}), attempt {job['attempts']}: dead-lettered")
-            else:
-                await jobs.write(json.dumps(job))
-                print(f"job {job['n']}: failed ({error}), attempt {job['attempts']}: re-queued")
-        else:
-            await results.write(result)
-            if job["attempts"]:
-                print(f"job {job['n']}: done on attempt {job['attempts'] + 1}")
+                return True
+            await jobs.write(json.dumps(job))
+            print(f"job {job['n']}: failed ({error}), attempt {job['attempts']}: re-queued")
+            return False
+        await results.write(result)
+        if job["attempts"]:
+            print(f"job {job['n']}: done on attempt {job['attempts'] + 1}")
         return True  # leaving the block commits the claim and the write together
+
+
+async def worker(broker: AsyncBroker, jobs: AsyncQueue, results: AsyncQueue, dead: AsyncQueue) -> None:
+    """Wait for jobs and settle each; return once all ``JOBS`` are settled."""
+    settled = 0
+    async with jobs.watch(peek=True, after=0) as arrivals:  # every pending job, then each new one
+        async for _ in arrivals:  # a job is pending (seen, not claimed)
+            while settled < JOBS:
+                try:
+                    outcome = await process_one(broker, jobs, results, dead)
+                except RuntimeError as error:
+                    # The transaction rolled back: the job is pending again, as it was.
+                    pending = [json.loads(m.body) for m in await jobs.peek_many(100)]
+                    back = next(job for job in pending if job["n"] == CRASHING)
+                    print(f"job {CRASHING}: {error}: rolled back, pending again with attempts={back['attempts']}")
+                    continue
+                if outcome is None:
+                    break  # nothing pending: wait for the next arrival
+                if outcome:
+                    settled += 1
+            if settled == JOBS:
+                return
 
 
 async def main(path: str = ".broker.db") -> None:
@@ -81,18 +111,12 @@ async def main(path: str = ".broker.db") -> None:
         dead = AsyncQueue("asyncio_dlq.dead", broker)
         for queue in (jobs, results, dead):
             await queue.delete()  # start empty, so a second run prints the same
-        await jobs.write_many([json.dumps({"n": n, "attempts": 0}) for n in range(10)])
-        print("queued 10 jobs")
 
-        while True:
-            try:
-                if not await process_one(broker, jobs, results, dead):
-                    break
-            except RuntimeError as error:
-                # The transaction rolled back: the job is pending again, as it was.
-                pending = [json.loads(m.body) for m in await jobs.peek_many(100)]
-                back = next(job for job in pending if job["n"] == CRASHING)
-                print(f"job {CRASHING}: {error}: rolled back, pending again with attempts={back['attempts']}")
+        async with asyncio.TaskGroup() as group:
+            group.create_task(worker(broker, jobs, results, dead))  # waits: nothing queued yet
+            for n in range(JOBS):
+                await jobs.write(json.dumps({"n": n, "attempts": 0}))  # each write wakes the worker
+        print(f"queued {JOBS} jobs one by one; the worker settled them as they came")
 
         print("results:", len(await results.read_all()), "jobs done")
         dead_jobs = [json.loads(body) for body in await dead.read_all()]

@@ -1,10 +1,19 @@
-"""Priorities as separate queues: a consumer always serves the highest non-empty one.
+"""Priorities as separate queues: ``broker.get(levels)`` waits on all of them, highest first.
 
 SimpleBroker queues are strictly FIFO, so priorities are one queue per
-level (``tasks.high``, ``tasks.normal``, ``tasks.low``). Before each job the
-consumer tries the levels in order and claims from the first that has one,
-so an urgent job written while low-priority work is waiting is served next,
-ahead of everything already queued below it.
+level (``tasks.high``, ``tasks.normal``, ``tasks.low``). ``broker.get(LEVELS)``
+claims the oldest job of the first level, in the order given, that has one,
+and when every level is empty it waits, without polling, until one gets a
+job. So an urgent job written while low-priority work is waiting is served
+next, ahead of everything already queued below it.
+
+``broker.get(LEVELS, timeout=0)`` makes one try without waiting (``None``:
+every level is empty). ``broker.get`` does not take part in the
+first-come-first-served order of ``queue.get()`` waiters: if both wait on one
+queue, either may get its next job.
+
+Shutdown is a sentinel: the producer's last message is ``stop`` on the lowest
+level, so it is served once every level is empty.
 
 Run it from anywhere: ``python examples/asyncio_priority_queues.py [path/to/db]``
 (default ``.broker.db`` in the current directory).
@@ -15,62 +24,56 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from sansio_broker import Message
 from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue, async_broker
 
-LEVELS = ["high", "normal", "low"]  # highest first
+LEVELS = ["tasks.high", "tasks.normal", "tasks.low"]  # highest first
+STOP = "stop"
 
 
-async def next_job(queues: list[AsyncQueue]) -> tuple[str, Message] | None:
-    """Claim the oldest job of the highest non-empty level."""
-    for queue in queues:
-        job = await queue.claim()
-        if job is not None:
-            return queue.name, job
-    return None
-
-
-async def consume(queues: list[AsyncQueue], producer_done: asyncio.Event, started: asyncio.Event) -> list[str]:
+async def consume(broker: AsyncBroker, started: asyncio.Event, idle: asyncio.Event) -> list[str]:
     served: list[str] = []
     while True:
-        finished = producer_done.is_set()  # before looking, so an empty look after it is final
-        found = await next_job(queues)
+        found = await broker.get(LEVELS, timeout=0)  # one try: None if every level is empty
         if found is None:
-            if finished:
-                return served
-            await asyncio.sleep(0.005)
-            continue
-        level, job = found
-        served.append(job.body)
-        print(f"served {job.body!r:<20} from {level}")
+            print("(every level is empty: waiting)")
+            idle.set()
+            found = await broker.get(LEVELS)  # waits for a job on any level
+            assert found is not None  # no timeout: None only when one passes
+        level, body = found
+        if body == STOP:
+            return served
+        served.append(body)
+        print(f"served {body!r:<20} from {level}")
         if len(served) == 2:
             started.set()  # the producer below waits for this
         await asyncio.sleep(0.02)  # the job's work
 
 
-async def produce_late(broker: AsyncBroker, started: asyncio.Event, producer_done: asyncio.Event) -> None:
-    """While the consumer works through the backlog, an urgent job arrives."""
+async def produce_late(broker: AsyncBroker, started: asyncio.Event, idle: asyncio.Event) -> None:
+    """An urgent job arrives while the backlog is served; a late one once the consumer waits."""
     await started.wait()
     await AsyncQueue("tasks.high", broker).write("urgent: page on-call")
     print("(wrote 'urgent: page on-call' to tasks.high)")
-    producer_done.set()
+    await idle.wait()
+    await AsyncQueue("tasks.low", broker).write_many(["low: late report", STOP])  # one transaction
+    print("(wrote 'low: late report' and the stop sentinel to tasks.low)")
 
 
 async def main(path: str = ".broker.db") -> None:
     async with async_broker(path, pool_size=3) as broker:
-        queues = [AsyncQueue(f"tasks.{level}", broker) for level in LEVELS]
-        for queue in queues:
+        high, normal, low = (AsyncQueue(name, broker) for name in LEVELS)
+        for queue in (high, normal, low):
             await queue.delete()  # start empty, so a second run prints the same
 
         # A backlog, written lowest priority first: write order does not matter.
-        await queues[2].write_many(["low: rebuild index", "low: send digest", "low: clean tmp"])
-        await queues[1].write_many(["normal: resize photo", "normal: send email"])
-        await queues[0].write("high: charge card")
+        await low.write_many(["low: rebuild index", "low: send digest", "low: clean tmp"])
+        await normal.write_many(["normal: resize photo", "normal: send email"])
+        await high.write("high: charge card")
 
-        producer_done, started = asyncio.Event(), asyncio.Event()
+        started, idle = asyncio.Event(), asyncio.Event()
         async with asyncio.TaskGroup() as group:
-            consumer = group.create_task(consume(queues, producer_done, started))
-            group.create_task(produce_late(broker, started, producer_done))
+            consumer = group.create_task(consume(broker, started, idle))
+            group.create_task(produce_late(broker, started, idle))
         print("order served:", [body.split(":")[0] for body in consumer.result()])
 
 

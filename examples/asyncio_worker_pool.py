@@ -1,14 +1,18 @@
-"""A producer and a pool of worker tasks sharing one queue, each job done once.
+"""A producer and a pool of worker tasks waiting on one queue, each job done once.
 
-The producer writes jobs in batches while the workers already claim them.
-``claim()`` commits each claim in its own transaction, so no two workers
-ever get the same job, even across processes. A worker stops cleanly when
-the queue is empty *and* the producer has finished: it notes whether the
-producer was done *before* it looked, so an empty look at that point means
-empty for good, and a job written while it looked is never left behind.
+Each worker runs ``async for body in queue.watch()``: it waits, without
+polling, until a job arrives, and the job is claimed in its own transaction
+before the worker sees it, so no two workers ever get the same job, even
+across processes. Waiting workers are served in the order they started
+waiting, and a burst of jobs is claimed for several of them in one
+transaction.
 
-``pool_size`` bounds the SQLite connections (each with its own thread) that
-all the tasks share; here one per worker plus one for the producer.
+A waiting worker holds no pooled connection: here four workers share a pool
+of two (``pool_size``), left to the producer while they wait.
+
+Shutdown is the asyncio way: once every job is done, ``main`` cancels the
+worker tasks. A worker cancelled while it waits loses nothing: a job claimed
+for it at that moment goes to the next waiting worker, or back to pending.
 
 Run it from anywhere: ``python examples/asyncio_worker_pool.py [path/to/db]``
 (default ``.broker.db`` in the current directory).
@@ -27,44 +31,41 @@ JOBS = 200
 BATCH = 20
 
 
-async def produce(queue: AsyncQueue, producer_done: asyncio.Event) -> None:
+async def produce(queue: AsyncQueue) -> None:
     for start in range(0, JOBS, BATCH):
         await queue.write_many([f"job {n}" for n in range(start, start + BATCH)])
-        await asyncio.sleep(0.01)  # jobs trickle in while the workers run
-    producer_done.set()
+        await asyncio.sleep(0.01)  # the producer's own pace, so the workers wait between batches (not polling)
 
 
-async def work(name: str, queue: AsyncQueue, producer_done: asyncio.Event, done_by: dict[str, list[str]]) -> None:
-    while True:
-        finished = producer_done.is_set()  # before looking: see the docstring
-        job = await queue.claim()  # Message(body, id) or None
-        if job is None:
-            if finished:
-                return  # empty, and nothing more will come
-            await asyncio.sleep(0.005)  # empty for now: wait for the producer
-            continue
-        await asyncio.sleep(0.001)  # the job's work
-        done_by[job.body].append(name)
+async def work(name: str, queue: AsyncQueue, done: list[tuple[str, str]], all_done: asyncio.Event) -> None:
+    async with queue.watch() as jobs:  # closed on leaving the block (here: when cancelled)
+        async for body in jobs:  # waits for a job, claims it, then yields it
+            done.append((body, name))  # the job's work
+            if len(done) == JOBS:
+                all_done.set()
 
 
 async def main(path: str = ".broker.db") -> None:
-    async with async_broker(path, pool_size=WORKERS + 1) as broker:
+    async with async_broker(path, pool_size=2) as broker:
         queue = AsyncQueue("asyncio_worker_pool.jobs", broker)
         await queue.delete()  # start empty, so a second run prints the same
-        producer_done = asyncio.Event()
-        done_by: dict[str, list[str]] = {f"job {n}": [] for n in range(JOBS)}  # job -> workers that did it
+        done: list[tuple[str, str]] = []  # (job, worker that did it)
+        all_done = asyncio.Event()
         async with asyncio.TaskGroup() as group:
-            group.create_task(produce(queue, producer_done))
-            for k in range(WORKERS):
-                group.create_task(work(f"worker-{k}", queue, producer_done, done_by))
+            workers = [group.create_task(work(f"worker-{k}", queue, done, all_done)) for k in range(WORKERS)]
+            group.create_task(produce(queue))
+            await all_done.wait()
+            for worker in workers:
+                worker.cancel()  # each waits in watch(): cancelling it loses nothing
 
-        per_worker = Counter(name for names in done_by.values() for name in names)
+        per_worker = Counter(name for _, name in done)
         for name in sorted(per_worker):
             print(f"{name} did {per_worker[name]} jobs")
-        once = sum(len(names) == 1 for names in done_by.values())
-        print(f"{once} of {JOBS} jobs done exactly once; {sum(per_worker.values())} done in all")
+        times = Counter(body for body, _ in done)
+        once = sum(times[f"job {n}"] == 1 for n in range(JOBS))
+        print(f"{once} of {JOBS} jobs done exactly once; {len(done)} done in all")
         print("left in the queue:", await queue.size())
-        print("connections in the pool at most:", broker.pool_size)
+        print(f"{WORKERS} waiting workers shared a pool of {broker.pool_size} connections")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,36 @@ def test_report_at_normal_with_hops_states_its_sync_mode_and_sets_no_targets(tmp
     assert {"raw", "blocking", "asyncio", "trio", "asyncio-hop", "trio-hop"} <= impls
 
 
+@pytest.mark.slow
+def test_waiting_group_measures_every_runtime_against_simplebroker(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    options = ["--dir", str(tmp_path), "--allow-tmpfs", "--json", str(out), "--no-charts", "--waiters", "10"]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "waiting.py"), "--smoke", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Machine" in done.stdout and "synchronous=FULL" in done.stdout and "Waiting targets" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["settings"]["groups"] == ["waiting"] and document["rows"] == []
+    waiting = document["waiting"]
+    cells = {(c["writer"], c["impl"]) for c in waiting["latency"]}
+    impls = {"blocking", "asyncio", "trio", "simplebroker"}
+    assert cells == {(w, i) for w in ("local", "sansio", "simplebroker") for i in impls}
+    for cell in waiting["latency"]:
+        assert len(cell["samples_ns"]) == waiting["sizes"]["samples"]
+        assert cell["is_reference"] == (cell["impl"] == "simplebroker")
+        assert cell["is_reference"] or cell["ratio_p50"] is not None
+    assert {i["impl"] for i in waiting["idle"]} == impls
+    assert all(i["waiters"] == (1 if i["impl"] == "simplebroker" else 10) for i in waiting["idle"])
+    assert {t["runtime"] for t in waiting["throughput"]} == {"blocking", "asyncio", "trio"}
+    assert all(t["pipeline_rate"] > 0 and t["reference_rate"] > 0 for t in waiting["throughput"])
+    names = " ".join(t["name"] for t in waiting["targets"])
+    assert all(part in names for part in ("wake", "p99", "idle", "throughput"))
+
+
 def load_ab() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_ab", BENCHMARKS / "ab.py")
     assert spec is not None and spec.loader is not None

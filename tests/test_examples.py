@@ -49,6 +49,9 @@ def test_asyncio_basic_output(tmp_path: Path) -> None:
     assert "read(), claimed: hello" in out
     assert "read_all: ['world', 'a', 'b', 'c']" in out
     assert "read() on an empty queue: None" in out
+    assert "get() waited, then claimed: late" in out
+    assert "get(timeout=0.05) on an empty queue: None" in out
+    assert "asyncio.timeout() cancelled a waiting get(); pending now: 0" in out
 
 
 def test_asyncio_worker_pool_output(tmp_path: Path) -> None:
@@ -57,6 +60,7 @@ def test_asyncio_worker_pool_output(tmp_path: Path) -> None:
     assert "left in the queue: 0" in out
     counts = [int(line.split()[2]) for line in out.splitlines() if line.startswith("worker-")]
     assert sum(counts) == 200 and 1 <= len(counts) <= 4
+    assert "4 waiting workers shared a pool of 2 connections" in out
 
 
 def test_asyncio_batch_processing_output(tmp_path: Path) -> None:
@@ -71,11 +75,15 @@ def test_asyncio_priority_queues_output(tmp_path: Path) -> None:
     out = run_example("asyncio_priority_queues.py", tmp_path)
     order = out.split("order served: ")[1].strip()
     levels = [level.strip("'") for level in order.strip("[]").split(", ")]
-    assert sorted(levels) == sorted(["high", "normal", "normal", "urgent", "low", "low", "low"])
+    assert sorted(levels) == sorted(["high", "normal", "normal", "urgent", "low", "low", "low", "low"])
     assert levels[0] == "high"
     # Written while the backlog is served, the urgent job overtakes the low ones
-    # (all of them in practice; at least the last one even on a slow machine).
+    # (all of them in practice; at least the late one even on a slow machine).
     assert levels.index("urgent") < len(levels) - 1
+    # The consumer waited once every level was empty, and the late job woke it.
+    assert "(every level is empty: waiting)" in out
+    assert out.index("(every level is empty: waiting)") < out.index("served 'low: late report'")
+    assert "served 'stop'" not in out
 
 
 def test_asyncio_dead_letter_queue_output(tmp_path: Path) -> None:
@@ -86,6 +94,7 @@ def test_asyncio_dead_letter_queue_output(tmp_path: Path) -> None:
     assert "job 8: worker crashed: rolled back, pending again with attempts=0" in out
     assert "results: 8 jobs done" in out
     assert "pending jobs left: 0" in out
+    assert out.count("attempt 3: dead-lettered") == 2  # each failing job settled once, none twice
 
 
 def test_asyncio_simplebroker_interop_output(tmp_path: Path) -> None:
@@ -93,6 +102,8 @@ def test_asyncio_simplebroker_interop_output(tmp_path: Path) -> None:
     out = run_example("asyncio_simplebroker_interop.py", tmp_path)
     assert out.count("same IDs: True") == 2
     assert "one strict order across both programs: True" in out
+    assert out.count("asyncio got ") == 3  # woken by SimpleBroker's writes and by ours
+    assert "SimpleBroker's QueueWatcher got 'wake up, SimpleBroker', same ID: True" in out
 
 
 def test_trio_basic_output(tmp_path: Path) -> None:
@@ -106,3 +117,45 @@ def test_trio_basic_output(tmp_path: Path) -> None:
     assert "stopped after 70; pending now: 70" in out  # batch one committed, batch two rolled back
     assert "delivered twice: 20 (event 50 .. event 69); lost: 0" in out
     assert "pending events now: 0" in out
+
+
+def test_blocking_waiting_output(tmp_path: Path) -> None:
+    out = run_example("blocking_waiting.py", tmp_path)
+    assert "100 of 100 jobs done exactly once; 100 done in all; left: 0" in out
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.startswith("worker-")]
+    assert sum(counts) == 100 and 1 <= len(counts) <= 4
+    assert "get(timeout=0.05) on an empty queue: None" in out
+    assert "get(timeout=0) on an empty queue: None" in out
+    # watch() on a second broker object got every event, in order, and ended when that broker closed.
+    assert "watch() ended: its broker was closed" in out
+    assert f"watch() saw {[f'event {n}' for n in range(5)]}; pending now: 0" in out
+
+
+def test_trio_waiting_output(tmp_path: Path) -> None:
+    pytest.importorskip("trio")
+    out = run_example("trio_waiting.py", tmp_path)
+    assert "100 of 100 jobs done exactly once; 100 done in all; left: 0" in out
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.startswith("worker-")]
+    assert sum(counts) == 100 and 1 <= len(counts) <= 4
+    assert "get(timeout=0.05) on an empty queue: None" in out
+    assert "move_on_after cancelled a waiting get(): True; pending: 0" in out
+    assert (
+        "broker.get got 'normal: resize photo' from trio_waiting.normal\n"
+        "broker.get got 'urgent: page on-call' from trio_waiting.urgent\n"
+        "broker.get got 'normal: send email' from trio_waiting.normal\n"
+    ) in out
+    assert "broker.get(timeout=0) with both empty: None" in out
+
+
+def test_blocking_cross_process_output(tmp_path: Path) -> None:
+    out = run_example("blocking_cross_process.py", tmp_path)
+    assert "waiting while the other process starts: pong 0" in out
+    assert "20 more round trips" in out  # each answer checked inside the example
+    assert "other process exited with 0" in out
+    try:
+        import simplebroker  # noqa: F401
+    except ImportError:
+        assert "simplebroker is not installed" in out
+    else:
+        assert "woken by SimpleBroker's CLI: hello from SimpleBroker's CLI" in out
+        assert "left on the queues: 0" in out

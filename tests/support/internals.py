@@ -111,6 +111,12 @@ def current_task(broker: Any) -> object:
     return _runtime(broker).current_task()
 
 
+def waiting(broker: Any) -> int:
+    """How many callers wait now: getters queued for a message, plus listeners
+    (``broker.get``, a peeking ``watch``) between two looks."""
+    return _engine(broker).waits.waiting  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------ acquisition
 async def acquire(broker: Any) -> Any:
     """Take a connection from the pool, as an operation does."""
