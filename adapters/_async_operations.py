@@ -651,9 +651,7 @@ class AsyncWatch:
                     self._checkpoint = await engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
-                    self._ahead.extend(
-                        self._ahead.extend(await engine.run(partial(_peek_after, queue, self._checkpoint)))
-                    )
+                    self._ahead.extend(await engine.run(partial(_peek_after, queue, self._checkpoint)))
                     if not self._ahead:
                         await engine.wait_listener(listener, None)
         message = self._ahead.popleft()

@@ -638,7 +638,7 @@ class Watch:
                     self._checkpoint = engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
-                    self._ahead.extend(self._ahead.extend(engine.run(partial(_peek_after, queue, self._checkpoint))))
+                    self._ahead.extend(engine.run(partial(_peek_after, queue, self._checkpoint)))
                     if not self._ahead:
                         engine.wait_listener(listener, None)
         message = self._ahead.popleft()
