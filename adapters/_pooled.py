@@ -323,8 +323,8 @@ class PooledEngine(Generic[C]):
             try:
                 answer = await runtime.wait(waiter, timeout)
             except BaseException:
-                if waits.leave(queue, member) is State.DONE:  # handed over, never taken
-                    self.give_back(queue, [member.answer])  # type: ignore[list-item]
+                if waits.leave(queue, member) is State.DONE and isinstance(member.answer, Message):
+                    self.give_back(queue, [member.answer])  # handed over, never taken
                 raise
         finally:
             self._quiet_if_idle()
@@ -334,6 +334,8 @@ class PooledEngine(Generic[C]):
             answer = member.answer  # handed over as the time ran out: take it
         if answer is CLOSED:
             raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+        if isinstance(answer, Exception):
+            raise answer
         assert isinstance(answer, Message)
         return shape(answer)
 
@@ -410,8 +412,8 @@ class PooledEngine(Generic[C]):
                     claimed = await self.run(partial(_claim_many, queue, wanted))
                 except BrokerClosedError:
                     pass
-                except Exception as exc:  # the next hint tries again; the getters keep waiting
-                    LOG.warning("waiting consumers of %r: a claim failed: %r", queue, exc)
+                except Exception as exc:  # the getters it claimed for hear it, as a failed claim's callers do
+                    waits.fail(queue, exc, wanted)
                 rest = [m for m in claimed if not waits.hand_over(queue, m)]
                 if rest:
                     self.give_back(queue, rest)

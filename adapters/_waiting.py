@@ -81,6 +81,17 @@ class WaitList:
             member.state = State.GONE  # it left meanwhile; its message goes to the next
         return False
 
+    def fail(self, error: Exception, count: int) -> None:
+        """A dispatch for the oldest ``count`` getters failed: they get its error, as
+        the members of a failed group claim do (the others keep waiting)."""
+        members = self.members
+        for _ in range(min(count, len(members))):
+            member = members.popleft()
+            member.answer, member.state = error, State.DONE
+            if not member.waiter.wake(error):
+                member.state = State.GONE
+        self.again = bool(members)  # getters that came later get a claim of their own
+
     def leave(self, member: Member[None]) -> State:
         """``member`` stops waiting; returns how it left.
 
@@ -154,6 +165,11 @@ class Waits:
         """Give a claimed message to the oldest getter of ``queue``, if any."""
         wait_list = self._lists.get(queue)
         return wait_list is not None and wait_list.hand_over(message)
+
+    def fail(self, queue: str, error: Exception, count: int) -> None:
+        wait_list = self._lists.get(queue)
+        if wait_list is not None:
+            wait_list.fail(error, count)
 
     def hinted(self, queues: Iterable[str] | None) -> list[str]:
         """``queues`` (``None``: any) may have new messages: wake the listeners

@@ -16,6 +16,7 @@ __all__ = ["DEFAULT_PATH", "Broker", "CommitOutcomeUnknown", "MessageStream", "Q
 
 import os
 import queue as queues
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -409,32 +410,42 @@ class _Engine:
         connection = self._connection()
         self._refuse_waiting_in(connection)
         lock, waits = self._group_lock, self.waits
-        with lock:
+        with _deferred_interrupts(), lock:
             nobody = waits.nobody_waits_on(queue)
         if nobody:  # an idle consumer that finds a message pays nothing more
-            found = self.claim(queue, partial(_shape_found, shape))
-            if found is not None or timeout == 0:
-                return found
+            found: Message | None = None
+            try:
+                found = self.claim(queue, _same)
+                if found is not None:
+                    return shape(found)
+            except BaseException as exc:  # interrupted before its caller had it
+                if found is not None:
+                    self._give_on(connection, queue, found, exc)
+                raise
+            if timeout == 0:
+                return None
         waiter = _ThreadWaiter()
         member: Member[None] = Member(None, waiter)
         try:
-            with lock:
+            with _deferred_interrupts(), lock:
                 self._listen()
                 start = waits.join(queue, member)
             if start:  # a look after joining: nothing written meanwhile is missed
                 self._hints.put(queue)
             answer = waiter.wait(timeout)
             if answer is TIMED_OUT:
-                with lock:
+                with _deferred_interrupts(), lock:
                     if waits.leave(queue, member) is not MemberState.DONE:
                         return None
                 answer = member.answer  # handed over as the time ran out: take it
             if answer is CLOSED:
                 raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+            if isinstance(answer, Exception):
+                raise answer
             assert isinstance(answer, Message)
             return shape(answer)
         except BaseException as exc:
-            with lock:
+            with _deferred_interrupts(), lock:
                 handed = waits.leave(queue, member) is MemberState.DONE
             if handed:  # never reached its caller
                 self._give_on(connection, queue, member.answer, exc)
@@ -447,7 +458,7 @@ class _Engine:
         """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
         self._refuse_waiting_in(self._connection())
         listener = Listener(queues)
-        with self._group_lock:
+        with _deferred_interrupts(), self._group_lock:
             if self.waits.closed:
                 raise BrokerClosedError(f"the broker on {self.path} is closed")
             self.waits.listen(listener)
@@ -455,14 +466,14 @@ class _Engine:
         try:
             yield listener
         finally:
-            with self._group_lock:
+            with _deferred_interrupts(), self._group_lock:
                 self.waits.stop_listening(listener)
             self._quiet_if_idle()
 
     def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
         """Wait for a change since ``listener.hinted`` was reset; False once ``timeout`` passed."""
         waiter = _ThreadWaiter()
-        with self._group_lock:
+        with _deferred_interrupts(), self._group_lock:
             if listener.hinted:
                 return True
             if self.waits.closed:
@@ -471,7 +482,7 @@ class _Engine:
         try:
             answer = waiter.wait(timeout)
         finally:
-            with self._group_lock:
+            with _deferred_interrupts(), self._group_lock:
                 listener.waiter = None
         if answer is CLOSED:
             raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
@@ -493,7 +504,7 @@ class _Engine:
         self.news.listen()
 
     def _quiet_if_idle(self) -> None:
-        with self._group_lock:
+        with _deferred_interrupts(), self._group_lock:
             if not self.waits.waiting:
                 self.news.quiet()
 
@@ -554,8 +565,9 @@ class _Engine:
                     claimed = connection.run(session.claim_many(queue, wanted))
                 except BrokerClosedError:
                     pass
-                except Exception as exc:  # the next hint tries again; the getters keep waiting
-                    LOG.warning("waiting consumers of %r: a claim failed: %r", queue, exc)
+                except Exception as exc:  # the getters it claimed for hear it, as a failed claim's callers do
+                    with lock:
+                        waits.fail(queue, exc, wanted)
                 with lock:
                     combiner = self._claims.get(queue)
                     rest = [
@@ -810,8 +822,46 @@ class _Engine:
         return claimed
 
 
-def _shape_found(shape: Callable[[Message], R], message: Message | None) -> R | None:
-    return None if message is None else shape(message)
+class _DeferredInterrupts:
+    """Ctrl-C held back while the main thread changes the wait lists.
+
+    Signals reach the main thread only, at any line; one landing between
+    two steps of the bookkeeping (or between a lock's ``with`` body and its
+    release) would leave a getter half-queued or the lock held, and every
+    other waiter stuck. Inside this block SIGINT is recorded instead, and
+    delivered to the handler it had once the block has ended. Other threads
+    pass straight through (no signal reaches them).
+    """
+
+    __slots__ = ("_pending", "_previous")
+
+    def __enter__(self) -> None:
+        self._previous: Any = None
+        self._pending = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._defer)
+
+    def _defer(self, signum: int, frame: object) -> None:
+        self._pending = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        previous = self._previous
+        if previous is None:
+            return
+        signal.signal(signal.SIGINT, previous)
+        if self._pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+def _deferred_interrupts() -> _DeferredInterrupts:
+    return _DeferredInterrupts()
+
+
+def _same(answer: T) -> T:
+    return answer
 
 
 # Tells the dispatcher thread to end.

@@ -551,6 +551,12 @@ def s_read(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
         out.delivered.append(t.by_body(body))
 
 
+def s_get(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
+    message = _sync_queue(broker, t.a).get_message(timeout=GET_TIMEOUT)
+    if message is not None:
+        out.delivered.append(message)
+
+
 def s_claim_id(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
     message = broker.claim(t.a, message_id=t.seeded[1].id)
     if message is not None:
@@ -610,6 +616,12 @@ async def a_read(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> No
     body = await q(t.a, broker).read()
     if body is not None:
         out.delivered.append(t.by_body(body))
+
+
+async def a_get(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
+    message = await q(t.a, broker).get_message(timeout=GET_TIMEOUT)
+    if message is not None:
+        out.delivered.append(message)
 
 
 async def a_claim_id(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
@@ -672,7 +684,14 @@ SHAPES: tuple[Shape, ...] = (
     Shape("txn", "txn", 1, s_txn, a_txn, busy_may_fail=True),
     Shape("group_write", "write", 0, s_write, a_write, callers=4),
     Shape("group_read", "claim", 5, s_read, a_read, callers=4, expect=lambda s: _ids(s[:4])),
+    # Getters that find their messages (the waiting path under cancellation
+    # is tested in tests/waiting, where the time a getter waits is its own).
+    Shape("get", "claim", 2, s_get, a_get, expect=lambda s: _ids(s[:1])),
+    Shape("group_get", "claim", 4, s_get, a_get, callers=4, expect=_ids),
 )
+
+# A hang guard only: every getter of these shapes has a message to find.
+GET_TIMEOUT = 10.0
 SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
 # Shapes also run with auto-vacuum due after every commit (the first loss).
 VACUUM_SHAPES: tuple[Shape, ...] = tuple(SHAPES_BY_NAME[n] for n in ("write", "read", "claim_many", "stream1"))
