@@ -29,6 +29,7 @@ __all__ = [
     "AsyncBroker",
     "AsyncMessageStream",
     "AsyncQueue",
+    "AsyncWatch",
     "CommitOutcomeUnknown",
     "async_broker",
 ]
@@ -46,7 +47,7 @@ from sansio_broker.driver import BrokerCore, Operation, Session
 from sansio_broker.validation import check_path, check_positive
 
 from ._aiosqlite import PoolClosedError, Worker, make_pool, open_worker
-from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations
+from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations, AsyncWatch
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, Supervisor, give_up, left_open, opened, run_in_thread

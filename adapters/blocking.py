@@ -12,7 +12,7 @@ connections and never touches the parent's.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_PATH", "Broker", "CommitOutcomeUnknown", "MessageStream", "Queue", "resolve_config"]
+__all__ = ["DEFAULT_PATH", "Broker", "CommitOutcomeUnknown", "MessageStream", "Queue", "Watch", "resolve_config"]
 
 import os
 import queue as queues
@@ -54,7 +54,7 @@ from ._group import (
 )
 from ._news import News
 from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
-from ._sync_operations import MessageStream, Operations, QueueOperations
+from ._sync_operations import MessageStream, Operations, QueueOperations, Watch
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits
 
 T = TypeVar("T")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "AsyncMessageStream",
+    "AsyncWatch",
     "CommitOutcomeUnknown",
     "TrioBroker",
     "TrioQueue",
@@ -45,7 +46,7 @@ from sansio_broker import BrokerClosedError, Config, OutcomeUnknownError
 from sansio_broker.driver import BrokerCore, Operation, Session
 from sansio_broker.validation import check_path, check_positive
 
-from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations
+from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations, AsyncWatch
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, give_up, left_open, opened, run_in_thread
