@@ -6,7 +6,7 @@ writes only from the cross-process watcher's next poll. Instead, after an
 operation that can make a message pending has committed, its engine calls
 ``signal_for(path).changed(queues)``, and every engine with waiters on that
 file (any broker object of this process, sharing the file) is woken at once.
-See docs/waiting-design.md, section 1.
+See docs/architecture.md, "Waiting consumers".
 
 **Hints, not facts.** A wake says "these queues (``None``: any queue) may
 have changed". Correctness comes from the claim, never from the wake, and a

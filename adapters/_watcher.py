@@ -6,7 +6,7 @@ connection of this process) committed. One daemon thread per broker, with a
 connection of its own, checks it on the schedule of
 ``sansio_broker/watching.py`` and calls ``on_change()`` when it moved: a
 hint that wakes the broker's waiters, who then try their claims. See
-docs/waiting-design.md, section 1.
+docs/architecture.md, "Waiting consumers".
 
 **Two modes.** Polling (everywhere): the schedule alone decides, with a
 ceiling of a few milliseconds while anyone waits. File events (Linux, when
@@ -60,14 +60,18 @@ __all__ = ["FILE_EVENT_SETTINGS", "Watcher"]
 
 LOG = logging.getLogger("sansio_broker")
 
-FILE_EVENT_SETTINGS = WatchSettings(burst_interval=0.001, burst_window=0.005, idle_ceiling=1.0, growth=1.5, jitter=0.2)
+FILE_EVENT_SETTINGS = WatchSettings(burst_interval=0.0005, burst_window=0.005, idle_ceiling=1.0, growth=2.0, jitter=0.2)
 """The schedule when inotify reports writes: a short burst after each event, idle checks once a second.
 
 The burst covers the moment between a writer's first ``write(2)`` and its
 commit becoming visible (all frames written, and synced under
 ``synchronous=FULL``); the back-off after it catches slower commits. The
 1 s ceiling bounds the wake-up if an event is ever missed and makes an idle
-waiting process cost about one check a second.
+waiting process cost about one check a second. Measured on a 2-core VM
+(another process committing every 0.3 s, ``synchronous=FULL``): median
+0.4 ms from its commit to ``on_change``, about 19 checks (1.4-1.8 ms of
+CPU) per commit, 0.02% of a core while waiting idle; polling with the
+default 6 ms ceiling: median 3-3.7 ms, 1.5-2% of a core.
 """
 
 JOIN_TIMEOUT = 5.0
