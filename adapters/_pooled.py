@@ -311,7 +311,7 @@ class PooledEngine(Generic[C]):
                 return shape(found)
             if timeout == 0:
                 return None
-        if self.runtime.closed:
+        if self.runtime.closed or waits.closed:  # close() has woken every waiter already
             raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
         runtime = self.runtime
         waiter = runtime.waiter()
@@ -343,7 +343,7 @@ class PooledEngine(Generic[C]):
     async def listening(self, queues: frozenset[str] | None) -> AsyncIterator[Listener]:
         """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
         self._refuse_waiting_in_transaction()
-        if self.runtime.closed:
+        if self.runtime.closed or self.waits.closed:
             raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
         listener = Listener(queues)
         self.waits.listen(listener)

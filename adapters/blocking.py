@@ -428,6 +428,8 @@ class _Engine:
         member: Member[None] = Member(None, waiter)
         try:
             with _deferred_interrupts(), lock:
+                if waits.closed:  # close() has woken every waiter already
+                    raise BrokerClosedError(f"the broker on {self.path} is closed")
                 self._listen()
                 start = waits.join(queue, member)
             if start:  # a look after joining: nothing written meanwhile is missed

@@ -78,7 +78,7 @@ async def main(path: str = ".broker.db") -> None:
                         claimed.append(message)
                     return claimed
 
-                receiver = asyncio.create_task(receive(3))  # waits: nothing written yet
+                receiver = asyncio.create_task(receive(4))  # waits: nothing written yet
                 theirs = [await blocking(partial(sb_out.write, f"hello from SimpleBroker {n}")) for n in range(2)]
                 ours_now = await from_sb.write("and one from asyncio in between")
                 theirs.append(await blocking(lambda: sb_out.write("SimpleBroker again")))

@@ -102,7 +102,7 @@ def test_asyncio_simplebroker_interop_output(tmp_path: Path) -> None:
     out = run_example("asyncio_simplebroker_interop.py", tmp_path)
     assert out.count("same IDs: True") == 2
     assert "one strict order across both programs: True" in out
-    assert out.count("asyncio got ") == 3  # woken by SimpleBroker's writes and by ours
+    assert out.count("asyncio got ") == 4  # woken by SimpleBroker's writes and by ours
     assert "SimpleBroker's QueueWatcher got 'wake up, SimpleBroker', same ID: True" in out
 
 

@@ -56,6 +56,7 @@ BROKER_METHODS = {
     "vacuum",
     "read",
     "stream_read",
+    "get",
 }
 QUEUE_METHODS = {
     "write",
@@ -76,6 +77,9 @@ QUEUE_METHODS = {
     "move_many",
     "move_all",
     "delete",
+    "get",
+    "get_message",
+    "watch",
 }
 
 
