@@ -182,8 +182,9 @@ class Waits:
         for listener in self.listeners:
             if names is None or listener.queues is None or not names.isdisjoint(listener.queues):
                 listener.hinted = True
-                if listener.waiter is not None:
+                if listener.waiter is not None:  # asleep: woken once (a thread's waiter allows no more)
                     listener.waiter.wake(HINT)
+                    listener.waiter = None
         lists = list(self._lists.items()) if names is None else [(q, self._lists[q]) for q in names if q in self._lists]
         return [queue for queue, wait_list in lists if self._wants_dispatch(wait_list)]
 

@@ -78,6 +78,7 @@ class _Connection:
         self.driver = driver
         self.session = session
         self.busy: Flight | None = None  # an operation its caller abandoned
+        self.closing = False
 
     def submit(self, operation: Operation[T], flight: Supervisor) -> asyncio.Future[T]:
         return self.aio.submit(run_in_thread, self.driver, operation, flight)
@@ -91,6 +92,12 @@ class _Connection:
             await self.aio.submit(self.driver.run, self.session.reset())
 
     async def close(self) -> None:
+        # Once only: aiosqlitepool closes a connection checked out when it
+        # closed, and again when that connection is released (to a closed
+        # pool); a second close would wait for a worker thread that is gone.
+        if self.closing:
+            return
+        self.closing = True
         try:
             await self.aio.close()
         finally:
@@ -172,6 +179,9 @@ class _Runtime:
             raise
         finally:
             self._waiting -= 1
+        if self.closed and not internal:  # close() began while it waited: the connection is closing
+            self.release(connection)  # in the background, which close() waits for
+            raise BrokerClosedError(f"the broker on {self.path} is closed")
         return connection
 
     def _return_abandoned(self, acquisition: asyncio.Future[Any]) -> None:
@@ -241,6 +251,10 @@ class _Runtime:
         await drain()
         self._idle.clear()  # still registered with aiosqlitepool, which closes them
         await self._pool.close()
+        # Connections handed back while the pool closed (callers that were
+        # queued for one) are retired in the background: done before we return.
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def drain(self, pending: Callable[[], int]) -> None:
         while pending() or self._background:

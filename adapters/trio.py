@@ -242,6 +242,11 @@ class _Runtime:
             self._wake_one()  # the room it held is free again
             raise
         self._opening -= 1
+        if self._shut:  # close() ran while it opened: nobody will close it but us
+            with trio.CancelScope(shield=True):
+                await worker.call(connection.driver.close)
+            worker.stop()
+            raise BrokerClosedError(f"the broker on {self.path} is closed")
         self._connections.append(connection)
         return connection
 

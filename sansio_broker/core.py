@@ -324,7 +324,8 @@ class Session:
         self._changed.clear()
         return changed
 
-    def _note_change(self, queue: str | None) -> None:
+    def note_change(self, queue: str | None) -> None:
+        """``queue`` (``None``: any) may have new pending messages once this session commits."""
         if queue is None:
             self._changed_any = True
         else:
@@ -368,7 +369,7 @@ class Session:
 
     def rollback_transaction(self) -> Operation[None]:
         self.apply(Event.ROLLBACK)
-        self._note_change(None)  # its claims are pending again
+        self.note_change(None)  # its claims are pending again
         return self.rollback_quietly()
 
     def reset(self) -> Operation[None]:
@@ -378,7 +379,7 @@ class Session:
         batch left open; pools run it before handing the connection out again.
         """
         self.apply(Event.RESET)
-        self._note_change(None)  # claims of an abandoned batch or transaction are pending again
+        self.note_change(None)  # claims of an abandoned batch or transaction are pending again
         self._holder = None
         self._transaction_mutations = 0
         return self.rollback_quietly()
@@ -520,7 +521,7 @@ class Session:
         """Append one message; returns its ID once committed."""
         check_queue_name(queue)
         check_body(body, self.core.config.max_message_size)
-        self._note_change(queue)
+        self.note_change(queue)
         return self._write_transaction(lambda: self._insert(queue, (body,)), _one, resync_ids=True)
 
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
@@ -528,7 +529,7 @@ class Session:
         check_queue_name(queue)
         limit = self.core.config.max_message_size
         items = tuple(check_body(b, limit) for b in check_bodies(bodies))
-        self._note_change(queue)
+        self.note_change(queue)
         return self._write_transaction(lambda: self._insert_many(queue, items), len, resync_ids=True)
 
     def _insert(self, queue: str, bodies: tuple[str]) -> Operation[int]:
@@ -557,7 +558,7 @@ class Session:
         check_body(body, self.core.config.max_message_size)
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidTypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
-        self._note_change(None)
+        self.note_change(None)
         return self._write_transaction(lambda: self._broadcast(body, pattern), _same)
 
     def _broadcast(self, body: str, pattern: str | None) -> Operation[int]:
@@ -581,7 +582,7 @@ class Session:
         """
         self._check_group()
         for queue, _ in items:
-            self._note_change(queue)
+            self.note_change(queue)
         return self._write_group(items)
 
     def _write_group(self, items: Sequence[tuple[str, str]]) -> Operation[list[WriteOutcome]]:
@@ -680,7 +681,7 @@ class Session:
         shared claim took is ever lost.
         """
         check_queue_name(queue)
-        self._note_change(queue)
+        self.note_change(queue)
         rows = [(queue, m.body, m.id) for m in messages]
         return self._write_transaction(lambda: _run_many(ExecuteMany(self.dialect.RETURN_CLAIMED, rows)))
 
@@ -832,7 +833,7 @@ class Session:
         check_queue_name(destination)
         if source == destination:
             raise InvalidInputError("Source and destination queues cannot be the same")
-        self._note_change(destination)
+        self.note_change(destination)
         mid, lo, hi = check_selection(message_id, after, before)
         if require_unclaimed is None:
             require_unclaimed = mid is None

@@ -102,6 +102,7 @@ class ClaimStream:
         self.done = True
         if self._batch_size:
             self._release()
+            self._session.note_change(None)  # the batch is pending again: waiters may want it
             yield from self._session.rollback_quietly()
 
     def _commit_batch(self) -> Operation[None]:

@@ -226,3 +226,35 @@ def test_a_script_that_never_closes_its_broker_still_exits(tmp_path: Path, runti
     code, out, err = finish(start_script(runtime, tmp_path, SCRIPTS["NEVER_CLOSED"][runtime]), timeout=6)
     assert code == 0, err
     assert out.strip() == "10"
+
+
+async def test_operations_racing_close_are_refused_cleanly_and_leave_nothing_open(kit: Kit, db_path: Path) -> None:
+    """Callers still queued for a connection, or opening one, when close() runs get
+    BrokerClosedError, never an error from a connection closed under them, and close
+    leaves no connection or background work behind (it once left both, and hung)."""
+    import anyio
+
+    from sansio_broker import BrokerClosedError
+
+    for _ in range(20):
+        broker = await kit.Broker(db_path, pool_size=2, config=QUIET).open()
+        errors: list[str] = []
+
+        async def caller(number: int, broker: Any = broker, errors: list[str] = errors) -> None:
+            try:
+                await broker.claim(f"q{number % 3}")
+                await broker.peek("r")
+            except BrokerClosedError:
+                pass
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        async with anyio.create_task_group() as group:
+            for number in range(10):
+                group.start_soon(caller, number)
+            await anyio.sleep(0)
+            with anyio.fail_after(10):
+                await broker.close()
+        assert errors == []
+        assert internals.open_connections(broker) == []
+        assert not internals.cleaning_up(broker)

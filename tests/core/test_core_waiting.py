@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from sansio_broker import Config, InvalidInputError, InvalidTypeError, Message
-from sansio_broker.driver import BrokerCore
+from sansio_broker.commands import Command, Execute
+from sansio_broker.driver import BrokerCore, open_stream
 from sansio_broker.states import Event
+from sansio_broker.testing import run_with
 from sansio_broker.validation import check_timeout
 from sansio_broker.watching import WatchSettings
 
@@ -94,3 +96,17 @@ def test_watch_settings_come_from_simplebrokers_watcher_keys() -> None:
 def test_a_burst_never_checks_less_often_than_the_idle_ceiling() -> None:
     config = Config.from_mapping({"BROKER_MAX_INTERVAL": "0.01", "BROKER_BURST_SLEEP": "0.5"})
     assert WatchSettings.from_config(config).burst_interval == 0.01
+
+
+def test_an_at_least_once_batch_closed_early_is_pending_again_for_waiters() -> None:
+    session = BrokerCore().session()
+    stream = open_stream(session, "q", commit_interval=3)
+
+    def respond(command: Command) -> Any:
+        return [("a", 1), ("b", 2)] if isinstance(command, Execute) else None
+
+    batch, _ = run_with(stream.next_batch(), respond)
+    assert [m.body for m in batch] == ["a", "b"]
+    assert not session.has_changes  # a claim makes nothing pending
+    run_with(stream.close(), respond)
+    assert session.take_changes() is None  # rolled back: pending again, for any waiter
