@@ -12,6 +12,7 @@ unknown". An operation's path: ``AsyncOperations.write`` (what it means)
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -197,6 +198,57 @@ class Runtime(Protocol[C]):
         ...
 
 
+class _Ticket:
+    __slots__ = ("handed", "waiter")
+
+    def __init__(self, waiter: AsyncWaiter) -> None:
+        self.waiter = waiter
+        self.handed = False
+
+
+class Turn:
+    """One write transaction of the engine's own at a time: group writes and
+    claims, lone writes and claims, dispatches for waiting getters.
+
+    They queue here, in order, instead of meeting in SQLite's busy handler,
+    whose sleeps (1, 2, 5 ms, ...) last far longer than the transaction they
+    wait for: a write group and a getters' dispatch arriving together would
+    otherwise cost a millisecond or more each time.
+    """
+
+    __slots__ = ("_held", "_queue")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._queue: deque[_Ticket] = deque()
+
+    async def take(self, runtime: Runtime[Any]) -> None:
+        """Wait for the turn (no wait when it is free); the caller must :meth:`give` it."""
+        if not self._held:
+            self._held = True
+            return
+        ticket = _Ticket(runtime.waiter())
+        self._queue.append(ticket)
+        try:
+            await ticket.waiter.wait()
+        except BaseException:
+            if ticket.handed:  # handed over as it was cancelled: pass it on
+                self.give()
+            elif ticket in self._queue:
+                self._queue.remove(ticket)
+            raise
+
+    def give(self) -> None:
+        """Hand the turn to the oldest caller still waiting, or free it."""
+        queue = self._queue
+        while queue:
+            ticket = queue.popleft()
+            if ticket.waiter.wake(None):
+                ticket.handed = True
+                return
+        self._held = False
+
+
 class PooledEngine(Generic[C]):
     """How an async broker runs the operations: on a pooled connection (or
     the one its task holds for a transaction or stream batch), in group
@@ -215,6 +267,8 @@ class PooledEngine(Generic[C]):
         self._claims: dict[str, Combiner[None]] = {}
         # Give-backs of cancelled claims and groups under way: close() waits for them.
         self.obligations = 0
+        # The engine's own write transactions, one at a time.
+        self.turn = Turn()
         # Waiting consumers (see _waiting and _news).
         self.waits = Waits()
         self.news = News(runtime.path, runtime.config, self._hint_from_anywhere)
@@ -409,7 +463,11 @@ class PooledEngine(Generic[C]):
             claimed: list[Message] = []
             if wanted:
                 try:
-                    claimed = await self.run(partial(_claim_many, queue, wanted))
+                    await self.turn.take(self.runtime)
+                    try:
+                        claimed = await self.run(partial(_claim_many, queue, wanted))
+                    finally:
+                        self.turn.give()
                 except BrokerClosedError:
                     pass
                 except Exception as exc:  # the getters it claimed for hear it, as a failed claim's callers do
@@ -550,7 +608,12 @@ class PooledEngine(Generic[C]):
             if lead:
                 if combiner.busy:
                     await runtime.checkpoint()
-                connection = await runtime.acquire()
+                await self.turn.take(runtime)
+                try:
+                    connection = await runtime.acquire()
+                except BaseException:
+                    self.turn.give()
+                    raise
                 group = combiner.take(member)
                 group.owner = connection
                 self.obligations += 1  # close() waits for its end: members may leave late
@@ -558,6 +621,7 @@ class PooledEngine(Generic[C]):
                 def done(answers: Any, error: BaseException | None) -> None:
                     # One callback, so nothing runs between these steps; the
                     # tasks it wakes find the connection back in the pool.
+                    self.turn.give()
                     try:
                         wake(settle(group, answers, error, give_back))
                         combiner.hand_on()
@@ -607,7 +671,11 @@ class PooledEngine(Generic[C]):
         while its COMMIT runs hands on after its message was given back, so
         a reader that came meanwhile gets it.)"""
         try:
-            return await self.run(make, writes=writes)
+            await self.turn.take(self.runtime)
+            try:
+                return await self.run(make, writes=writes)
+            finally:
+                self.turn.give()
         finally:
             combiner.hand_on()
 

@@ -60,7 +60,10 @@ __all__ = ["FILE_EVENT_SETTINGS", "Watcher"]
 
 LOG = logging.getLogger("sansio_broker")
 
-FILE_EVENT_SETTINGS = WatchSettings(burst_interval=0.0005, burst_window=0.005, idle_ceiling=1.0, growth=2.0, jitter=0.2)
+EVENT_CHECK_GAP = 0.0005
+"""The least time between two checks that file events ask for (a busy writer sends many)."""
+
+FILE_EVENT_SETTINGS = WatchSettings(burst_interval=0.0005, burst_window=0.003, idle_ceiling=1.0, growth=2.0, jitter=0.2)
 """The schedule when inotify reports writes: a short burst after each event, idle checks once a second.
 
 The burst covers the moment between a writer's first ``write(2)`` and its
@@ -238,6 +241,7 @@ class Watcher:
         applied = 0  # the number of the last waiting() call applied
         due: float | None = None  # monotonic time of the next check; None: nobody waits
         self._check()  # the first data_version: always reported (see the module's docstring)
+        last_check = time.monotonic()
         while not self._stop_requested:
             inotify = self._inotify if due is not None else None  # idle: events wait in the kernel's queue
             timeout = None if due is None else max(0.0, due - time.monotonic())
@@ -268,11 +272,18 @@ class Watcher:
                 elif written and due is not None:
                     # Someone is writing: check now and burst (local_commit opens a
                     # window while anyone waits, which is what a write hint needs).
+                    # At most one check per EVENT_CHECK_GAP however many events come:
+                    # a busy writer (this process's own, often) must not keep the
+                    # thread checking, and the GIL, busy.
                     schedule.local_commit(now)
-                    check = True
+                    soonest = last_check + EVENT_CHECK_GAP
+                    if now >= soonest:
+                        check = True
+                    else:
+                        due = min(due, soonest)
             if check:
                 changed = self._check()
-                now = time.monotonic()
+                now = last_check = time.monotonic()
                 delay = schedule.checked(now, changed)
                 due = None if delay is None else now + delay
 

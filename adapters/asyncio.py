@@ -37,6 +37,7 @@ __all__ = [
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -282,8 +283,12 @@ class _Runtime:
 
     def portal(self) -> Callable[[Callable[[], object]], None]:
         loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
 
         def call_soon(callback: Callable[[], object]) -> None:
+            if threading.get_ident() == loop_thread:  # this loop's own commit: no wake-up needed
+                loop.call_soon(callback)
+                return
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(callback)
 

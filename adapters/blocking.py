@@ -564,7 +564,8 @@ class _Engine:
             claimed: list[Message] = []
             if wanted:
                 try:
-                    claimed = connection.run(session.claim_many(queue, wanted))
+                    with self._group_running:  # after a running group, not in SQLite's busy handler
+                        claimed = connection.run(session.claim_many(queue, wanted))
                 except BrokerClosedError:
                     pass
                 except Exception as exc:  # the getters it claimed for hear it, as a failed claim's callers do
