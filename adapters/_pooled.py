@@ -41,7 +41,7 @@ from ._group import (
 )
 from ._news import News
 from ._sync import LOG, SyncDriver, written_ids
-from ._waiting import CLOSED, TIMED_OUT, Listener, Waits
+from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -386,12 +386,7 @@ class PooledEngine(Generic[C]):
             if waits.leave(queue, member) is not State.DONE:
                 return None
             answer = member.answer  # handed over as the time ran out: take it
-        if answer is CLOSED:
-            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
-        if isinstance(answer, Exception):
-            raise answer
-        assert isinstance(answer, Message)
-        return shape(answer)
+        return shape(received(answer, self.runtime.path))
 
     @asynccontextmanager
     async def listening(self, queues: frozenset[str] | None) -> AsyncIterator[Listener]:

@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from sansio_broker import Message
+from sansio_broker import BrokerClosedError, Message
 
 from ._group import GROUP_LIMIT, Member, State, Waiter
 
-__all__ = ["CLOSED", "HINT", "TIMED_OUT", "Closed", "Hint", "Listener", "TimedOut", "WaitList", "Waits"]
+__all__ = ["CLOSED", "HINT", "TIMED_OUT", "Closed", "Hint", "Listener", "TimedOut", "WaitList", "Waits", "received"]
 
 
 class Closed:
@@ -53,6 +53,17 @@ class TimedOut:
 CLOSED = Closed()
 HINT = Hint()
 TIMED_OUT = TimedOut()
+
+
+def received(answer: object, path: str) -> Message:
+    """What a getter was woken with, as its caller gets it: the message, or
+    the error it stands for (the broker closed; its dispatch failed)."""
+    if answer is CLOSED:
+        raise BrokerClosedError(f"the broker on {path} closed while waiting")
+    if isinstance(answer, Exception):
+        raise answer
+    assert isinstance(answer, Message)
+    return answer
 
 
 class WaitList:

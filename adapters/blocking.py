@@ -55,7 +55,7 @@ from ._group import (
 from ._news import News
 from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
 from ._sync_operations import MessageStream, Operations, QueueOperations, Watch
-from ._waiting import CLOSED, TIMED_OUT, Listener, Waits
+from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 
 T = TypeVar("T")
 IDLE = State.IDLE  # no explicit transaction, no stream batch open
@@ -440,12 +440,7 @@ class _Engine:
                     if waits.leave(queue, member) is not MemberState.DONE:
                         return None
                 answer = member.answer  # handed over as the time ran out: take it
-            if answer is CLOSED:
-                raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
-            if isinstance(answer, Exception):
-                raise answer
-            assert isinstance(answer, Message)
-            return shape(answer)
+            return shape(received(answer, self.path))
         except BaseException as exc:
             with _deferred_interrupts(), lock:
                 handed = waits.leave(queue, member) is MemberState.DONE

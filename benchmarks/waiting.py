@@ -281,6 +281,8 @@ class WriterProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def writer_main(kind: str, sync: str, lines: IO[str]) -> None:

@@ -133,13 +133,8 @@ def _at_least_one(key: str, value: Any) -> int:
 
 def _percent(key: str, value: Any) -> float:
     expected = "a number of percent from 0 to 100"
-    if isinstance(value, bool):
-        raise ConfigError(key, value, expected)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float
-        raise ConfigError(key, value, expected) from None
-    if not math.isfinite(number) or not 0.0 <= number <= 100.0:
+    number = _real(key, value, expected)
+    if not 0.0 <= number <= 100.0:
         raise ConfigError(key, value, expected)
     return number
 
