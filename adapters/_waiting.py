@@ -110,7 +110,8 @@ class WaitList:
         but never taken, which the caller must give on (``member.answer``).
         """
         if member.state is State.WAITING:
-            self.members.remove(member)
+            if member in self.members:  # else it never joined (interrupted on its way in)
+                self.members.remove(member)
             member.state = State.WITHDRAWN
         return member.state
 

@@ -431,9 +431,8 @@ class _Engine:
                 if waits.closed:  # close() has woken every waiter already
                     raise BrokerClosedError(f"the broker on {self.path} is closed")
                 self._listen()
-                start = waits.join(queue, member)
-            if start:  # a look after joining: nothing written meanwhile is missed
-                self._hints.put(queue)
+                if waits.join(queue, member):  # a look after joining: nothing written meanwhile is missed
+                    self._hints.put(queue)  # in the same step as the join: never one without the other
             answer = waiter.wait(timeout)
             if answer is TIMED_OUT:
                 with _deferred_interrupts(), lock:
@@ -836,7 +835,8 @@ class _DeferredInterrupts:
     def __enter__(self) -> None:
         self._previous: Any = None
         self._pending = False
-        if threading.current_thread() is threading.main_thread():
+        # None: a handler installed outside Python, which could not be put back.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None:
             self._previous = signal.signal(signal.SIGINT, self._defer)
 
     def _defer(self, signum: int, frame: object) -> None:

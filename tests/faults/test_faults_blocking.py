@@ -33,3 +33,41 @@ def test_blocking_faults(shape: Shape, kind: str, tmp_path: Path, injector: Inje
 def test_blocking_interrupt_with_vacuum_after_every_commit(shape: Shape, tmp_path: Path, injector: Injector) -> None:
     """Auto-vacuum due after every commit: an interrupt anywhere still loses nothing."""
     BlockingRig(tmp_path / "faults.db", injector, config="vacuum").run(shape, "interrupt")
+
+
+def test_a_getter_in_line_interrupted_at_every_line_leaves_the_line_working(tmp_path: Path) -> None:
+    """Ctrl-C at each library line of a main-thread ``get`` that waits in line
+    (the queue empty, another thread already waiting): the interrupt reaches
+    the caller (or the get ends), no lock or wait list is left half-changed,
+    and the thread waiting before it is served as soon as a message comes."""
+    import threading
+
+    from sansio_broker.adapters.blocking import Broker, Queue
+    from tests.faults.faults_support import LineInterrupter
+    from tests.support import internals
+
+    with Broker(tmp_path / "line.db") as broker:
+        queue = Queue("q", broker)
+        k, lines = 0, None
+        while lines is None or k <= lines:
+            k += 1
+            other: list[str | None] = []
+            waiting = threading.Thread(target=lambda got=other: got.append(queue.get(timeout=30)))
+            waiting.start()
+            while internals.waiting(broker) < 1:
+                threading.Event().wait(0.001)
+            interrupter = LineInterrupter(k)
+            try:
+                with interrupter.active():
+                    queue.get(timeout=0.01)
+            except KeyboardInterrupt:
+                pass
+            if interrupter.fired is None:  # it ran to its end: every line was tried
+                lines = interrupter.count
+            queue.write(f"m{k}")  # the thread that waited first gets it
+            waiting.join(30)
+            assert not waiting.is_alive(), f"k={k} ({interrupter.fired}): the earlier getter was left waiting"
+            assert other == [f"m{k}"], (k, interrupter.fired)
+            assert internals.waiting(broker) == 0, (k, interrupter.fired)
+            assert queue.size() == 0, (k, interrupter.fired)
+        assert lines is not None and lines > 20  # the line-by-line walk really went through the wait
