@@ -110,3 +110,11 @@ def test_an_at_least_once_batch_closed_early_is_pending_again_for_waiters() -> N
     assert not session.has_changes  # a claim makes nothing pending
     run_with(stream.close(), respond)
     assert session.take_changes() is None  # rolled back: pending again, for any waiter
+
+
+@pytest.mark.parametrize(("row", "expected"), [((1234567890123456789,), 1234567890123456789), (None, 0)])
+def test_a_peeking_watch_starts_after_the_highest_id_given_out(row: Any, expected: int) -> None:
+    session = BrokerCore().session()
+    last, commands = run_with(session.last_id(), lambda command: row)
+    assert last == expected
+    assert len(commands) == 1 and isinstance(commands[0], Execute) and "last_ts" in commands[0].sql
