@@ -509,7 +509,7 @@ class _Engine:
         getter or reader of ``queue``, else pending again (however many interrupts follow)."""
         if not isinstance(message, Message):
             return
-        with self._group_lock:
+        with _deferred_interrupts(), self._group_lock:
             combiner = self._claims.get(queue)
             handed = self.waits.hand_over(queue, message) or (combiner is not None and combiner.hand_over(message))
         if not handed:
@@ -527,21 +527,25 @@ class _Engine:
                         items.append(self._hints.get_nowait())
                     except queues.Empty:
                         break
-                todo: list[str] = []
-                with self._group_lock:
-                    for each in items:
-                        if each is _STOP:
-                            return
-                        if isinstance(each, str):  # a getter joined: its dispatch is marked already
-                            todo.append(each)
-                        else:
-                            todo.extend(self.waits.hinted(each))  # type: ignore[arg-type]
-                for name in dict.fromkeys(todo):
-                    self._dispatch(name)
-        except Exception:
-            LOG.exception("the dispatcher thread of the broker on %s failed", self.path)
+                if _STOP in items:
+                    return
+                try:
+                    self._serve_hints(items)
+                except Exception:  # never the end of the thread: the getters would wait forever
+                    LOG.exception("the dispatcher thread of the broker on %s failed to serve %r", self.path, items)
         finally:
             self._drop_thread_connection()
+
+    def _serve_hints(self, items: list[object]) -> None:
+        todo: list[str] = []
+        with self._group_lock:
+            for each in items:
+                if isinstance(each, str):  # a getter joined: its dispatch is marked already
+                    todo.append(each)
+                else:
+                    todo.extend(self.waits.hinted(each))  # type: ignore[arg-type]
+        for name in dict.fromkeys(todo):
+            self._dispatch(name)
 
     def _dispatch(self, queue: str) -> None:
         lock, waits = self._group_lock, self.waits
