@@ -13,7 +13,6 @@ cancellation and interrupts). Adding an operation touches this file only.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -72,6 +71,11 @@ class AsyncEngine(Protocol):
     async def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:
         """Claim the oldest message of ``queue``, waiting in line for one
         (``None`` once ``timeout`` passed); the caller gets ``shape(message)`` or it goes back."""
+        ...
+
+    async def wait_first(self, queues: list[str], timeout: float | None) -> tuple[str, str] | None:
+        """``(queue, body)`` claimed from the first of ``queues`` that has a message,
+        waiting for one until ``timeout`` (then ``None``); the caller gets it or it goes back."""
         ...
 
     def listening(self, queues: frozenset[str] | None) -> AbstractAsyncContextManager[Listener]:
@@ -264,19 +268,7 @@ class AsyncOperations:
         does not queue up behind the ``get()`` callers of one queue (no FIFO
         among them); whoever claims first gets the message.
         """
-        names = _queue_list(queues)
-        deadline = _deadline(timeout)
-        engine = self._engine
-        async with engine.listening(frozenset(names)) as listener:
-            while True:
-                listener.hinted = False  # a change from now on makes it look again
-                for queue in names:
-                    found = await engine.claim(queue, _named(queue))
-                    if found is not None:
-                        return found
-                remaining = _remaining(deadline)
-                if remaining == 0 or not await engine.wait_listener(listener, remaining):
-                    return None
+        return await self._engine.wait_first(_queue_list(queues), check_timeout(timeout))
 
     # --------------------------------------------------------------- streams
     def stream(
@@ -685,19 +677,3 @@ def _queue_list(queues: object) -> list[str]:
     if not queues:
         raise InvalidInputError("queues must name at least one queue")
     return [check_queue_name(q) for q in queues]
-
-
-def _deadline(timeout: object) -> float | None:
-    seconds = check_timeout(timeout)
-    return None if seconds is None else time.monotonic() + seconds
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _named(queue: str) -> Callable[[Message | None], tuple[str, str] | None]:
-    def shape(message: Message | None) -> tuple[str, str] | None:
-        return None if message is None else (queue, message.body)
-
-    return shape

@@ -12,6 +12,7 @@ unknown". An operation's path: ``AsyncOperations.write`` (what it means)
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -387,6 +388,21 @@ class PooledEngine(Generic[C]):
                 return None
             answer = member.answer  # handed over as the time ran out: take it
         return shape(received(answer, self.runtime.path))
+
+    async def wait_first(self, queues: list[str], timeout: float | None) -> tuple[str, str] | None:
+        """``broker.get``: claim from the first of ``queues`` with a message,
+        looking again on every hint for them, until ``timeout`` (then ``None``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self.listening(frozenset(queues)) as listener:
+            while True:
+                listener.hinted = False  # a change from now on makes it look again
+                for queue in queues:
+                    found: Message | None = await self.claim(queue, _same)
+                    if found is not None:  # no await between the claim and its caller
+                        return queue, found.body
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if remaining == 0 or not await self.wait_listener(listener, remaining):
+                    return None
 
     @asynccontextmanager
     async def listening(self, queues: frozenset[str] | None) -> AsyncIterator[Listener]:

@@ -18,6 +18,7 @@ import os
 import queue as queues
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
@@ -426,6 +427,8 @@ class _Engine:
                 return None
         waiter = _ThreadWaiter()
         member: Member[None] = Member(None, waiter)
+        # No ``finally``: a line run after ``return`` could be where Ctrl-C
+        # lands, and would lose the message; every way out cleans up first.
         try:
             with _deferred_interrupts(), lock:
                 if waits.closed:  # close() has woken every waiter already
@@ -436,18 +439,61 @@ class _Engine:
             answer = waiter.wait(timeout)
             if answer is TIMED_OUT:
                 with _deferred_interrupts(), lock:
-                    if waits.leave(queue, member) is not MemberState.DONE:
-                        return None
+                    state = waits.leave(queue, member)
+                if state is not MemberState.DONE:
+                    self._quiet_if_idle()
+                    return None
                 answer = member.answer  # handed over as the time ran out: take it
-            return shape(received(answer, self.path))
+            result = shape(received(answer, self.path))
+            self._quiet_if_idle()
+            return result
         except BaseException as exc:
             with _deferred_interrupts(), lock:
                 handed = waits.leave(queue, member) is MemberState.DONE
             if handed:  # never reached its caller
                 self._give_on(connection, queue, member.answer, exc)
-            raise
-        finally:
             self._quiet_if_idle()
+            raise
+
+    def wait_first(self, queues: list[str], timeout: float | None) -> tuple[str, str] | None:
+        """``broker.get``: claim from the first of ``queues`` with a message,
+        looking again on every hint for them, until ``timeout`` (then ``None``).
+        Like :meth:`wait_claim`, no line runs between a claim and its return
+        that an interrupt could cut without the message going back."""
+        connection = self._connection()
+        self._refuse_waiting_in(connection)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        listener = Listener(frozenset(queues))
+        with _deferred_interrupts(), self._group_lock:
+            if self.waits.closed:
+                raise BrokerClosedError(f"the broker on {self.path} is closed")
+            self.waits.listen(listener)
+            self._listen()
+        found: Message | None = None
+        queue = ""
+        try:
+            while True:
+                listener.hinted = False  # a change from now on makes it look again
+                for queue in queues:
+                    found = self.claim(queue, _same)
+                    if found is not None:
+                        result = queue, found.body
+                        self._stop_listening(listener)
+                        return result
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if remaining == 0 or not self.wait_listener(listener, remaining):
+                    self._stop_listening(listener)
+                    return None
+        except BaseException as exc:
+            if found is not None:  # claimed, never returned
+                self._give_on(connection, queue, found, exc)
+            self._stop_listening(listener)
+            raise
+
+    def _stop_listening(self, listener: Listener) -> None:
+        with _deferred_interrupts(), self._group_lock:
+            self.waits.stop_listening(listener)
+        self._quiet_if_idle()
 
     @contextmanager
     def listening(self, queues: frozenset[str] | None) -> Iterator[Listener]:

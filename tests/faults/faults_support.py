@@ -557,6 +557,12 @@ def s_get(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
         out.delivered.append(message)
 
 
+def s_broker_get(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
+    found = broker.get([t.b, t.a], timeout=GET_TIMEOUT)  # the first queue is empty
+    if found is not None:
+        out.delivered.append(t.by_body(found[1]))
+
+
 def s_claim_id(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
     message = broker.claim(t.a, message_id=t.seeded[1].id)
     if message is not None:
@@ -624,6 +630,12 @@ async def a_get(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> Non
         out.delivered.append(message)
 
 
+async def a_broker_get(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
+    found = await broker.get([t.b, t.a], timeout=GET_TIMEOUT)  # the first queue is empty
+    if found is not None:
+        out.delivered.append(t.by_body(found[1]))
+
+
 async def a_claim_id(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
     message = await broker.claim(t.a, message_id=t.seeded[1].id)
     if message is not None:
@@ -688,6 +700,7 @@ SHAPES: tuple[Shape, ...] = (
     # is tested in tests/waiting, where the time a getter waits is its own).
     Shape("get", "claim", 2, s_get, a_get, expect=lambda s: _ids(s[:1])),
     Shape("group_get", "claim", 4, s_get, a_get, callers=4, expect=_ids),
+    Shape("broker_get", "claim", 2, s_broker_get, a_broker_get, expect=lambda s: _ids(s[:1])),
 )
 
 # A hang guard only: every getter of these shapes has a message to find.

@@ -71,3 +71,45 @@ def test_a_getter_in_line_interrupted_at_every_line_leaves_the_line_working(tmp_
             assert internals.waiting(broker) == 0, (k, interrupter.fired)
             assert queue.size() == 0, (k, interrupter.fired)
         assert lines is not None and lines > 20  # the line-by-line walk really went through the wait
+
+
+def test_a_getter_served_while_it_waits_loses_nothing_when_interrupted_at_any_line(tmp_path: Path) -> None:
+    """Ctrl-C at each library line of a main-thread ``get`` that waits and is
+    then handed a message (written by another thread once it waits): the
+    caller has the message, or it is pending again; never lost, never twice."""
+    import threading
+
+    from sansio_broker.adapters.blocking import Broker, Queue
+    from tests.faults.faults_support import LineInterrupter
+    from tests.support import internals
+
+    with Broker(tmp_path / "served.db") as broker:
+        queue = Queue("q", broker)
+        k, lines = 0, None
+        while lines is None or k <= lines:
+            k += 1
+
+            ended = threading.Event()
+
+            def write_once_waiting(k: int = k, ended: threading.Event = ended) -> None:
+                while internals.waiting(broker) < 1 and not ended.wait(0.0005):
+                    pass
+                queue.write(f"m{k}")
+
+            writer = threading.Thread(target=write_once_waiting)
+            writer.start()
+            interrupter = LineInterrupter(k)
+            got: str | None = None
+            try:
+                with interrupter.active():
+                    got = queue.get(timeout=5)
+            except KeyboardInterrupt:
+                pass
+            ended.set()
+            writer.join(30)
+            if interrupter.fired is None:
+                lines = interrupter.count
+            left = queue.read(all_messages=True)  # what is pending now
+            assert sorted([got] if got is not None else []) + left == [f"m{k}"], (k, interrupter.fired, got, left)
+            assert internals.waiting(broker) == 0, (k, interrupter.fired)
+        assert lines is not None and lines > 20
