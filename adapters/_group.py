@@ -180,13 +180,7 @@ class Combiner(Generic[I]):
 
     def hand_over(self, answer: object) -> bool:
         """Give ``answer`` (a message nobody took) to the oldest waiting member, if any."""
-        while self._waiting:
-            member = self._waiting.popleft()
-            member.answer, member.state = answer, State.DONE
-            if member.waiter.wake(answer):
-                return True
-            member.state = State.GONE  # it left meanwhile
-        return False
+        return hand_to_oldest(self._waiting, answer)
 
     def leave(self, member: Member[I]) -> State:
         """``member`` gives up (cancelled); returns how it left.
@@ -207,6 +201,18 @@ class Combiner(Generic[I]):
             assert member.group is not None
             member.state = State.WITHDRAWN if member.group.withdraw(member) else State.LATE
         return member.state
+
+
+def hand_to_oldest(waiting: deque[Member[Any]], answer: object) -> bool:
+    """Give ``answer`` to the oldest member of ``waiting`` still there (each
+    one tried leaves the queue); False if none took it."""
+    while waiting:
+        member = waiting.popleft()
+        member.answer, member.state = answer, State.DONE
+        if member.waiter.wake(answer):
+            return True
+        member.state = State.GONE  # it left meanwhile; the answer goes to the next
+    return False
 
 
 def abandon(combiner: Combiner[Any], member: Member[Any], give_back: Callable[[object], None]) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 
 from sansio_broker import BrokerClosedError, Message
 
-from ._group import GROUP_LIMIT, Member, State, Waiter
+from ._group import GROUP_LIMIT, Member, State, Waiter, hand_to_oldest
 
 __all__ = ["CLOSED", "HINT", "TIMED_OUT", "Closed", "Hint", "Listener", "TimedOut", "WaitList", "Waits", "received"]
 
@@ -83,14 +83,7 @@ class WaitList:
 
     def hand_over(self, message: Message) -> bool:
         """Give ``message`` to the oldest getter still waiting; False if none is left."""
-        members = self.members
-        while members:
-            member = members.popleft()
-            member.answer, member.state = message, State.DONE
-            if member.waiter.wake(message):
-                return True
-            member.state = State.GONE  # it left meanwhile; its message goes to the next
-        return False
+        return hand_to_oldest(self.members, message)
 
     def fail(self, error: Exception, count: int) -> None:
         """A dispatch for the oldest ``count`` getters failed: they get its error, as

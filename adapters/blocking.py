@@ -411,7 +411,7 @@ class _Engine:
         connection = self._connection()
         self._refuse_waiting_in(connection)
         lock, waits = self._group_lock, self.waits
-        with _deferred_interrupts(), lock:
+        with _DeferredInterrupts(), lock:
             nobody = waits.nobody_waits_on(queue)
         if nobody:  # an idle consumer that finds a message pays nothing more
             found: Message | None = None
@@ -430,7 +430,7 @@ class _Engine:
         # No ``finally``: a line run after ``return`` could be where Ctrl-C
         # lands, and would lose the message; every way out cleans up first.
         try:
-            with _deferred_interrupts(), lock:
+            with _DeferredInterrupts(), lock:
                 if waits.closed:  # close() has woken every waiter already
                     raise BrokerClosedError(f"the broker on {self.path} is closed")
                 self._listen()
@@ -438,7 +438,7 @@ class _Engine:
                     self._hints.put(queue)  # in the same step as the join: never one without the other
             answer = waiter.wait(timeout)
             if answer is TIMED_OUT:
-                with _deferred_interrupts(), lock:
+                with _DeferredInterrupts(), lock:
                     state = waits.leave(queue, member)
                 if state is not MemberState.DONE:
                     self._quiet_if_idle()
@@ -448,7 +448,7 @@ class _Engine:
             self._quiet_if_idle()
             return result
         except BaseException as exc:
-            with _deferred_interrupts(), lock:
+            with _DeferredInterrupts(), lock:
                 handed = waits.leave(queue, member) is MemberState.DONE
             if handed:  # never reached its caller
                 self._give_on(connection, queue, member.answer, exc)
@@ -464,7 +464,7 @@ class _Engine:
         self._refuse_waiting_in(connection)
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = Listener(frozenset(queues))
-        with _deferred_interrupts(), self._group_lock:
+        with _DeferredInterrupts(), self._group_lock:
             if self.waits.closed:
                 raise BrokerClosedError(f"the broker on {self.path} is closed")
             self.waits.listen(listener)
@@ -491,7 +491,7 @@ class _Engine:
             raise
 
     def _stop_listening(self, listener: Listener) -> None:
-        with _deferred_interrupts(), self._group_lock:
+        with _DeferredInterrupts(), self._group_lock:
             self.waits.stop_listening(listener)
         self._quiet_if_idle()
 
@@ -500,7 +500,7 @@ class _Engine:
         """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
         self._refuse_waiting_in(self._connection())
         listener = Listener(queues)
-        with _deferred_interrupts(), self._group_lock:
+        with _DeferredInterrupts(), self._group_lock:
             if self.waits.closed:
                 raise BrokerClosedError(f"the broker on {self.path} is closed")
             self.waits.listen(listener)
@@ -508,14 +508,14 @@ class _Engine:
         try:
             yield listener
         finally:
-            with _deferred_interrupts(), self._group_lock:
+            with _DeferredInterrupts(), self._group_lock:
                 self.waits.stop_listening(listener)
             self._quiet_if_idle()
 
     def wait_listener(self, listener: Listener, timeout: float | None) -> bool:
         """Wait for a change since ``listener.hinted`` was reset; False once ``timeout`` passed."""
         waiter = _ThreadWaiter()
-        with _deferred_interrupts(), self._group_lock:
+        with _DeferredInterrupts(), self._group_lock:
             if listener.hinted:
                 return True
             if self.waits.closed:
@@ -524,7 +524,7 @@ class _Engine:
         try:
             answer = waiter.wait(timeout)
         finally:
-            with _deferred_interrupts(), self._group_lock:
+            with _DeferredInterrupts(), self._group_lock:
                 listener.waiter = None
         if answer is CLOSED:
             raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
@@ -546,20 +546,26 @@ class _Engine:
         self.news.listen()
 
     def _quiet_if_idle(self) -> None:
-        with _deferred_interrupts(), self._group_lock:
+        with _DeferredInterrupts(), self._group_lock:
             if not self.waits.waiting:
                 self.news.quiet()
 
     def _give_on(self, connection: _Connection, queue: str, message: object, exc: BaseException) -> None:
         """A message handed to a getter that never returned it: to the next
         getter or reader of ``queue``, else pending again (however many interrupts follow)."""
-        if not isinstance(message, Message):
-            return
-        with _deferred_interrupts(), self._group_lock:
-            combiner = self._claims.get(queue)
-            handed = self.waits.hand_over(queue, message) or (combiner is not None and combiner.hand_over(message))
-        if not handed:
+        if isinstance(message, Message) and self._hand_over(queue, [message]):
             connection._steadily(lambda: connection._return([message], queue), exc, lambda: [message])
+
+    def _hand_over(self, queue: str, messages: list[Message]) -> list[Message]:
+        """Give claimed messages nobody took to callers waiting on ``queue``
+        (getters first, then shared claims); returns those left over, which
+        must go back to pending."""
+        with _DeferredInterrupts(), self._group_lock:
+            combiner = self._claims.get(queue)
+            waits = self.waits
+            return [
+                m for m in messages if not waits.hand_over(queue, m) and (combiner is None or not combiner.hand_over(m))
+            ]
 
     def _dispatching(self) -> None:
         """The dispatcher thread: on each hint, claim for the getters of the
@@ -615,13 +621,7 @@ class _Engine:
                 except Exception as exc:  # the getters it claimed for hear it, as a failed claim's callers do
                     with lock:
                         waits.fail(queue, exc, wanted)
-                with lock:
-                    combiner = self._claims.get(queue)
-                    rest = [
-                        m
-                        for m in claimed
-                        if not waits.hand_over(queue, m) and (combiner is None or not combiner.hand_over(m))
-                    ]
+                rest = self._hand_over(queue, claimed)
                 if rest:
                     try:
                         connection.run(session.return_claims(queue, rest))
@@ -729,7 +729,7 @@ class _Engine:
             raise
         finally:
             if returned and queue is not None:
-                self._return_claims(connection, queue, combiner, returned)
+                self._return_claims(connection, queue, returned)
         return raise_error(member.answer)
 
     def _gather(self, combiner: Combiner[Any]) -> None:
@@ -745,12 +745,9 @@ class _Engine:
                     self._gate.acquire()
                 self._gathering = None
 
-    def _return_claims(
-        self, connection: _Connection, queue: str, combiner: Combiner[None], answers: list[object]
-    ) -> None:
+    def _return_claims(self, connection: _Connection, queue: str, answers: list[object]) -> None:
         """Claimed messages nobody took: to waiting readers, else pending again."""
-        with self._group_lock:
-            kept = [a for a in answers if isinstance(a, Message) and not combiner.hand_over(a)]
+        kept = self._hand_over(queue, [a for a in answers if isinstance(a, Message)])
         if kept:
             connection.run(connection.session.return_claims(queue, kept))
 
@@ -902,10 +899,6 @@ class _DeferredInterrupts:
                 previous(signal.SIGINT, None)
             elif previous == signal.SIG_DFL:
                 raise KeyboardInterrupt
-
-
-def _deferred_interrupts() -> _DeferredInterrupts:
-    return _DeferredInterrupts()
 
 
 def _same(answer: T) -> T:
