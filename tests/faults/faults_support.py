@@ -707,7 +707,9 @@ SHAPES: tuple[Shape, ...] = (
 GET_TIMEOUT = 10.0
 SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
 # Shapes also run with auto-vacuum due after every commit (the first loss).
-VACUUM_SHAPES: tuple[Shape, ...] = tuple(SHAPES_BY_NAME[n] for n in ("write", "read", "claim_many", "stream1"))
+VACUUM_SHAPES: tuple[Shape, ...] = tuple(
+    SHAPES_BY_NAME[n] for n in ("write", "read", "claim_many", "stream1", "get", "broker_get")
+)
 CLAIM_SHAPES: tuple[Shape, ...] = tuple(s for s in SHAPES if s.family == "claim" and s.callers == 1)
 
 # The phases of each kind: "before"/"after" the k-th command, "result": the k-th
