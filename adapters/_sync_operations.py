@@ -4,13 +4,31 @@ fails if this file drifts from its source)."""
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, overload
 
-from sansio_broker import BrokerClosedError, InvalidInputError, InvalidTypeError, Message, QueueStats
+from sansio_broker import (
+    AliasShadowsQueueWarning,
+    BrokerClosedError,
+    BrokerStatus,
+    ClockSkewWarning,
+    Config,
+    InvalidInputError,
+    InvalidTypeError,
+    LoadResult,
+    Message,
+    Order,
+    QueueStats,
+    RenameResult,
+)
+from sansio_broker import aliases as alias_rules
+from sansio_broker import dump as dump_format
+from sansio_broker.aliases import check_operand
 from sansio_broker.driver import Operation, Session, Stream, open_stream
 from sansio_broker.validation import (
     check_bodies,
@@ -119,6 +137,7 @@ class Operations:
     """
 
     _engine: Engine
+    config: Config
 
     def open(self) -> Self:
         """Create or check the database now, so a bad file fails here."""
@@ -161,22 +180,37 @@ class Operations:
         return self._engine.transaction(self)
 
     # ---------------------------------------------------------------- writes
-    def write(self, queue: str, message: str) -> int:
+    def _name(self, queue: str) -> str:
+        """The queue ``queue`` names: an ``@alias`` is looked up (one query),
+        any other name is passed on as given (and checked by the core)."""
+        if isinstance(queue, str) and queue.startswith(alias_rules.PREFIX):
+            return self._engine.run(lambda s: s.resolve_queue(queue))
+        return queue
+
+    def write(self, queue: str, message: str, *, keep_newest: int | None = None) -> int:
         """Append ``message`` to ``queue``; returns its ID once committed.
 
         Writes of others waiting at the same moment share its transaction
         (group commit); each gets its own ID, in arrival order.
+        ``keep_newest=N`` then claims every pending message of the queue but
+        the N newest, in the same transaction (SimpleBroker's bounded queue).
         """
-        return self._engine.write(queue, message)
+        queue = self._name(queue)
+        if keep_newest is None:
+            return self._engine.write(queue, message)
+        return self._engine.run(lambda s: s.write(queue, message, keep_newest=keep_newest), writes=True)
 
     def write_many(self, queue: str, messages: Iterable[str]) -> list[int]:
         """Append messages in order in one transaction; returns their IDs."""
         items = list(check_bodies(messages))  # read once, here; None or a str is refused first
+        queue = self._name(queue)
         return self._engine.run(lambda s: s.write_many(queue, items), writes=True)
 
-    def broadcast(self, message: str, *, pattern: str | None = None) -> int:
-        """Write to every existing queue (or those matching the glob); returns how many."""
-        return self._engine.run(lambda s: s.broadcast(message, pattern=pattern))
+    def broadcast(self, message: str, *, pattern: str | None = None, queues: Iterable[str] | None = None) -> int:
+        """Write to every existing queue (or those matching the glob, or those
+        of ``queues`` that exist: literal names); returns how many got it."""
+        chosen = None if queues is None else _names(queues)
+        return self._engine.run(lambda s: s.broadcast(message, pattern=pattern, queues=chosen))
 
     # ---------------------------------------------------------------- claims
     def claim(
@@ -186,29 +220,53 @@ class Operations:
         message_id: int | str | None = None,
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
+        order: Order = "oldest",
     ) -> Message | None:
-        """Claim the oldest pending message (or the one with ``message_id``).
+        """Claim the oldest pending message (the newest with ``order="newest"``,
+        or the one with ``message_id``).
 
         Plain claims of others waiting on the same queue at the same moment
         share one transaction, each getting a distinct message.
         """
-        if message_id is None and after_timestamp is None and before_timestamp is None:
+        queue = self._name(queue)
+        if message_id is None and after_timestamp is None and before_timestamp is None and order == "oldest":
             return self._engine.claim(queue, _same)
         return self._engine.run(
-            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp)
+            lambda s: s.claim(queue, message_id=message_id, after=after_timestamp, before=before_timestamp, order=order)
         )
 
     def claim_many(
-        self, queue: str, limit: int, *, after_timestamp: int | None = None, before_timestamp: int | None = None
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        order: Order = "oldest",
     ) -> list[Message]:
-        """Claim up to ``limit`` messages in one transaction."""
-        return self._engine.run(lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp))
+        """Claim up to ``limit`` messages in one transaction (newest first with ``order="newest"``)."""
+        queue = self._name(queue)
+        return self._engine.run(
+            lambda s: s.claim_many(queue, limit, after=after_timestamp, before=before_timestamp, order=order)
+        )
 
     def claim_all(
         self, queue: str, *, after_timestamp: int | None = None, before_timestamp: int | None = None
     ) -> list[Message]:
         """Claim every pending message in one transaction (all returned, or none claimed)."""
+        queue = self._name(queue)
         return self._engine.run(lambda s: s.claim_all(queue, after=after_timestamp, before=before_timestamp))
+
+    def return_messages(self, queue: str, messages: Iterable[Message]) -> None:
+        """Give claimed messages back: pending again with their IDs and bodies.
+
+        For a consumer that claimed what it then could not deliver (its
+        output closed, its work refused): nothing is lost, and the messages
+        keep their place in the queue's order.
+        """
+        items = [_message(m) for m in _iterable(messages, "messages")]
+        queue = self._name(queue)
+        self._engine.run(lambda s: s.return_claims(queue, items))
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -219,8 +277,10 @@ class Operations:
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
         include_claimed: bool = False,
+        order: Order = "oldest",
     ) -> Message | None:
-        """The oldest pending message (or one by ID), not claimed."""
+        """The oldest pending message (the newest, or one by ID), not claimed."""
+        queue = self._name(queue)
         return self._engine.run(
             lambda s: s.peek(
                 queue,
@@ -228,6 +288,7 @@ class Operations:
                 after=after_timestamp,
                 before=before_timestamp,
                 include_claimed=include_claimed,
+                order=order,
             )
         )
 
@@ -239,11 +300,18 @@ class Operations:
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
         include_claimed: bool = False,
+        order: Order = "oldest",
     ) -> list[Message]:
-        """Up to ``limit`` oldest messages, not claimed."""
+        """Up to ``limit`` oldest messages (newest first with ``order="newest"``), not claimed."""
+        queue = self._name(queue)
         return self._engine.run(
             lambda s: s.peek_many(
-                queue, limit, after=after_timestamp, before=before_timestamp, include_claimed=include_claimed
+                queue,
+                limit,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+                order=order,
             )
         )
 
@@ -257,7 +325,9 @@ class Operations:
         does not queue up behind the ``get()`` callers of one queue (no FIFO
         among them); whoever claims first gets the message.
         """
-        return self._engine.wait_first(_queue_list(queues), check_timeout(timeout))
+        names = _queue_list(queues)
+        seconds = check_timeout(timeout)
+        return self._engine.wait_first([self._name(q) for q in names], seconds)
 
     # --------------------------------------------------------------- streams
     def stream(
@@ -305,16 +375,19 @@ class Operations:
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
         require_unclaimed: bool | None = None,
+        order: Order = "oldest",
     ) -> Message | None:
-        """Move the oldest pending message (or one by ID, even if claimed)."""
+        """Move the oldest pending message (the newest, or one by ID, even if claimed)."""
+        source, dest = self._name(source_queue), self._name(dest_queue)
         return self._engine.run(
             lambda s: s.move(
-                source_queue,
-                dest_queue,
+                source,
+                dest,
                 message_id=message_id,
                 after=after_timestamp,
                 before=before_timestamp,
                 require_unclaimed=require_unclaimed,
+                order=order,
             )
         )
 
@@ -326,10 +399,12 @@ class Operations:
         *,
         after_timestamp: int | None = None,
         before_timestamp: int | None = None,
+        order: Order = "oldest",
     ) -> list[Message]:
-        """Move up to ``limit`` pending messages in one transaction."""
+        """Move up to ``limit`` pending messages in one transaction (newest first with ``order="newest"``)."""
+        source, dest = self._name(source_queue), self._name(dest_queue)
         return self._engine.run(
-            lambda s: s.move_many(source_queue, dest_queue, limit, after=after_timestamp, before=before_timestamp)
+            lambda s: s.move_many(source, dest, limit, after=after_timestamp, before=before_timestamp, order=order)
         )
 
     def move_all(
@@ -341,18 +416,21 @@ class Operations:
         before_timestamp: int | None = None,
     ) -> int:
         """Move every pending message; returns how many moved."""
-        return self._engine.run(
-            lambda s: s.move_all(source_queue, dest_queue, after=after_timestamp, before=before_timestamp)
-        )
+        source, dest = self._name(source_queue), self._name(dest_queue)
+        return self._engine.run(lambda s: s.move_all(source, dest, after=after_timestamp, before=before_timestamp))
 
     # ---------------------------------------------------------------- delete
     def delete(self, queue: str | None = None) -> int:
         """Delete a queue's messages, or every queue's when ``queue`` is None."""
-        return self._engine.run(lambda s: s.delete_all() if queue is None else s.delete_queue(queue))
+        if queue is None:
+            return self._engine.run(lambda s: s.delete_all())
+        name = self._name(queue)
+        return self._engine.run(lambda s: s.delete_queue(name))
 
     def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> int:
         """Delete messages of ``queue`` by ID; returns how many existed."""
         ids = check_id_list(message_ids)  # read once, here
+        queue = self._name(queue)
         return self._engine.run(lambda s: s.delete_messages(queue, ids))
 
     # ------------------------------------------------------------ inspection
@@ -366,11 +444,154 @@ class Operations:
 
     def queue_stats(self, queue: str) -> QueueStats:
         """``(queue, pending, total)`` for ``queue``."""
+        queue = self._name(queue)
         return self._engine.run(lambda s: s.queue_stats(queue))
 
     def queue_exists(self, queue: str) -> bool:
         """Whether ``queue`` has any message, claimed or not."""
+        queue = self._name(queue)
         return self._engine.run(lambda s: s.queue_exists(queue))
+
+    def has_pending(self, queue: str, *, after_timestamp: int | None = None) -> bool:
+        """Whether ``queue`` has a pending message (with an ID above ``after_timestamp``)."""
+        queue = self._name(queue)
+        return self._engine.run(lambda s: s.has_pending(queue, after=after_timestamp))
+
+    def find_message_ids(
+        self,
+        queue: str,
+        body_contains: str,
+        *,
+        limit: int = 100,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> list[int]:
+        """IDs of the (pending) messages whose body contains ``body_contains``
+        literally, oldest first, at most ``limit`` (1..1000)."""
+        queue = self._name(queue)
+        return self._engine.run(
+            lambda s: s.find_message_ids(
+                queue,
+                body_contains,
+                limit=limit,
+                after=after_timestamp,
+                before=before_timestamp,
+                include_claimed=include_claimed,
+            )
+        )
+
+    def status(self) -> BrokerStatus:
+        """Every row counted (claimed ones until vacuumed), the last ID given
+        out (``meta.last_ts``) and the database's size in bytes."""
+        return self._engine.run(lambda s: s.status())
+
+    # --------------------------------------------------------------- aliases
+    def add_alias(self, alias: str, target: str) -> None:
+        """Make ``@alias`` name ``target`` wherever a queue is named.
+
+        One level only: a target may not be an alias, nor an alias some
+        alias's target. Warns (:class:`~sansio_broker.AliasShadowsQueueWarning`)
+        when a queue named ``alias`` has messages: ``alias`` still names it.
+        """
+        shadows = self._engine.run(lambda s: s.add_alias(alias, target))
+        if shadows:
+            warnings.warn(alias_rules.shadow_warning(alias, target), AliasShadowsQueueWarning, stacklevel=2)
+
+    def remove_alias(self, alias: str) -> bool:
+        """Remove an alias (named without ``@``); False if there was none."""
+        return self._engine.run(lambda s: s.remove_alias(alias))
+
+    def list_aliases(self) -> list[tuple[str, str]]:
+        """``(alias, target)`` pairs, sorted by alias."""
+        return self._engine.run(lambda s: s.list_aliases())
+
+    def resolve_queue(self, name: str) -> str:
+        """The queue ``name`` means: an ``@alias``'s target, else ``name``."""
+        return self._engine.run(lambda s: s.resolve_queue(name))
+
+    def rename_queue(self, old: str, new: str, *, retarget_aliases: bool = True) -> RenameResult:
+        """Give every message of ``old`` (claimed ones too) the name ``new``,
+        in one transaction, and point ``old``'s aliases at ``new`` unless
+        ``retarget_aliases=False``. Refused if ``new`` has messages."""
+        return self._engine.run(lambda s: s.rename_queue(old, new, retarget_aliases=retarget_aliases))
+
+    # ---------------------------------------------------------- dump and load
+    def insert_messages(self, queue: str, records: Iterable[tuple[str, int | str]]) -> int:
+        """Insert ``(body, id)`` pairs as pending messages with exactly those
+        IDs, in one transaction; later IDs stay above them. A duplicate ID
+        raises :class:`~sansio_broker.IntegrityError` and inserts nothing."""
+        items = [_pair(r) for r in _iterable(records, "records")]
+        queue = self._name(queue)
+        rows = [(queue, body, message_id) for body, message_id in items]
+        return self._engine.run(lambda s: s.insert_messages(rows))
+
+    def dump(self, *, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> Iterator[str]:
+        """The broker as SimpleBroker's ``simplebroker-dump`` v1 JSON lines:
+        a header, the aliases, then every pending message with its ID, queue
+        by queue (``include``/``exclude``: case-sensitive globs; exclude wins).
+
+        Not a snapshot under concurrent writers: messages written after the
+        header are left out, messages claimed meanwhile may be too.
+        """
+        return self._dump(dump_format.Selection.of(include, exclude))
+
+    def _dump(self, selection: dump_format.Selection) -> Iterator[str]:
+        last_ts = self._engine.run(lambda s: s.last_id())
+        yield dump_format.header_line(last_ts)
+        for alias, target in self.list_aliases():
+            if selection.alias(alias, target):
+                yield dump_format.alias_line(alias, target)
+        cursor = ("", 0)
+        while True:
+            rows = self._engine.run(partial(_dump_page, last_ts, cursor))
+            for queue, body, message_id in rows:
+                if selection.queue(queue):
+                    yield dump_format.message_line(queue, body, message_id)
+            if len(rows) < DUMP_PAGE:
+                return
+            cursor = (rows[-1][0], rows[-1][2])
+
+    def load(self, lines: Iterable[str], *, force: bool = False) -> LoadResult:
+        """Apply a ``simplebroker-dump`` v1 dump (SimpleBroker's or ours).
+
+        Aliases are added as they come; messages are inserted pending with
+        their IDs, 1,000 per transaction; then later IDs are made to follow
+        the header's. Meant for a fresh database: a bad line
+        (:class:`~sansio_broker.DumpFormatError`, with its line number) or a
+        duplicate ID stops the load with what came before it applied. A
+        header ahead of the clock warns; more than
+        ``load_max_future_skew_seconds`` ahead is refused unless ``force``.
+        """
+        reader = dump_format.Reader(
+            now_ns=time.time_ns(),
+            max_future_skew_s=self.config.load_max_future_skew_seconds,
+            force=bool(force),
+        )
+        messages = added = 0
+        batch: list[tuple[str, str, int]] = []
+        for line in _iterable(lines, "lines"):
+            record = reader.feed(line)
+            for text in reader.warnings:
+                warnings.warn(text, ClockSkewWarning, stacklevel=2)
+            reader.warnings.clear()
+            if isinstance(record, dump_format.AliasRecord):
+                self.add_alias(record.alias, record.target)
+                added += 1
+            elif record is not None:
+                batch.append((record.queue, record.body, record.id))
+                if len(batch) >= dump_format.LOAD_BATCH_SIZE:
+                    messages += self._insert_rows(batch)
+                    batch = []
+        last_ts = reader.finish()
+        messages += self._insert_rows(batch)
+        self._engine.run(lambda s: s.raise_last_id(last_ts))
+        return LoadResult(messages, added)
+
+    def _insert_rows(self, rows: list[tuple[str, str, int]]) -> int:
+        if not rows:
+            return 0
+        return self._engine.run(lambda s: s.insert_messages(rows))
 
     def vacuum(self, *, compact: bool = False) -> int:
         """Remove claimed rows now; returns how many (0 if another process is vacuuming)."""
@@ -403,6 +624,7 @@ class Operations:
         shape: Callable[[Any], R],
     ) -> R:
         """``shape`` turns the answer (one message or ``None``, or bodies) into the caller's."""
+        queue = self._name(queue)
         if message_id is None and after is None and before is None and not peek and not all_messages:
             return self._engine.claim(queue, shape)
         return self._engine.claiming(
@@ -447,11 +669,11 @@ class QueueOperations:
     _broker_type: ClassVar[type[Operations]] = Operations
 
     def __init__(self, name: str, broker: Operations) -> None:
-        self.name = check_queue_name(name)
+        self.name = check_operand(name)  # "@alias" is resolved at each call
         self.broker = check_broker(broker, self._broker_type, type(self).__name__)
 
-    def write(self, message: str) -> int:
-        return self.broker.write(self.name, message)
+    def write(self, message: str, *, keep_newest: int | None = None) -> int:
+        return self.broker.write(self.name, message, keep_newest=keep_newest)
 
     def write_many(self, messages: Iterable[str]) -> list[int]:
         return self.broker.write_many(self.name, messages)
@@ -516,15 +738,15 @@ class QueueOperations:
             after_timestamp=after_timestamp,
         )
 
-    def claim(self, *, message_id: int | str | None = None) -> Message | None:
-        return self.broker.claim(self.name, message_id=message_id)
+    def claim(self, *, message_id: int | str | None = None, order: Order = "oldest") -> Message | None:
+        return self.broker.claim(self.name, message_id=message_id, order=order)
 
-    def claim_many(self, limit: int) -> list[Message]:
-        return self.broker.claim_many(self.name, limit)
+    def claim_many(self, limit: int, *, order: Order = "oldest") -> list[Message]:
+        return self.broker.claim_many(self.name, limit, order=order)
 
     def read_many(self, limit: int) -> list[str]:
         """Up to ``limit`` oldest bodies, claimed in one transaction (SimpleBroker's ``read_many``)."""
-        name = self.name
+        name = self.broker._name(self.name)
         return self.broker._engine.claiming(lambda s: s.claim_many(name, limit), _bodies)
 
     def get(self, *, timeout: float | None = None) -> str | None:
@@ -535,33 +757,64 @@ class QueueOperations:
         cancelled caller's message goes to the next one or back to pending.
         Closing the broker raises :class:`~sansio_broker.BrokerClosedError` here.
         """
-        return self.broker._engine.wait_claim(self.name, check_timeout(timeout), _body)
+        seconds = check_timeout(timeout)
+        return self.broker._engine.wait_claim(self.broker._name(self.name), seconds, _body)
 
     def get_message(self, *, timeout: float | None = None) -> Message | None:
         """Like :meth:`get`, with the message's ID."""
-        return self.broker._engine.wait_claim(self.name, check_timeout(timeout), _same)
+        seconds = check_timeout(timeout)
+        return self.broker._engine.wait_claim(self.broker._name(self.name), seconds, _same)
 
-    def watch(self, *, peek: bool = False, after: int | str | None = None) -> Watch:
+    def watch(self, *, peek: bool = False, after: int | str | None = None, move_to: str | None = None) -> Watch[str]:
         """Every message's body as it arrives: an endless iterator to close.
 
         Claims each message before yielding it (exactly once, as
         :meth:`get`); ``peek=True`` yields without claiming, starting after
         the message ID ``after`` or, without it, at the end of the queue
-        when iteration starts, and moving past each message yielded. Ends
-        when the broker closes or the loop is left.
+        when iteration starts, and moving past each message yielded.
+        ``move_to`` moves each message to that queue instead (it is there,
+        pending, before it is yielded). Ends when the broker closes or the
+        loop is left.
         """
-        if not isinstance(peek, bool):
-            raise InvalidTypeError(f"peek must be a bool, not {type(peek).__name__}")
-        checkpoint = None if after is None else check_message_id(after, "after")
-        if after is not None and not peek:
-            raise InvalidInputError("after= is for watch(peek=True): a consuming watch takes the oldest first")
-        return Watch(self.broker, self.name, peek, checkpoint)
+        return Watch(self.broker, self.name, _body, *_watch_mode(peek, after, move_to))
 
-    def peek(self, *, message_id: int | str | None = None, include_claimed: bool = False) -> Message | None:
-        return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed)
+    def watch_messages(
+        self, *, peek: bool = False, after: int | str | None = None, move_to: str | None = None
+    ) -> Watch[Message]:
+        """Like :meth:`watch`, with each message's ID."""
+        return Watch(self.broker, self.name, _same, *_watch_mode(peek, after, move_to))
 
-    def peek_many(self, limit: int, *, include_claimed: bool = False) -> list[Message]:
-        return self.broker.peek_many(self.name, limit, include_claimed=include_claimed)
+    def peek(
+        self, *, message_id: int | str | None = None, include_claimed: bool = False, order: Order = "oldest"
+    ) -> Message | None:
+        return self.broker.peek(self.name, message_id=message_id, include_claimed=include_claimed, order=order)
+
+    def peek_many(self, limit: int, *, include_claimed: bool = False, order: Order = "oldest") -> list[Message]:
+        return self.broker.peek_many(self.name, limit, include_claimed=include_claimed, order=order)
+
+    def has_pending(self, *, after_timestamp: int | None = None) -> bool:
+        return self.broker.has_pending(self.name, after_timestamp=after_timestamp)
+
+    def find_message_ids(
+        self,
+        body_contains: str,
+        *,
+        limit: int = 100,
+        after_timestamp: int | None = None,
+        before_timestamp: int | None = None,
+        include_claimed: bool = False,
+    ) -> list[int]:
+        return self.broker.find_message_ids(
+            self.name,
+            body_contains,
+            limit=limit,
+            after_timestamp=after_timestamp,
+            before_timestamp=before_timestamp,
+            include_claimed=include_claimed,
+        )
+
+    def insert_messages(self, records: Iterable[tuple[str, int | str]]) -> int:
+        return self.broker.insert_messages(self.name, records)
 
     def messages(self, *, peek: bool = False, commit_interval: int = 1) -> MessageStream[Message]:
         """Like :meth:`stream`, with IDs."""
@@ -577,12 +830,14 @@ class QueueOperations:
     def exists(self) -> bool:
         return self.broker.queue_exists(self.name)
 
-    def move_to(self, dest_queue: str, *, message_id: int | str | None = None) -> Message | None:
-        """Move the oldest pending message, or the one with ``message_id``."""
-        return self.broker.move(self.name, dest_queue, message_id=message_id)
+    def move_to(
+        self, dest_queue: str, *, message_id: int | str | None = None, order: Order = "oldest"
+    ) -> Message | None:
+        """Move the oldest (or newest) pending message, or the one with ``message_id``."""
+        return self.broker.move(self.name, dest_queue, message_id=message_id, order=order)
 
-    def move_many(self, dest_queue: str, limit: int) -> list[Message]:
-        return self.broker.move_many(self.name, dest_queue, limit)
+    def move_many(self, dest_queue: str, limit: int, *, order: Order = "oldest") -> list[Message]:
+        return self.broker.move_many(self.name, dest_queue, limit, order=order)
 
     def move_all(self, dest_queue: str) -> int:
         return self.broker.move_all(self.name, dest_queue)
@@ -594,48 +849,69 @@ class QueueOperations:
         return self.broker.delete_messages(self.name, [message_id]) > 0
 
 
-class Watch:
-    """What :meth:`QueueOperations.watch` returns: bodies as they arrive, until closed."""
+class Watch(Generic[R]):
+    """What :meth:`QueueOperations.watch` returns: messages as they arrive, until closed."""
 
-    def __init__(self, broker: Operations, queue: str, peek: bool, after: int | None) -> None:
+    def __init__(
+        self,
+        broker: Operations,
+        queue: str,
+        shape: Callable[[Message], R],
+        peek: bool,
+        after: int | None,
+        move_to: str | None,
+    ) -> None:
         self._broker = broker
-        self._queue = queue
+        self._queue = queue  # "@alias" until the first message is asked for
+        self._shape = shape
         self._peek = peek
+        self._move_to = move_to
         self._checkpoint = after  # peek: the last ID yielded; None until iteration starts
-        self._ahead: deque[Message] = deque()  # peeked, not yet yielded
+        self._ahead: deque[Message] = deque()  # peeked or moved, not yet yielded
+        self._resolved = False
         self._closed = False
 
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> str:
+    def __next__(self) -> R:
         if self._closed:
             raise StopIteration
         try:
-            if self._peek:
-                return self._next_peeked()
-            message = self._broker._engine.wait_claim(self._queue, None, _body)
+            if not self._resolved:
+                self._queue = self._broker._name(self._queue)
+                if self._move_to is not None:
+                    self._move_to = self._broker._name(self._move_to)
+                self._resolved = True
+            if self._peek or self._move_to is not None:
+                return self._shape(self._next_ahead())
+            message = self._broker._engine.wait_claim(self._queue, None, self._shape)
         except BrokerClosedError:
             self._closed = True
             raise StopIteration from None
         assert message is not None  # no timeout: it waits until there is one
         return message
 
-    def _next_peeked(self) -> str:
+    def _next_ahead(self) -> Message:
         if not self._ahead:
             engine = self._broker._engine
             queue = self._queue
             with engine.listening(frozenset((queue,))) as listener:
-                if self._checkpoint is None:  # the end of the queue, now
+                if self._peek and self._checkpoint is None:  # the end of the queue, now
                     self._checkpoint = engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
-                    self._ahead.extend(engine.run(partial(_peek_after, queue, self._checkpoint)))
+                    self._ahead.extend(engine.run(self._fetch))
                     if not self._ahead:
                         engine.wait_listener(listener, None)
         message = self._ahead.popleft()
         self._checkpoint = message.id
-        return message.body
+        return message
+
+    def _fetch(self, session: Session) -> Operation[list[Message]]:
+        if self._move_to is not None:
+            return session.move_many(self._queue, self._move_to, WATCH_BATCH)
+        return session.peek_many(self._queue, WATCH_BATCH, after=self._checkpoint)
 
     def close(self) -> None:
         """Stop: later iterations end at once."""
@@ -649,12 +925,58 @@ class Watch:
         self.close()
 
 
-# Messages a peeking watch reads ahead in one query.
-PEEK_BATCH = 100
+# Messages a peeking (or moving) watch reads ahead in one query.
+WATCH_BATCH = 100
 
 
-def _peek_after(queue: str, after: int | None, session: Session) -> Operation[list[Message]]:
-    return session.peek_many(queue, PEEK_BATCH, after=after)
+def _watch_mode(peek: object, after: object, move_to: object) -> tuple[bool, int | None, str | None]:
+    """``watch``'s arguments, checked before iteration starts."""
+    if not isinstance(peek, bool):
+        raise InvalidTypeError(f"peek must be a bool, not {type(peek).__name__}")
+    checkpoint = None if after is None else check_message_id(after, "after")
+    if after is not None and not peek:
+        raise InvalidInputError("after= is for watch(peek=True): a consuming watch takes the oldest first")
+    if move_to is not None:
+        if peek:
+            raise InvalidInputError("watch takes peek=True or move_to=, not both")
+        move_to = check_operand(move_to)
+    return peek, checkpoint, move_to
+
+
+# Rows a dump reads in one query.
+DUMP_PAGE = 1000
+
+
+def _dump_page(last_ts: int, cursor: tuple[str, int], session: Session) -> Operation[list[tuple[str, str, int]]]:
+    return session.dump_page(last_ts, cursor, DUMP_PAGE)
+
+
+def _iterable(value: object, name: str) -> Iterable[Any]:
+    """An argument that must be an iterable of items (read once), not a str."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise InvalidTypeError(f"{name} must be an iterable, not {type(value).__name__}")
+    return cast("Iterable[Any]", value)
+
+
+def _names(queues: Iterable[str]) -> list[str]:
+    """Literal queue names (``broadcast(queues=...)`` does not resolve aliases)."""
+    return [check_queue_name(q) for q in _iterable(queues, "queues")]
+
+
+def _message(value: object) -> Message:
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise InvalidTypeError(f"messages must be Message (body, id) pairs, not {type(value).__name__}")
+    body, message_id = value
+    if not isinstance(body, str):
+        raise InvalidTypeError(f"a message body must be a str, not {type(body).__name__}")
+    return Message(body, check_message_id(message_id))
+
+
+def _pair(value: object) -> tuple[str, int | str]:
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise InvalidTypeError("insert records must be (body, message_id) pairs")
+    body, message_id = value
+    return body, message_id
 
 
 def _queue_list(queues: object) -> list[str]:
@@ -663,4 +985,4 @@ def _queue_list(queues: object) -> list[str]:
         raise InvalidTypeError(f"queues must be a list or tuple of queue names, not {type(queues).__name__}")
     if not queues:
         raise InvalidInputError("queues must name at least one queue")
-    return [check_queue_name(q) for q in queues]
+    return [check_operand(q) for q in queues]

@@ -10,11 +10,15 @@ what a driver author or a test needs to drive it, is in
 
 from .config import Config
 from .errors import (
+    AliasError,
+    AliasShadowsQueueWarning,
     BrokerClosedError,
     BrokerError,
     BusyError,
+    ClockSkewWarning,
     ConfigError,
     DatabaseError,
+    DumpFormatError,
     ForeignDatabaseError,
     IncompatibleDatabaseError,
     IntegrityError,
@@ -33,32 +37,40 @@ from .errors import (
     TimestampError,
     TransactionError,
 )
-from .types import Message, QueueStats
+from .types import BrokerStatus, LoadResult, Message, Order, QueueStats, RenameResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasError",
+    "AliasShadowsQueueWarning",
     "BrokerClosedError",
     "BrokerError",
+    "BrokerStatus",
     "BusyError",
+    "ClockSkewWarning",
     "Config",
     "ConfigError",
     "DatabaseError",
+    "DumpFormatError",
     "ForeignDatabaseError",
     "IncompatibleDatabaseError",
     "IntegrityError",
     "InvalidInputError",
     "InvalidTypeError",
+    "LoadResult",
     "Message",
     "MessageError",
     "MessageIdError",
     "MessageTypeError",
     "NotADatabaseError",
     "OperationCancelled",
+    "Order",
     "OutcomeUnknownError",
     "QueueNameError",
     "QueueNameTypeError",
     "QueueStats",
+    "RenameResult",
     "SchemaVersionError",
     "StatementInterruptedError",
     "TimestampError",

@@ -49,6 +49,8 @@ class Config:
     watch_max_interval: float = 0.006
     watch_burst_sleep: float = 0.001
     watch_jitter: float = 0.15
+    # Loading a dump whose last ID is further ahead of the clock is refused.
+    load_max_future_skew_seconds: int = 300
 
     def __post_init__(self) -> None:
         # Typed construction gets the same checks as parsing from strings.
@@ -182,6 +184,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
     "watch_max_interval": ("BROKER_MAX_INTERVAL", _seconds, repr),
     "watch_burst_sleep": ("BROKER_BURST_SLEEP", _seconds, repr),
     "watch_jitter": ("BROKER_JITTER_FACTOR", _fraction, repr),
+    "load_max_future_skew_seconds": ("BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS", _int(0), str),
 }
 
 CONFIG_KEYS = tuple(key for key, _, _ in _FIELDS.values())
@@ -192,7 +195,6 @@ SIMPLEBROKER_ONLY_KEYS = tuple(
     "BROKER_" + name
     for name in (
         "READ_COMMIT_INTERVAL",
-        "LOAD_MAX_FUTURE_SKEW_SECONDS",
         "POSTGRES_CAPACITY_WAIT_SECONDS",
         "SKIP_IDLE_CHECK",
         "INITIAL_CHECKS",

@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any, TypeVar
 
-from . import schema, timestamps
+from . import aliases, schema, timestamps
 from .commands import (
     COMMIT,
     READ_CLOCK,
@@ -48,13 +48,18 @@ from .errors import (
 )
 from .sqlite import SQLITE
 from .states import HOLDING_BATCH, IDLE, IN_TRANSACTION, Event, State, transition
-from .types import Message, QueueStats
+from .types import BrokerStatus, Message, QueueStats, RenameResult
 from .validation import (
     check_bodies,
     check_body,
     check_id_list,
+    check_keep_newest,
+    check_message_id,
+    check_needle,
+    check_order,
     check_positive,
     check_queue_name,
+    check_search_limit,
     check_selection,
 )
 
@@ -517,12 +522,25 @@ class Session:
         return 0 if row is None else int(row[0])
 
     # ---------------------------------------------------------------- writes
-    def write(self, queue: str, body: str) -> Operation[int]:
-        """Append one message; returns its ID once committed."""
+    def write(self, queue: str, body: str, *, keep_newest: int | None = None) -> Operation[int]:
+        """Append one message; returns its ID once committed.
+
+        ``keep_newest=N`` then claims (SimpleBroker's choice: not deletes)
+        every pending message of the queue but the N newest, in the same
+        transaction: a bounded queue of the latest values.
+        """
         check_queue_name(queue)
         check_body(body, self.core.config.max_message_size)
+        keep = check_keep_newest(keep_newest)
         self.note_change(queue)
-        return self._write_transaction(lambda: self._insert(queue, (body,)), _one, resync_ids=True)
+        if keep is None:
+            return self._write_transaction(lambda: self._insert(queue, (body,)), _one, resync_ids=True)
+        return self._write_transaction(lambda: self._insert_keeping(queue, body, keep), _one, resync_ids=True)
+
+    def _insert_keeping(self, queue: str, body: str, keep: int) -> Operation[int]:
+        message_id = yield from self._insert(queue, (body,))
+        yield Execute(self.dialect.CLAIM_OLDER_PENDING, (queue, queue, keep - 1))
+        return message_id
 
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
         """Append messages in order, in one transaction; returns their IDs."""
@@ -553,17 +571,29 @@ class Session:
             yield ExecuteMany(self.dialect.INSERT_MESSAGE, rows[start : start + size])
             start, size = start + size, min(2 * size, MAX_INSERT_CHUNK_ROWS)
 
-    def broadcast(self, body: str, *, pattern: str | None = None) -> Operation[int]:
-        """Write ``body`` to every existing queue (or those matching a glob), atomically."""
+    def broadcast(
+        self, body: str, *, pattern: str | None = None, queues: Iterable[str] | None = None
+    ) -> Operation[int]:
+        """Write ``body`` to every existing queue (or those matching a glob, or
+        those of ``queues`` that exist), atomically; returns how many got it."""
         check_body(body, self.core.config.max_message_size)
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidTypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
+        chosen: frozenset[str] | None = None
+        if queues is not None:
+            if pattern is not None:
+                raise InvalidInputError("broadcast takes a pattern or a list of queues, not both")
+            if isinstance(queues, str | bytes):
+                raise InvalidTypeError("queues must be an iterable of queue names, not a single str")
+            chosen = frozenset(check_queue_name(q) for q in queues)
         self.note_change(None)
-        return self._write_transaction(lambda: self._broadcast(body, pattern), _same)
+        return self._write_transaction(lambda: self._broadcast(body, pattern, chosen), _same)
 
-    def _broadcast(self, body: str, pattern: str | None) -> Operation[int]:
+    def _broadcast(self, body: str, pattern: str | None, chosen: frozenset[str] | None = None) -> Operation[int]:
         rows = yield Execute(self.dialect.LIST_QUEUES, (), Fetch.ALL)
-        targets = [r[0] for r in rows if pattern is None or fnmatchcase(r[0], pattern)]
+        targets = [
+            r[0] for r in rows if (pattern is None or fnmatchcase(r[0], pattern)) and (chosen is None or r[0] in chosen)
+        ]
         if not targets:
             return 0
         ids = yield from self._allocate_ids(len(targets))
@@ -697,32 +727,46 @@ class Session:
         message_id: int | str | None = None,
         after: int | None = None,
         before: int | None = None,
+        order: str = "oldest",
     ) -> Operation[Message | None]:
-        """Claim the oldest pending message (or one by ID); committed before returned."""
-        statement = self.claim_statement(queue, 1, message_id, after, before)
+        """Claim the oldest (or newest) pending message, or one by ID; committed before returned."""
+        statement = self.claim_statement(queue, 1, message_id, after, before, check_order(order))
         return self._write_transaction(lambda: self.select_first(statement), _found)
 
     def claim_many(
-        self, queue: str, limit: int, *, after: int | None = None, before: int | None = None
+        self, queue: str, limit: int, *, after: int | None = None, before: int | None = None, order: str = "oldest"
     ) -> Operation[list[Message]]:
-        """Claim up to ``limit`` oldest pending messages in one transaction."""
-        return self._claim_rows(queue, check_positive(limit, "limit"), None, after, before)
+        """Claim up to ``limit`` oldest (or newest) pending messages in one transaction."""
+        newest = check_order(order)
+        return self._claim_rows(queue, check_positive(limit, "limit"), None, after, before, newest)
 
     def claim_all(self, queue: str, *, after: int | None = None, before: int | None = None) -> Operation[list[Message]]:
         """Claim every pending message in one transaction: all handed over, or none claimed."""
         return self._claim_rows(queue, self.dialect.NO_LIMIT, None, after, before)
 
     def _claim_rows(
-        self, queue: str, limit: int | None, message_id: object, after: object, before: object
+        self,
+        queue: str,
+        limit: int | None,
+        message_id: object,
+        after: object,
+        before: object,
+        newest: bool = False,
     ) -> Operation[list[Message]]:
-        statement = self.claim_statement(queue, limit, message_id, after, before)
-        return self._write_transaction(lambda: self.select(statement), len)
+        statement = self.claim_statement(queue, limit, message_id, after, before, newest)
+        return self._write_transaction(lambda: self.select(statement, newest), len)
 
     def claim_statement(
-        self, queue: str, limit: int | None, message_id: object = None, after: object = None, before: object = None
+        self,
+        queue: str,
+        limit: int | None,
+        message_id: object = None,
+        after: object = None,
+        before: object = None,
+        newest: bool = False,
     ) -> Execute:
         """The validated claim statement (``limit`` ``dialect.NO_LIMIT``: all); streams reuse it."""
-        if limit == 1 and message_id is None and after is None and before is None:
+        if limit == 1 and message_id is None and after is None and before is None and not newest:
             return self.core.plain_claim(queue)
         check_queue_name(queue)
         mid, lo, hi = check_selection(message_id, after, before)
@@ -730,13 +774,14 @@ class Session:
             by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None
         )
         params = (*self.dialect.where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.dialect.claim(where), params, Fetch.ALL, queue)
+        return Execute(self.dialect.claim(where, newest), params, Fetch.ALL, queue)
 
-    def select(self, statement: Execute) -> Operation[list[Message]]:
-        """Run a statement returning ``(body, ts)`` rows, as messages in ID order."""
+    def select(self, statement: Execute, newest: bool = False) -> Operation[list[Message]]:
+        """Run a statement returning ``(body, ts)`` rows, as messages in ID
+        order (newest first with ``newest``, as SimpleBroker hands them over)."""
         rows = yield statement
         if len(rows) > 1:
-            rows.sort(key=_by_id)  # RETURNING order is unspecified: hand over in ID order
+            rows.sort(key=_by_id, reverse=newest)  # RETURNING order is unspecified
         return [Message(body, ts) for body, ts in rows]
 
     def select_first(self, statement: Execute) -> Operation[Message | None]:
@@ -779,13 +824,15 @@ class Session:
         after: int | None = None,
         before: int | None = None,
         require_unclaimed: bool | None = None,
+        order: str = "oldest",
     ) -> Operation[Message | None]:
-        """Move the oldest pending message (or one by ID) to ``destination``.
+        """Move the oldest (or newest) pending message, or one by ID, to ``destination``.
 
         By ID, claimed messages move too and stay claimed (SimpleBroker 8)
         unless ``require_unclaimed=True``.
         """
-        statement = self._move_statement(source, destination, 1, message_id, after, before, require_unclaimed)
+        newest = check_order(order)
+        statement = self._move_statement(source, destination, 1, message_id, after, before, require_unclaimed, newest)
         return self._write_transaction(lambda: self.select_first(statement), _found)
 
     def move_many(
@@ -796,10 +843,13 @@ class Session:
         *,
         after: int | None = None,
         before: int | None = None,
+        order: str = "oldest",
     ) -> Operation[list[Message]]:
-        """Move up to ``limit`` oldest pending messages in one transaction."""
+        """Move up to ``limit`` oldest (or newest) pending messages in one transaction."""
         limit = check_positive(limit, "limit")
-        return self._move_batch(self._move_statement(source, destination, limit, None, after, before, True))
+        newest = check_order(order)
+        statement = self._move_statement(source, destination, limit, None, after, before, True, newest)
+        return self._write_transaction(lambda: self.select(statement, newest), len)
 
     def move_all(
         self, source: str, destination: str, *, after: int | None = None, before: int | None = None
@@ -828,6 +878,7 @@ class Session:
         after: object,
         before: object,
         require_unclaimed: bool | None,
+        newest: bool = False,
     ) -> Execute:
         check_queue_name(source)
         check_queue_name(destination)
@@ -841,7 +892,7 @@ class Session:
             by_id=mid is not None, unclaimed_only=require_unclaimed, after=lo is not None, before=hi is not None
         )
         params = (destination, *self.dialect.where_params(source, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.dialect.move(where), params, Fetch.ALL)
+        return Execute(self.dialect.move(where, newest), params, Fetch.ALL)
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -852,9 +903,10 @@ class Session:
         after: int | None = None,
         before: int | None = None,
         include_claimed: bool = False,
+        order: str = "oldest",
     ) -> Operation[Message | None]:
-        """The oldest pending message (or one by ID) without claiming it."""
-        rows = self._peek_rows(queue, 1, message_id, after, before, include_claimed)
+        """The oldest (or newest) pending message, or one by ID, without claiming it."""
+        rows = self._peek_rows(queue, 1, message_id, after, before, include_claimed, check_order(order))
         return _first(rows)
 
     def peek_many(
@@ -865,12 +917,22 @@ class Session:
         after: int | None = None,
         before: int | None = None,
         include_claimed: bool = False,
+        order: str = "oldest",
     ) -> Operation[list[Message]]:
-        """Up to ``limit`` oldest messages, oldest first, without claiming them."""
-        return self._peek_rows(queue, check_positive(limit, "limit"), None, after, before, include_claimed)
+        """Up to ``limit`` oldest messages, oldest first (or the newest, newest
+        first), without claiming them."""
+        limit = check_positive(limit, "limit")
+        return self._peek_rows(queue, limit, None, after, before, include_claimed, check_order(order))
 
     def _peek_rows(
-        self, queue: str, limit: int | None, message_id: object, after: object, before: object, include_claimed: bool
+        self,
+        queue: str,
+        limit: int | None,
+        message_id: object,
+        after: object,
+        before: object,
+        include_claimed: bool,
+        newest: bool = False,
     ) -> Operation[list[Message]]:
         check_queue_name(queue)
         mid, lo, hi = check_selection(message_id, after, before)
@@ -878,7 +940,7 @@ class Session:
             by_id=mid is not None, unclaimed_only=not include_claimed, after=lo is not None, before=hi is not None
         )
         params = (*self.dialect.where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return self._read(self.dialect.peek(where), params)
+        return self._read(self.dialect.peek(where, newest), params)
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> Operation[list[Message]]:
         rows = yield Execute(sql, params, Fetch.ALL)
@@ -940,6 +1002,154 @@ class Session:
     def _exists(self, queue: str) -> Operation[bool]:
         row = yield Execute(self.dialect.QUEUE_EXISTS, (queue,), Fetch.ONE)
         return bool(row[0])
+
+    # ------------------------------------------------------------- aliases
+    def resolve_queue(self, name: str) -> Operation[str]:
+        """The queue ``name`` means: an ``@alias``'s target, else ``name`` itself."""
+        alias = aliases.alias_of(name)
+        if alias is None:
+            return _value(check_queue_name(name))
+        return self._alias_target(alias)
+
+    def _alias_target(self, alias: str) -> Operation[str]:
+        row = yield Execute(self.dialect.ALIAS_TARGET, (alias,), Fetch.ONE)
+        if row is None:
+            raise aliases.not_defined(alias)
+        return str(row[0])
+
+    def list_aliases(self) -> Operation[list[tuple[str, str]]]:
+        """``(alias, target)`` pairs, sorted by alias."""
+        return self._list_aliases()
+
+    def _list_aliases(self) -> Operation[list[tuple[str, str]]]:
+        rows = yield Execute(self.dialect.LIST_ALIASES, (), Fetch.ALL)
+        return [(str(alias), str(target)) for alias, target in rows]
+
+    def add_alias(self, alias: str, target: str) -> Operation[bool]:
+        """Add ``@alias`` for ``target``; True when a queue named ``alias``
+        has messages (the caller warns: ``@alias`` and ``alias`` now differ)."""
+        alias, target = aliases.check_new(alias, target)
+        return self._write_transaction(lambda: self._add_alias(alias, target))
+
+    def _add_alias(self, alias: str, target: str) -> Operation[bool]:
+        current = dict((yield from self._list_aliases()))
+        aliases.check_against(alias, target, current)
+        shadows = yield from self._exists(alias)
+        yield Execute(self.dialect.INSERT_ALIAS, (alias, target))
+        yield from self._bump_alias_version()
+        return shadows
+
+    def remove_alias(self, alias: str) -> Operation[bool]:
+        """Remove an alias (named without ``@``); False if there was none."""
+        if not isinstance(alias, str):
+            raise InvalidTypeError(f"alias must be a str, not {type(alias).__name__}")
+        return self._write_transaction(lambda: self._remove_alias(alias))
+
+    def _remove_alias(self, alias: str) -> Operation[bool]:
+        removed = yield Execute(self.dialect.DELETE_ALIAS, (alias,), Fetch.ROWCOUNT)
+        if removed:
+            yield from self._bump_alias_version()
+        return bool(removed)
+
+    def _bump_alias_version(self) -> Operation[None]:
+        # SimpleBroker's readers cache aliases keyed by this value.
+        now = yield READ_CLOCK
+        yield Execute(self.dialect.SET_ALIAS_VERSION, (now,))
+
+    def rename_queue(self, old: str, new: str, *, retarget_aliases: bool = True) -> Operation[RenameResult]:
+        """Give every message of ``old`` (claimed ones too) the name ``new``,
+        and point ``old``'s aliases at ``new`` unless told not to."""
+        for name in (old, new):
+            if aliases.alias_of(name) is None:
+                check_queue_name(name)
+        return self._write_transaction(lambda: self._rename(old, new, bool(retarget_aliases)))
+
+    def _rename(self, old: str, new: str, retarget: bool) -> Operation[RenameResult]:
+        source = yield from self.resolve_queue(old)
+        target = yield from self.resolve_queue(new)
+        if source == target:
+            raise InvalidInputError("Source and target queues cannot be the same")
+        if (yield from self._exists(target)):
+            raise InvalidInputError("Target queue already exists")
+        renamed = yield Execute(self.dialect.RENAME_QUEUE, (target, source), Fetch.ROWCOUNT)
+        if not renamed:
+            return RenameResult(source, target, 0, 0, False)
+        retargeted = 0
+        if retarget:
+            retargeted = yield Execute(self.dialect.RETARGET_ALIASES, (target, source), Fetch.ROWCOUNT)
+            if retargeted:
+                yield from self._bump_alias_version()
+        self.note_change(target)
+        return RenameResult(source, target, int(renamed), int(retargeted), True)
+
+    # ------------------------------------------------- exact IDs, search, status
+    def insert_messages(self, records: Iterable[tuple[str, str, int | str]]) -> Operation[int]:
+        """Insert ``(queue, body, id)`` rows as pending with their exact IDs
+        (a dump being loaded), in one transaction; ``meta.last_ts`` follows
+        the largest so new IDs stay above them. A duplicate ID inserts nothing."""
+        rows, top = _exact_rows(records, self.core.config.max_message_size)
+        for queue in {row[0] for row in rows}:
+            self.note_change(queue)
+        return self._write_transaction(lambda: self._insert_exact(rows, top), _same)
+
+    def _insert_exact(self, rows: list[tuple[str, str, int]], top: int) -> Operation[int]:
+        if not rows:
+            return 0
+        start, size = 0, INSERT_CHUNK_ROWS
+        while start < len(rows):
+            yield ExecuteMany(self.dialect.INSERT_EXACT, rows[start : start + size])
+            start, size = start + size, min(2 * size, MAX_INSERT_CHUNK_ROWS)
+        yield Execute(self.dialect.RAISE_LAST_TS, (top, top))
+        return len(rows)
+
+    def raise_last_id(self, value: int | str) -> Operation[None]:
+        """Make every later ID larger than ``value`` (a loaded dump's header)."""
+        last = check_message_id(value, "last_ts")
+        return self._write_transaction(lambda: _run(Execute(self.dialect.RAISE_LAST_TS, (last, last))))
+
+    def find_message_ids(
+        self,
+        queue: str,
+        body_contains: str,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+        before: int | None = None,
+        include_claimed: bool = False,
+    ) -> Operation[list[int]]:
+        """IDs of messages whose body contains ``body_contains`` literally, oldest first."""
+        check_queue_name(queue)
+        needle = check_needle(body_contains)
+        count = check_search_limit(limit)
+        _, lo, hi = check_selection(None, after, before)
+        sql = self.dialect.find_ids(include_claimed=bool(include_claimed), after=lo is not None, before=hi is not None)
+        params = (queue, needle, *(b for b in (lo, hi) if b is not None), count)
+        return _ids(Execute(sql, params, Fetch.ALL))
+
+    def has_pending(self, queue: str, *, after: int | None = None) -> Operation[bool]:
+        """Whether ``queue`` has a pending message (with an ID above ``after``)."""
+        check_queue_name(queue)
+        _, lo, _ = check_selection(None, after, None)
+        if lo is None:
+            return _flag(Execute(self.dialect.HAS_PENDING, (queue,), Fetch.ONE))
+        return _flag(Execute(self.dialect.HAS_PENDING_AFTER, (queue, lo), Fetch.ONE))
+
+    def status(self) -> Operation[BrokerStatus]:
+        """Every row counted (claimed ones until vacuumed), ``meta.last_ts``, the size."""
+        return self._status()
+
+    def _status(self) -> Operation[BrokerStatus]:
+        (total,) = yield Execute(self.dialect.COUNT_MESSAGES, (), Fetch.ONE)
+        last = yield from self.last_id()
+        (size,) = yield Execute(self.dialect.DATABASE_SIZE, (), Fetch.ONE)
+        return BrokerStatus(int(total), last, int(size))
+
+    def dump_page(self, last_ts: int, after: tuple[str, int], limit: int) -> Operation[list[tuple[str, str, int]]]:
+        """Pending ``(queue, body, id)`` rows with IDs up to ``last_ts``, by
+        queue then ID, after the cursor ``(queue, id)``; ``("", 0)`` starts."""
+        queue, last = after
+        params = (last_ts, queue, queue, last, check_positive(limit, "limit"))
+        return _triples(Execute(self.dialect.DUMP_PAGE, params, Fetch.ALL))
 
     # ---------------------------------------------------------------- vacuum
     def vacuum(self, *, compact: bool = False) -> Operation[int]:
@@ -1062,6 +1272,49 @@ def _one(_: int) -> int:
 
 def _same(count: int) -> int:
     return count
+
+
+def _exact_rows(records: Iterable[tuple[str, str, int | str]], max_size: int) -> tuple[list[tuple[str, str, int]], int]:
+    """Checked ``(queue, body, id)`` rows and the ``last_ts`` they need."""
+    if isinstance(records, str | bytes):
+        raise InvalidTypeError("records must be an iterable of (queue, body, id) tuples")
+    rows: list[tuple[str, str, int]] = []
+    seen: set[int] = set()
+    for record in records:
+        if not isinstance(record, tuple | list) or len(record) != 3:
+            raise InvalidTypeError("insert records must be (queue, message, message_id) tuples")
+        queue, body, raw_id = record
+        message_id = check_message_id(raw_id)
+        if message_id == 0:
+            raise InvalidInputError("message_id 0 is reserved; use a positive compatible SimpleBroker message ID")
+        if message_id in seen:
+            raise IntegrityError("duplicate message ID in insert batch")
+        seen.add(message_id)
+        rows.append((check_queue_name(queue), check_body(body, max_size), message_id))
+    top = max(seen, default=0) + 1
+    if top > timestamps.ID_LIMIT - 1:
+        raise InvalidInputError("insert high-water timestamp exceeds the largest message ID")
+    return rows, top
+
+
+def _value(value: T) -> Operation[T]:
+    return value
+    yield  # a generator: an operation that runs no statement
+
+
+def _ids(statement: Execute) -> Operation[list[int]]:
+    rows = yield statement
+    return [int(row[0]) for row in rows]
+
+
+def _flag(statement: Execute) -> Operation[bool]:
+    row = yield statement
+    return bool(row[0])
+
+
+def _triples(statement: Execute) -> Operation[list[tuple[str, str, int]]]:
+    rows = yield statement
+    return [(str(q), str(b), int(t)) for q, b, t in rows]
 
 
 def _run(statement: Execute) -> Operation[Any]:

@@ -108,17 +108,49 @@ class Dialect(Protocol):
         self, queue: str, *, message_id: int | None, after: int | None, before: int | None
     ) -> tuple[int | str, ...]: ...
 
-    def claim(self, where: str) -> str:
-        """Params: the filter's, then the limit; returns the claimed rows."""
+    def claim(self, where: str, newest: bool = False) -> str:
+        """Params: the filter's, then the limit; returns the claimed rows
+        (the oldest, or with ``newest`` the newest, ``limit`` of them)."""
         ...
 
-    def move(self, where: str) -> str:
+    def move(self, where: str, newest: bool = False) -> str:
         """Params: the destination, the filter's, then the limit; returns the moved rows."""
         ...
 
-    def peek(self, where: str) -> str:
+    def peek(self, where: str, newest: bool = False) -> str:
         """Params: the filter's, then the limit."""
         ...
+
+    CLAIM_OLDER_PENDING: str
+    """Params ``(queue, queue, n - 1)``: claim all pending messages but the ``n`` newest."""
+
+    # --- exact-ID inserts ---------------------------------------------------
+    INSERT_EXACT: str
+    RAISE_LAST_TS: str
+    """Params ``(value, value)``: ``meta.last_ts`` raised to ``value`` if below it."""
+
+    # --- aliases --------------------------------------------------------------
+    ALIAS_TARGET: str
+    LIST_ALIASES: str
+    INSERT_ALIAS: str
+    DELETE_ALIAS: str
+    SET_ALIAS_VERSION: str
+    RETARGET_ALIASES: str
+    """Params ``(new, old)``; rowcount."""
+    RENAME_QUEUE: str
+    """Params ``(new, old)``; rowcount."""
+
+    # --- search, overview, dump -------------------------------------------------
+    def find_ids(self, *, include_claimed: bool, after: bool, before: bool) -> str:
+        """Params: queue, the literal substring, [after], [before], limit."""
+        ...
+
+    HAS_PENDING: str
+    HAS_PENDING_AFTER: str
+    COUNT_MESSAGES: str
+    DATABASE_SIZE: str
+    DUMP_PAGE: str
+    """Params ``(last_ts, queue, queue, ts, limit)``: pending rows after the cursor, by (queue, ts)."""
 
     # --- vacuum -------------------------------------------------------------
     ANY_CLAIMED: str

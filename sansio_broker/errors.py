@@ -123,3 +123,25 @@ class StatementInterruptedError(DatabaseError):
 class NotADatabaseDriverError(DatabaseError):
     """Raw driver signal that the file is not a database of the engine; the
     core turns it into :class:`NotADatabaseError` with the path in the message."""
+
+
+class AliasError(InvalidInputError):
+    """An alias cannot be added, removed or resolved (SimpleBroker's rules and texts)."""
+
+
+class DumpFormatError(InvalidInputError):
+    """A dump line is not SimpleBroker's ``simplebroker-dump`` v1 format; ``line`` is 1-based (0: no line)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class AliasShadowsQueueWarning(UserWarning):
+    """An alias was added whose name is also a queue with messages: ``@name``
+    and ``name`` now mean different queues."""
+
+
+class ClockSkewWarning(UserWarning):
+    """A loaded dump's last ID is ahead of the wall clock: new IDs follow it,
+    so the clock effectively jumps forward."""

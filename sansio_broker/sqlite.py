@@ -175,11 +175,11 @@ WHERE claimed = 0"""
 
     @staticmethod
     @cache
-    def claim(where: str) -> str:
+    def claim(where: str, newest: bool = False) -> str:
         return (
             "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n"
             f"    SELECT ts FROM messages\n    WHERE {where}\n"
-            "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
+            f"    ORDER BY ts {_direction(newest)}\n    LIMIT ?\n)\nRETURNING body, ts"
         )
 
     # A group operation taking back what it did for callers that withdrew.
@@ -194,18 +194,71 @@ WHERE claimed = 0"""
 
     @staticmethod
     @cache
-    def move(where: str) -> str:
+    def move(where: str, newest: bool = False) -> str:
         # The claimed flag is kept, as SimpleBroker 8 does.
         return (
             "UPDATE messages\nSET queue = ?\nWHERE ts IN (\n"
             f"    SELECT ts FROM messages\n    WHERE {where}\n"
-            "    ORDER BY ts ASC\n    LIMIT ?\n)\nRETURNING body, ts"
+            f"    ORDER BY ts {_direction(newest)}\n    LIMIT ?\n)\nRETURNING body, ts"
         )
 
     @staticmethod
     @cache
-    def peek(where: str) -> str:
-        return f"SELECT body, ts FROM messages\nWHERE {where}\nORDER BY ts ASC\nLIMIT ?"
+    def peek(where: str, newest: bool = False) -> str:
+        return f"SELECT body, ts FROM messages\nWHERE {where}\nORDER BY ts {_direction(newest)}\nLIMIT ?"
+
+    # ``write(..., keep_newest=N)``, after the insert in the same transaction:
+    # claims every pending message but the N newest (params: queue, queue, N-1).
+    # A queue with fewer than N pending has no OFFSET row: nothing is claimed.
+    CLAIM_OLDER_PENDING = (
+        "UPDATE messages\nSET claimed = 1\nWHERE queue = ? AND claimed = 0 AND ts < (\n"
+        "    SELECT ts\n    FROM messages\n    WHERE queue = ? AND claimed = 0\n"
+        "    ORDER BY ts DESC\n    LIMIT 1 OFFSET ?\n)"
+    )
+
+    # --- exact-ID inserts (dump load): the ID high-water mark follows ------
+    # params (max_id + 1, max_id + 1), as SimpleBroker advances it.
+    RAISE_LAST_TS = "UPDATE meta SET value = ? WHERE key = 'last_ts' AND value < ?"
+    INSERT_EXACT = "INSERT INTO messages (queue, body, ts, claimed) VALUES (?, ?, ?, 0)"
+
+    # --- aliases (SimpleBroker's table and version counter) ----------------
+    ALIAS_TARGET = "SELECT target FROM queue_aliases WHERE alias = ?"
+    LIST_ALIASES = "SELECT alias, target FROM queue_aliases ORDER BY alias"
+    INSERT_ALIAS = "INSERT INTO queue_aliases (alias, target) VALUES (?, ?)"
+    DELETE_ALIAS = "DELETE FROM queue_aliases WHERE alias = ?"
+    # Readers cache aliases by this value: every change sets it to the wall clock (ns).
+    SET_ALIAS_VERSION = "UPDATE meta SET value = ? WHERE key = 'alias_version'"
+    RETARGET_ALIASES = "UPDATE queue_aliases SET target = ? WHERE target = ?"
+    RENAME_QUEUE = "UPDATE messages SET queue = ? WHERE queue = ?"
+
+    # --- search and overview -------------------------------------------------
+    @staticmethod
+    @cache
+    def find_ids(*, include_claimed: bool, after: bool, before: bool) -> str:
+        """IDs of messages whose body contains a literal substring (params:
+        queue, needle, [after], [before], limit)."""
+        parts = ["queue = ?"]
+        if not include_claimed:
+            parts.append("claimed = 0")
+        parts.append("instr(body, ?) > 0")
+        if after:
+            parts.append("ts > ?")
+        if before:
+            parts.append("ts < ?")
+        return f"SELECT ts FROM messages\nWHERE {' AND '.join(parts)}\nORDER BY ts\nLIMIT ?"
+
+    HAS_PENDING = "SELECT EXISTS(SELECT 1 FROM messages WHERE queue = ? AND claimed = 0 LIMIT 1)"
+    HAS_PENDING_AFTER = "SELECT EXISTS(SELECT 1 FROM messages WHERE queue = ? AND claimed = 0 AND ts > ? LIMIT 1)"
+    COUNT_MESSAGES = "SELECT COUNT(*) FROM messages"
+    DATABASE_SIZE = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+
+    # --- dump: pending messages by (queue, ts), keyset pages ---------------
+    # params (last_ts, queue, queue, ts, limit): rows after the cursor (queue, ts).
+    DUMP_PAGE = (
+        "SELECT queue, body, ts FROM messages\n"
+        "WHERE claimed = 0 AND ts <= ? AND (queue > ? OR (queue = ? AND ts > ?))\n"
+        "ORDER BY queue, ts\nLIMIT ?"
+    )
 
     # --- delete ------------------------------------------------------------
     DELETE_QUEUE = "DELETE FROM messages WHERE queue = ?"
@@ -329,6 +382,10 @@ WHERE claimed = 0"""
         # SQLite has no notification channel: other processes poll
         # ``PRAGMA data_version``; nothing is added to a write.
         return ()
+
+
+def _direction(newest: bool) -> str:
+    return "DESC" if newest else "ASC"
 
 
 SQLITE = SQLiteDialect()

@@ -15,8 +15,10 @@ the consumer stops early. All delivery semantics live here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+from . import aliases
 from .commands import COMMIT, Operation
 from .core import Session
 from .states import Event
@@ -206,6 +208,22 @@ def open_stream(
     ``all_messages=False`` or a ``message_id`` gives at most one message;
     otherwise every matching message, peeked or claimed per ``commit_interval``.
     """
+    if aliases.alias_of(queue) is not None:
+        return AliasStream(
+            session,
+            queue,
+            lambda target: open_stream(
+                session,
+                target,
+                peek=peek,
+                all_messages=all_messages,
+                commit_interval=commit_interval,
+                message_id=message_id,
+                after=after,
+                before=before,
+                include_claimed=include_claimed,
+            ),
+        )
     if message_id is not None or not all_messages:
         if peek:
             return OnceStream(session._peek_rows(queue, 1, message_id, after, before, include_claimed))
@@ -213,6 +231,31 @@ def open_stream(
     if peek:
         return PeekStream(session, queue, after=after, before=before, include_claimed=include_claimed)
     return ClaimStream(session, queue, commit_interval=commit_interval, after=after, before=before)
+
+
+class AliasStream:
+    """A stream on ``@alias``: its first batch resolves the alias, then the
+    stream on the target serves every batch (an alias retargeted meanwhile
+    does not move a stream already running)."""
+
+    def __init__(self, session: Session, operand: str, make: Callable[[str], Stream]) -> None:
+        self._session = session
+        self._operand = operand
+        self._make = make
+        self._inner: Stream | None = None
+
+    def next_batch(self) -> Operation[list[Message]]:
+        if self._inner is None:
+            return self._first_batch()
+        return self._inner.next_batch()
+
+    def _first_batch(self) -> Operation[list[Message]]:
+        target = yield from self._session.resolve_queue(self._operand)
+        self._inner = self._make(target)
+        return (yield from self._inner.next_batch())
+
+    def close(self) -> Operation[None]:
+        return _nothing_none() if self._inner is None else self._inner.close()
 
 
 def _nothing() -> Operation[list[Message]]:

@@ -199,3 +199,54 @@ def check_broker(broker: object, expected: type[T], owner: str) -> T:
     raise InvalidTypeError(
         f"{owner}(name, broker): broker must be a broker object ({name}), not {type(broker).__name__}{hint}"
     )
+
+
+ORDERS = ("oldest", "newest")
+MAX_KEEP_NEWEST = 9999
+
+
+def check_order(order: object) -> bool:
+    """``order`` of a bounded selection; True for newest-first."""
+    if not isinstance(order, str) or order not in ORDERS:
+        raise InvalidInputError("order must be 'oldest' or 'newest'")
+    return order == "newest"
+
+
+def check_keep_newest(value: object) -> int | None:
+    """``write(..., keep_newest=N)``: ``None`` or an int in 1..9999 (SimpleBroker's bounds)."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise InvalidTypeError(f"keep_newest must be an integer from 1 to {MAX_KEEP_NEWEST} or None")
+    if not 1 <= value <= MAX_KEEP_NEWEST:
+        raise InvalidInputError(f"keep_newest must be between 1 and {MAX_KEEP_NEWEST}")
+    return value
+
+
+BODY_SEARCH_MAX_LIMIT = 1000
+BODY_SEARCH_MIN_CHARS = 3
+BODY_SEARCH_MAX_LENGTH = 1024
+
+
+def check_needle(value: object) -> str:
+    """``find_message_ids``'s literal substring: at most 1024 characters, at
+    least 3 of them not whitespace (a search for "" or "a" matches everything)."""
+    if not isinstance(value, str):
+        raise InvalidTypeError("body_contains must be a string")
+    if len(value) > BODY_SEARCH_MAX_LENGTH:
+        raise InvalidInputError(f"body_contains must be at most {BODY_SEARCH_MAX_LENGTH} characters")
+    if sum(1 for c in value if not c.isspace()) < BODY_SEARCH_MIN_CHARS:
+        raise InvalidInputError(
+            f"body_contains must contain at least {BODY_SEARCH_MIN_CHARS} non-whitespace characters"
+        )
+    return value
+
+
+def check_search_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError("limit must be an int")
+    if value < 1:
+        raise InvalidInputError("limit must be at least 1")
+    if value > BODY_SEARCH_MAX_LIMIT:
+        raise InvalidInputError(f"limit must be at most {BODY_SEARCH_MAX_LIMIT}")
+    return value

@@ -27,6 +27,7 @@ DEFAULTS = {
     "watch_max_interval": 0.006,
     "watch_burst_sleep": 0.001,
     "watch_jitter": 0.15,
+    "load_max_future_skew_seconds": 300,
 }
 
 
@@ -49,6 +50,7 @@ def test_defaults_equal_simplebrokers() -> None:
     assert ours.vacuum_threshold_percent == sb["VACUUM_THRESHOLD"]
     assert ours.vacuum_batch_size == sb["VACUUM_BATCH_SIZE"]
     assert ours.generator_batch_size == sb["GENERATOR_BATCH_SIZE"]
+    assert ours.load_max_future_skew_seconds == sb["LOAD_MAX_FUTURE_SKEW_SECONDS"]
 
 
 def test_config_keys() -> None:
@@ -66,6 +68,7 @@ def test_config_keys() -> None:
         "BROKER_MAX_INTERVAL",
         "BROKER_BURST_SLEEP",
         "BROKER_JITTER_FACTOR",
+        "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS",
     )
 
 
@@ -259,6 +262,7 @@ def test_to_mapping_renders_every_key_as_text() -> None:
         "BROKER_MAX_INTERVAL": "0.006",
         "BROKER_BURST_SLEEP": "0.001",
         "BROKER_JITTER_FACTOR": "0.15",
+        "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "300",
     }
     assert Config(auto_vacuum=False).to_mapping()["BROKER_AUTO_VACUUM"] == "0"
 

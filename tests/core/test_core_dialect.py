@@ -96,6 +96,21 @@ class FakeDialect:
     OVERALL_STATS = fake(SQLITE.OVERALL_STATS)
     ANY_CLAIMED = fake(SQLITE.ANY_CLAIMED)
     DELETE_CLAIMED_BATCH = fake(SQLITE.DELETE_CLAIMED_BATCH)
+    CLAIM_OLDER_PENDING = fake(SQLITE.CLAIM_OLDER_PENDING)
+    INSERT_EXACT = fake(SQLITE.INSERT_EXACT)
+    RAISE_LAST_TS = fake(SQLITE.RAISE_LAST_TS)
+    ALIAS_TARGET = fake(SQLITE.ALIAS_TARGET)
+    LIST_ALIASES = fake(SQLITE.LIST_ALIASES)
+    INSERT_ALIAS = fake(SQLITE.INSERT_ALIAS)
+    DELETE_ALIAS = fake(SQLITE.DELETE_ALIAS)
+    SET_ALIAS_VERSION = fake(SQLITE.SET_ALIAS_VERSION)
+    RETARGET_ALIASES = fake(SQLITE.RETARGET_ALIASES)
+    RENAME_QUEUE = fake(SQLITE.RENAME_QUEUE)
+    HAS_PENDING = fake(SQLITE.HAS_PENDING)
+    HAS_PENDING_AFTER = fake(SQLITE.HAS_PENDING_AFTER)
+    COUNT_MESSAGES = fake(SQLITE.COUNT_MESSAGES)
+    DATABASE_SIZE = TAG + "SELECT pg_database_size(current_database())"
+    DUMP_PAGE = fake(SQLITE.DUMP_PAGE)
     VACUUM_LOCK = TAG + "SELECT pg_try_advisory_lock(42)"
     VACUUM_UNLOCK = TAG + "SELECT pg_advisory_unlock(42)"
 
@@ -124,14 +139,17 @@ class FakeDialect:
     ) -> tuple[int | str, ...]:
         return SQLITE.where_params(queue, message_id=message_id, after=after, before=before)
 
-    def claim(self, where: str) -> str:
-        return fake(SQLITE.claim(where))
+    def claim(self, where: str, newest: bool = False) -> str:
+        return fake(SQLITE.claim(where, newest))
 
-    def move(self, where: str) -> str:
-        return fake(SQLITE.move(where))
+    def move(self, where: str, newest: bool = False) -> str:
+        return fake(SQLITE.move(where, newest))
 
-    def peek(self, where: str) -> str:
-        return fake(SQLITE.peek(where))
+    def peek(self, where: str, newest: bool = False) -> str:
+        return fake(SQLITE.peek(where, newest))
+
+    def find_ids(self, *, include_claimed: bool, after: bool, before: bool) -> str:
+        return fake(SQLITE.find_ids(include_claimed=include_claimed, after=after, before=before))
 
     def lock_vacuum(self) -> Operation[bool]:
         (acquired,) = yield Execute(self.VACUUM_LOCK, (), Fetch.ONE)
