@@ -14,6 +14,7 @@ Written once for every engine; free of any runtime.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sansio_broker import Config
 from sansio_broker.driver import Session
@@ -21,7 +22,9 @@ from sansio_broker.driver import State as SessionState
 from sansio_broker.watching import WatchSettings
 
 from ._signals import LOG, FileSignal, Subscription, signal_for
-from ._watcher import Watcher
+
+if TYPE_CHECKING:  # imported when a waiter first listens: a process that never waits skips its set-up cost
+    from ._watcher import Watcher
 
 Deliver = Callable[[frozenset[str] | None], object]
 """Called (from any thread) with the queues that may have changed (``None``: any)."""
@@ -75,6 +78,8 @@ class News:
             self._subscription = signal.subscribe(self._deliver)
         watcher = self._watcher
         if watcher is None:
+            from ._watcher import Watcher
+
             watcher = self._watcher = Watcher(
                 self._path,
                 self._from_watcher,

@@ -13,7 +13,6 @@ ints, and binds every other count as a 64-bit one.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -225,5 +224,7 @@ def _known_key_hint(key: object) -> str:
         return expected + f" (keys are str, not {type(key).__name__})"
     name = key.strip().upper().replace("-", "_").removeprefix("BROKER_")
     names = sorted(k.removeprefix("BROKER_") for k in KNOWN_KEYS)
+    import difflib  # only for a mistyped key: keeps every start-up from paying for it
+
     matches = [name] if name in names else difflib.get_close_matches(name, names, n=1, cutoff=0.75)
     return expected + (f" (did you mean BROKER_{matches[0]}?)" if matches else "")

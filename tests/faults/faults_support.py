@@ -569,6 +569,18 @@ def s_claim_id(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
         out.delivered.append(message)
 
 
+def s_write_keep(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
+    body = f"{t.a}-w{caller}"
+    out.attempted.append(body)
+    out.written = [_sync_queue(broker, t.a).write(body, keep_newest=1)]
+
+
+def s_claim_newest(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
+    message = _sync_queue(broker, t.a).claim(order="newest")
+    if message is not None:
+        out.delivered.append(message)
+
+
 def s_claim_many(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
     out.delivered.extend(_sync_queue(broker, t.a).claim_many(2))
 
@@ -642,6 +654,18 @@ async def a_claim_id(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -
         out.delivered.append(message)
 
 
+async def a_write_keep(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
+    body = f"{t.a}-w{caller}"
+    out.attempted.append(body)
+    out.written = [await q(t.a, broker).write(body, keep_newest=1)]
+
+
+async def a_claim_newest(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
+    message = await q(t.a, broker).claim(order="newest")
+    if message is not None:
+        out.delivered.append(message)
+
+
 async def a_claim_many(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
     out.delivered.extend(await q(t.a, broker).claim_many(2))
 
@@ -685,9 +709,11 @@ def _ids(messages: list[Message]) -> list[int]:
 SHAPES: tuple[Shape, ...] = (
     Shape("write", "write", 0, s_write, a_write),
     Shape("write_many", "write", 0, s_write_many, a_write_many),
+    Shape("write_keep", "write", 0, s_write_keep, a_write_keep),
     Shape("read", "claim", 2, s_read, a_read, expect=lambda s: _ids(s[:1])),
     Shape("claim_id", "claim", 3, s_claim_id, a_claim_id, expect=lambda s: _ids(s[1:2])),
     Shape("claim_many", "claim", 3, s_claim_many, a_claim_many, expect=lambda s: _ids(s[:2])),
+    Shape("claim_newest", "claim", 3, s_claim_newest, a_claim_newest, expect=lambda s: _ids(s[-1:])),
     Shape("claim_all", "claim", 3, s_claim_all, a_claim_all, expect=_ids),
     Shape("stream1", "claim", 3, s_stream1, a_stream1, expect=_ids),
     Shape("stream3", "claim", 4, s_stream3, a_stream3, expect=_ids, at_least_once=True, busy_may_fail=True),
