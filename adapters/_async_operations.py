@@ -492,6 +492,12 @@ class AsyncOperations:
             )
         )
 
+    async def generate_id(self) -> int:
+        """Reserve a message ID without writing a message: every message
+        written later, by any process, gets a larger one (SimpleBroker's
+        ``generate_timestamp``)."""
+        return await self._engine.run(lambda s: s.generate_id())
+
     async def status(self) -> BrokerStatus:
         """Every row counted (claimed ones until vacuumed), the last ID given
         out (``meta.last_ts``) and the database's size in bytes."""

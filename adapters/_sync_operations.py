@@ -481,6 +481,12 @@ class Operations:
             )
         )
 
+    def generate_id(self) -> int:
+        """Reserve a message ID without writing a message: every message
+        written later, by any process, gets a larger one (SimpleBroker's
+        ``generate_timestamp``)."""
+        return self._engine.run(lambda s: s.generate_id())
+
     def status(self) -> BrokerStatus:
         """Every row counted (claimed ones until vacuumed), the last ID given
         out (``meta.last_ts``) and the database's size in bytes."""

@@ -49,8 +49,7 @@ What differs, and why:
   SimpleBroker they wait on the batch's lock. In an at-least-once
   ``read_generator`` they raise ``TransactionError`` at once.
 - ``get_data_version()`` returns ``None`` (SimpleBroker's own answer for
-  "not available"); ``generate_timestamp()`` reserves an ID by writing and
-  deleting a row in one transaction.
+  "not available").
 - Not provided: ``sidecar()``, ``create_activity_waiter()``,
   ``set_stop_event()`` (they raise ``NotImplementedError``), ``conn``,
   ``session``, and SimpleBroker's other exports (``QueueWatcher``,
@@ -514,11 +513,8 @@ class Queue:
             self._observe(max(seen))
 
     def generate_timestamp(self) -> int:
-        """A fresh ID, above every one given out (reserved by a write undone in its transaction)."""
-        broker = self.broker
-        with broker.transaction():
-            reserved = broker.write(self.name, "")
-            broker.delete_messages(self.name, [reserved])
+        """A fresh ID, above every one given out (reserved: no message is written)."""
+        reserved = self.broker.generate_id()
         self._last_ts = reserved
         return reserved
 

@@ -515,6 +515,15 @@ class Session:
         yield from schema.resync_last_ts(self.dialect)
         self.core.last_id = 0
 
+    def generate_id(self) -> Operation[int]:
+        """Reserve one ID without writing a message (SimpleBroker's
+        ``generate_timestamp``): every message written later has a larger one."""
+        return self._write_transaction(self._reserve_id)
+
+    def _reserve_id(self) -> Operation[int]:
+        ids = yield from self._allocate_ids(1)
+        return ids[0]
+
     def last_id(self) -> Operation[int]:
         """The highest ID given out so far (``meta.last_ts``): every message
         written later has a larger one (a peeking watch starts here)."""
