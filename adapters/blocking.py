@@ -34,7 +34,7 @@ from sansio_broker import (
     OutcomeUnknownError,
     TransactionError,
 )
-from sansio_broker.driver import BrokerCore, ClaimStream, Operation, Session, State, Stream
+from sansio_broker.driver import BrokerCore, Operation, Session, State, Stream
 from sansio_broker.validation import check_path
 
 from ._group import (
@@ -338,7 +338,7 @@ class _Engine:
     def stream(self, make: Callable[[Session], Stream], shape: Callable[[Message], R]) -> MessageStream[R]:
         connection = self._connection()
         source = make(connection.session)
-        return _Stream(_iterate(connection, source, shape, claims=isinstance(source, ClaimStream)))
+        return _Stream(_iterate(connection, source, shape, claims=source.claims))
 
     def _claiming(self, connection: _Connection, make: Callable[[Session], Operation[T]], shape: Callable[[T], R]) -> R:
         """Run a claim and hand over ``shape(answer)``; if the caller is

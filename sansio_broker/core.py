@@ -1293,13 +1293,14 @@ def _exact_rows(records: Iterable[tuple[str, str, int | str]], max_size: int) ->
         if not isinstance(record, tuple | list) or len(record) != 3:
             raise InvalidTypeError("insert records must be (queue, message, message_id) tuples")
         queue, body, raw_id = record
+        checked = (check_queue_name(queue), check_body(body, max_size))  # SimpleBroker's order: name, size, ID
         message_id = check_message_id(raw_id)
         if message_id == 0:
             raise InvalidInputError("message_id 0 is reserved; use a positive compatible SimpleBroker message ID")
         if message_id in seen:
             raise IntegrityError("duplicate message ID in insert batch")
         seen.add(message_id)
-        rows.append((check_queue_name(queue), check_body(body, max_size), message_id))
+        rows.append((*checked, message_id))
     top = max(seen, default=0) + 1
     if top > timestamps.ID_LIMIT - 1:
         raise InvalidInputError("insert high-water timestamp exceeds the largest message ID")

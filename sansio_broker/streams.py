@@ -23,11 +23,15 @@ from .commands import COMMIT, Operation
 from .core import Session
 from .states import Event
 from .types import Message
-from .validation import check_bound, check_positive, check_queue_name
+from .validation import check_bound, check_positive, check_queue_name, check_selection
 
 
 class Stream(Protocol):
     """What a driver needs to iterate any stream."""
+
+    # Whether its batches are claimed: what a driver must give back if the
+    # consumer is interrupted before a committed message reaches it.
+    claims: bool
 
     def next_batch(self) -> Operation[list[Message]]: ...
     def close(self) -> Operation[None]: ...
@@ -35,6 +39,8 @@ class Stream(Protocol):
 
 class ClaimStream:
     """Claims from one queue; see the module docstring for the guarantees."""
+
+    claims = True
 
     def __init__(
         self,
@@ -130,6 +136,8 @@ class ClaimStream:
 class PeekStream:
     """Every matching message, oldest first, in pages; never claims."""
 
+    claims = False
+
     def __init__(
         self,
         session: Session,
@@ -174,8 +182,9 @@ class OnceStream:
     """A stream of one batch: the answer of one operation (a single message,
     or a message by ID)."""
 
-    def __init__(self, operation: Operation[list[Message]]) -> None:
+    def __init__(self, operation: Operation[list[Message]], *, claims: bool) -> None:
         self._operation = operation
+        self.claims = claims
         self.done = False
 
     def next_batch(self) -> Operation[list[Message]]:
@@ -209,9 +218,13 @@ def open_stream(
     otherwise every matching message, peeked or claimed per ``commit_interval``.
     """
     if aliases.alias_of(queue) is not None:
+        # Refuse bad arguments now, as for a plain name; the alias waits for the first batch.
+        check_selection(message_id, after, before)
+        check_positive(commit_interval, "commit_interval")
         return AliasStream(
             session,
             queue,
+            not peek,
             lambda target: open_stream(
                 session,
                 target,
@@ -226,8 +239,8 @@ def open_stream(
         )
     if message_id is not None or not all_messages:
         if peek:
-            return OnceStream(session._peek_rows(queue, 1, message_id, after, before, include_claimed))
-        return OnceStream(session._claim_rows(queue, 1, message_id, after, before))
+            return OnceStream(session._peek_rows(queue, 1, message_id, after, before, include_claimed), claims=False)
+        return OnceStream(session._claim_rows(queue, 1, message_id, after, before), claims=True)
     if peek:
         return PeekStream(session, queue, after=after, before=before, include_claimed=include_claimed)
     return ClaimStream(session, queue, commit_interval=commit_interval, after=after, before=before)
@@ -238,7 +251,8 @@ class AliasStream:
     stream on the target serves every batch (an alias retargeted meanwhile
     does not move a stream already running)."""
 
-    def __init__(self, session: Session, operand: str, make: Callable[[str], Stream]) -> None:
+    def __init__(self, session: Session, operand: str, claims: bool, make: Callable[[str], Stream]) -> None:
+        self.claims = claims
         self._session = session
         self._operand = operand
         self._make = make
