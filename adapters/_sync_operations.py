@@ -577,10 +577,12 @@ class Operations:
         messages = added = 0
         batch: list[tuple[str, str, int]] = []
         for line in _iterable(lines, "lines"):
-            record = reader.feed(line)
-            for text in reader.warnings:
-                warnings.warn(text, ClockSkewWarning, stacklevel=2)
-            reader.warnings.clear()
+            try:
+                record = reader.feed(line)
+            finally:  # a header too far ahead warns, then is refused
+                for text in reader.warnings:
+                    warnings.warn(text, ClockSkewWarning, stacklevel=2)
+                reader.warnings.clear()
             if isinstance(record, dump_format.AliasRecord):
                 self.add_alias(record.alias, record.target)
                 added += 1

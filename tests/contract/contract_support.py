@@ -77,9 +77,21 @@ BROKER_CALLS = frozenset(
         "queue_exists",
         "vacuum",
         "read",
+        "get",
+        "add_alias",
+        "remove_alias",
+        "list_aliases",
+        "resolve_queue",
+        "rename_queue",
+        "insert_messages",
+        "load",
+        "find_message_ids",
+        "has_pending",
+        "status",
+        "return_messages",
     }
 )
-BROKER_STREAMS = frozenset({"stream", "stream_read"})
+BROKER_STREAMS = frozenset({"stream", "stream_read", "dump"})
 QUEUE_CALLS = frozenset(
     {
         "write",
@@ -98,6 +110,9 @@ QUEUE_CALLS = frozenset(
         "move_many",
         "move_all",
         "delete",
+        "find_message_ids",
+        "has_pending",
+        "insert_messages",
     }
 )
 QUEUE_STREAMS = frozenset({"stream", "messages"})

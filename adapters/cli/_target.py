@@ -1,0 +1,320 @@
+"""Flags + ``BROKER_*`` environment -> :class:`Target`: which database a command runs on.
+
+SimpleBroker's precedence (``cli.py _resolve_target``): an explicit ``-f``;
+then a project ``.broker.toml`` (one directory, or upward with
+``BROKER_PROJECT_SCOPE``) or an upward ``.broker.db``; then
+``BROKER_BACKEND``; then ``-d`` / ``BROKER_DEFAULT_DB_LOCATION`` / the
+working directory with ``-f`` / ``BROKER_DEFAULT_DB_NAME``. The file system
+is read through :class:`Files`, so tests can point it anywhere.
+
+A ``postgres`` target is resolved (DSN and schema) but not run yet: the
+runner refuses it with one clear error, the seam a later issue fills in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._grammar import Invocation
+
+MAX_DEPTH = 100
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# Commands whose existing file is checked for SQLite's header first (broker's list).
+HEADER_CHECKED = frozenset({"read", "peek", "exists", "move", "list", "stats"})
+
+
+class TargetError(Exception):
+    """A target that cannot be used; the text is broker's."""
+
+
+class SettingError(Exception):
+    """A bad ``BROKER_*`` value; printed as broker prints it (warning + fatal line)."""
+
+    def __init__(self, key: str, value: str, expected: str) -> None:
+        super().__init__(f"invalid configuration {key}={value!r}: expected {expected}")
+        self.key, self.value, self.expected = key, value, expected
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``BROKER_*`` keys only the command line reads (the broker's own come from ``Config``)."""
+
+    default_db_location: str = ""
+    default_db_name: str = ".broker.db"
+    project_scope: bool = False
+    project_config_path: str = ""
+    project_config_name: str = ".broker.toml"
+    read_commit_interval: int = 1
+    backend: str = "sqlite"
+    backend_target: str = ""
+    backend_host: str = "localhost"
+    backend_port: str = "5432"
+    backend_user: str = "postgres"
+    backend_password: str = ""
+    backend_database: str = "simplebroker"
+    backend_schema: str = "simplebroker_pg_v1"
+
+
+def _db_name(value: str) -> bool:
+    parts = value.replace("\\", "/").split("/")
+    return (
+        not os.path.isabs(value)
+        and len(parts) <= 2
+        and all(_NAME.fullmatch(p) is not None and p not in (".", "..") for p in parts)
+    )
+
+
+def _relative_dir(value: str) -> bool:
+    parts = [p for p in value.replace("\\", "/").split("/") if p]
+    return os.path.isabs(value) or (len(parts) <= 1 and all(p not in (".", "..") for p in parts))
+
+
+_CHECKS: dict[str, tuple[str, str, Any]] = {
+    # field: (key, broker's description, check)
+    "default_db_location": (
+        "BROKER_DEFAULT_DB_LOCATION",
+        "an absolute directory path or empty string",
+        lambda v: not v or os.path.isabs(v),
+    ),
+    "default_db_name": (
+        "BROKER_DEFAULT_DB_NAME",
+        "a relative database path with at most one directory; components use only ASCII letters, digits, "
+        "dot, dash, and underscore",
+        _db_name,
+    ),
+    "project_config_path": (
+        "BROKER_PROJECT_CONFIG_PATH",
+        "an absolute directory or one relative directory",
+        lambda v: not v or _relative_dir(v),
+    ),
+    "project_config_name": (
+        "BROKER_PROJECT_CONFIG_NAME",
+        "a relative config path with at most one directory",
+        lambda v: not v or (not os.path.isabs(v) and len([p for p in v.replace("\\", "/").split("/") if p]) <= 2),
+    ),
+    "read_commit_interval": (
+        "BROKER_READ_COMMIT_INTERVAL",
+        "a positive integer message count",
+        lambda v: v.strip().lstrip("+").isdigit() and int(v) > 0,
+    ),
+    "backend_port": ("BROKER_BACKEND_PORT", "an integer port", lambda v: re.fullmatch(r"\s*[+-]?\d+\s*", v)),
+}
+_LOAD_SKEW = ("BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS", "a non-negative integer number of seconds")
+
+
+def settings(env: Mapping[str, str]) -> Settings:
+    """Read and check the command line's keys; raises :class:`SettingError` as broker would."""
+    values: dict[str, Any] = {}
+    for name in Settings.__dataclass_fields__:
+        key = "BROKER_" + name.upper()
+        if key not in env:
+            continue
+        raw = env[key]
+        if name in _CHECKS and not _CHECKS[name][2](raw):
+            raise SettingError(key, raw, _CHECKS[name][1])
+        if name == "project_scope":
+            values[name] = raw.lower().strip() in ("1", "true", "yes", "on")
+        elif name == "read_commit_interval":
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    skew = env.get(_LOAD_SKEW[0])
+    if skew is not None and not re.fullmatch(r"\s*\+?\d+\s*", skew):
+        raise SettingError(_LOAD_SKEW[0], skew, _LOAD_SKEW[1])
+    return Settings(**values)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a command runs: a SQLite file, or (a later issue) a PostgreSQL DSN and schema."""
+
+    backend: str
+    path: str | None = None  # sqlite: the file
+    dsn: str | None = None
+    schema: str | None = None
+    display: str = ""  # as broker names it in messages
+
+
+class Files:
+    """The file system as target resolution sees it (tests may subclass)."""
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def is_file(self, path: Path) -> bool:
+        return path.is_file()
+
+    def head(self, path: Path, size: int) -> bytes:
+        with path.open("rb") as f:
+            return f.read(size)
+
+    def toml(self, path: Path) -> dict[str, Any]:
+        import tomllib
+
+        with path.open("rb") as f:
+            return tomllib.load(f)
+
+    def same_device(self, a: Path, b: Path) -> bool:
+        try:
+            return a.stat().st_dev == b.stat().st_dev
+        except OSError:
+            return False
+
+
+def default_dir(s: Settings, cwd: Path) -> Path:
+    return Path(s.default_db_location) if s.default_db_location and s.backend == "sqlite" else cwd
+
+
+def check_directory(path: Path, files: Files) -> None:
+    if not files.exists(path):
+        raise TargetError(f"Directory not found: {path}")
+    if not files.is_dir(path):
+        raise TargetError(
+            f"Path is a file, not a directory: {path}" if files.is_file(path) else f"Not a directory: {path}"
+        )
+
+
+def resolve(inv: Invocation, s: Settings, cwd: Path, files: Files | None = None) -> Target:
+    """The target, validated as broker validates it before running a command."""
+    files = files or Files()
+    explicit_dir = inv.dir is not None
+    work = Path(inv.dir) if inv.dir is not None else default_dir(s, cwd)
+    if explicit_dir and not inv.cleanup:
+        check_directory(work.expanduser(), files)
+    root = Path(os.path.abspath(work.expanduser()))
+    if inv.command != "init" and inv.file is not None:
+        return _sqlite(inv, s, _explicit_file(inv, work), work, files)
+    if s.project_scope:
+        found = _project_target(root, s, files)
+        if found is not None:
+            return found
+    else:
+        toml = _config_path(root if explicit_dir else cwd, s)
+        if files.is_file(toml):
+            return _toml_target(toml, s, files)
+    backend = _backend_target(s)
+    if backend is not None:
+        return backend
+    if inv.command == "init":
+        path = cwd / s.default_db_name
+        return Target("sqlite", str(path), display=str(path))
+    if s.project_scope:
+        raise TargetError(
+            f"BROKER_PROJECT_SCOPE is enabled but no project database '{s.default_db_name}' was found in "
+            f"'{work}' or any parent directory. Run 'broker init' in the project root directory to create one."
+        )
+    name = inv.file if inv.file is not None else s.default_db_name
+    return _sqlite(inv, s, work / name.replace("\\", "/"), work, files)
+
+
+def _explicit_file(inv: Invocation, work: Path) -> Path:
+    assert inv.file is not None
+    path = Path(inv.file)
+    if path.is_absolute():
+        if inv.dir is not None and os.path.realpath(path.parent) != os.path.realpath(work):
+            raise TargetError(f"Inconsistent paths: absolute database path '{path}' conflicts with directory '{work}'")
+        return path
+    return work / inv.file.replace("\\", "/")
+
+
+def _sqlite(inv: Invocation, s: Settings, path: Path, work: Path, files: Files) -> Target:
+    """broker's legacy SQLite checks: directory, name, parent directory, and the file's header."""
+    display = str(path)
+    if inv.cleanup:
+        return Target("sqlite", str(path), display=display)
+    check_directory(work, files)
+    name = inv.file if inv.file is not None else s.default_db_name
+    if not Path(name).is_absolute() and not _db_name(name):
+        raise TargetError(
+            f"Database name must use only ASCII letters, digits, dot, dash, and underscore: {name!r}; "
+            "database names use only ASCII letters, digits, dot, dash, and underscore"
+        )
+    if not Path(name).is_absolute():
+        path = Path(os.path.realpath(path))
+    if not files.exists(path.parent):
+        raise TargetError(f"Parent directory not found: {path.parent}")
+    if files.exists(path) and (inv.command in HEADER_CHECKED or inv.vacuum):
+        head = files.head(path, 16)
+        if head and head != SQLITE_MAGIC:
+            raise TargetError(f"File is not a valid SQLite database (invalid header): {path}")
+    return Target("sqlite", str(path), display=display)
+
+
+def _config_path(directory: Path, s: Settings) -> Path:
+    prefix = Path(s.project_config_path).expanduser() if s.project_config_path else None
+    if prefix is not None and prefix.is_absolute():
+        return prefix / s.project_config_name
+    base = directory / prefix if prefix is not None else directory
+    return Path(os.path.abspath(base / s.project_config_name))
+
+
+def _upward(start: Path, files: Files) -> list[Path]:
+    chain = [start]
+    while len(chain) < MAX_DEPTH and chain[-1].parent != chain[-1]:
+        parent = chain[-1].parent
+        if not files.same_device(chain[-1], parent):
+            break
+        chain.append(parent)
+    return chain
+
+
+def _project_target(root: Path, s: Settings, files: Files) -> Target | None:
+    start = Path(os.path.realpath(root))
+    if s.project_config_path and Path(s.project_config_path).expanduser().is_absolute():
+        candidate = _config_path(start, s)
+        if files.is_file(candidate):
+            return _toml_target(candidate, s, files)
+    else:
+        for directory in _upward(start, files):
+            candidate = _config_path(directory, s)
+            if files.is_file(candidate):
+                return _toml_target(candidate, s, files)
+    for directory in _upward(start, files):
+        candidate = directory / s.default_db_name
+        if files.is_file(candidate):
+            head = files.head(candidate, 16)
+            if head == SQLITE_MAGIC:
+                return Target("sqlite", str(candidate), display=str(candidate))
+    return _backend_target(s)
+
+
+def _toml_target(path: Path, s: Settings, files: Files) -> Target:
+    data = files.toml(path)
+    version, backend, target = data.get("version"), data.get("backend"), data.get("target")
+    if version != 1:
+        raise TargetError(f"Unsupported {path} version {version!r}; expected 1")
+    if not isinstance(backend, str) or not backend:
+        raise TargetError(f"{path} requires a non-empty string 'backend'")
+    if not isinstance(target, str) or not target:
+        raise TargetError(f"{path} requires a non-empty string 'target'")
+    if backend == "sqlite":
+        resolved = Path(os.path.realpath((path.parent / target).expanduser()))
+        return Target("sqlite", str(resolved), display=str(resolved))
+    options = data.get("backend_options", {})
+    schema = options.get("schema", s.backend_schema) if isinstance(options, dict) else s.backend_schema
+    return _named_backend(backend, target, str(schema))
+
+
+def _backend_target(s: Settings) -> Target | None:
+    if s.backend == "sqlite":
+        return None
+    dsn = s.backend_target or (
+        f"postgresql://{s.backend_user}{':' + s.backend_password if s.backend_password else ''}"
+        f"@{s.backend_host}:{s.backend_port}/{s.backend_database}"
+    )
+    return _named_backend(s.backend, dsn, s.backend_schema)
+
+
+def _named_backend(backend: str, dsn: str, schema: str) -> Target:
+    if backend != "postgres":
+        raise TargetError(f"Requested backend '{backend}' is not available.")
+    return Target("postgres", dsn=dsn, schema=schema, display=schema)
