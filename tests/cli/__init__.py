@@ -1,0 +1,1 @@
+"""The `sansio-broker` command line, against SimpleBroker's `broker`."""
