@@ -12,9 +12,12 @@ COUNTER_BITS = 12
 COUNTER_MASK = (1 << COUNTER_BITS) - 1  # 0xFFF
 PHYSICAL_MASK = ~COUNTER_MASK
 ID_LIMIT = 2**63  # IDs are SQLite INTEGERs: strictly below this
-# A last_ts this far ahead of the clock is SimpleBroker's old microsecond
-# layout (about 7.2e18 in 2025); the current allocator cannot continue it.
+# SimpleBroker before 2.1 wrote IDs as ``µs << 12`` (about 7.2e18 in 2025);
+# the current allocator cannot continue them. Such a last_ts is far ahead of
+# the clock AND reads as a time between 2020 and now when decoded that way; a
+# last_ts merely ahead (a dump loaded with --force) is not, and carries on.
 LEGACY_LAYOUT_MARGIN_NS = 2**40
+LEGACY_EARLIEST_US = 1_577_836_800_000_000  # 2020-01-01, before any such release
 
 
 def next_id(now_ns: int, last: int) -> int | None:
@@ -59,4 +62,7 @@ def wait_ns(now_ns: int, last: int) -> int:
 
 def is_legacy_layout(last: int, now_ns: int) -> bool:
     """True for a ``last_ts`` in the pre-2.1 ``µs << 12`` layout."""
-    return last > now_ns + LEGACY_LAYOUT_MARGIN_NS
+    if last <= now_ns + LEGACY_LAYOUT_MARGIN_NS:
+        return False
+    micros = last >> COUNTER_BITS
+    return LEGACY_EARLIEST_US <= micros <= (now_ns + LEGACY_LAYOUT_MARGIN_NS) // 1000

@@ -99,8 +99,16 @@ def test_is_legacy_layout() -> None:
     assert is_legacy_layout(legacy, NOW) is True
     assert is_legacy_layout(NOW, NOW) is False
     assert is_legacy_layout(NOW + 2**40, NOW) is False
-    assert is_legacy_layout(NOW + 2**40 + 1, NOW) is True
     assert is_legacy_layout(0, NOW) is False
+    # Merely ahead of the clock (a dump loaded with --force, a clock that
+    # went back): the IDs carry on, as SimpleBroker's do.
+    assert is_legacy_layout(NOW + 2**40 + 1, NOW) is False
+    assert is_legacy_layout(NOW + 86_400 * 10**9, NOW) is False
+    assert is_legacy_layout(4_000_000_000_000_000_000, NOW) is False  # decodes to the year 2000
+    # The old layout decodes to a time between 2020 and now.
+    assert is_legacy_layout((1_577_836_800_000_000 << 12) | 1, NOW) is True
+    assert is_legacy_layout((1_577_836_700_000_000 << 12) | 1, NOW) is False  # 2019: no release wrote it
+    assert is_legacy_layout(((NOW // 1000 + 10**12) << 12), NOW) is False  # decodes to the future
 
 
 # -------------------------------------------------------------- properties
