@@ -42,13 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from ._grammar import PROG, Help, UsageError, parse
-    from ._target import SettingError, settings
+    from ._target import SettingError, near_misses, settings
 
     args = sys.argv[1:] if argv is None else argv
     try:
         from sansio_broker.config import Config
         from sansio_broker.errors import ConfigError
 
+        for warning in near_misses(os.environ):
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         try:
             cli_settings = settings(os.environ)
             config = Config.from_mapping(os.environ)

@@ -108,6 +108,23 @@ _CHECKS: dict[str, tuple[str, str, Any]] = {
 _LOAD_SKEW = ("BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS", "a non-negative integer number of seconds")
 
 
+def near_misses(env: Mapping[str, str]) -> list[str]:
+    """Warnings for ``BROKER_*`` keys that are a known key in the wrong case
+    (``BROKER_max_message_size``): ignored, as broker ignores them, but said."""
+    from sansio_broker.config import KNOWN_KEYS
+
+    found = []
+    for key, value in env.items():
+        suffix = key[len("BROKER_") :]
+        if not key.startswith("BROKER_") or re.fullmatch(r"[A-Z][A-Z0-9_]*", suffix):
+            continue
+        candidate = "BROKER_" + suffix.upper()
+        if candidate in KNOWN_KEYS:
+            shown = "'***'" if "PASSWORD" in candidate else repr(value)
+            found.append(f"ignoring {key} from the environment: did you mean {candidate}? (value {shown})")
+    return found
+
+
 def settings(env: Mapping[str, str]) -> Settings:
     """Read and check the command line's keys; raises :class:`SettingError` as broker would."""
     values: dict[str, Any] = {}

@@ -93,3 +93,19 @@ def test_postgres_resolves_to_a_dsn_and_schema(tmp_path: Path) -> None:
     assert (built.dsn, built.schema) == ("postgresql://postgres@localhost:5432/simplebroker", "s")
     with pytest.raises(TargetError, match=r"^Requested backend 'nope' is not available\.$"):
         target(tmp_path, {"BROKER_BACKEND": "nope"})
+
+
+def test_a_known_key_in_the_wrong_case_is_named_not_used() -> None:
+    from sansio_broker.adapters.cli._target import near_misses
+
+    env = {
+        "BROKER_max_message_size": "5",
+        "BROKER_Backend_Password": "secret",
+        "BROKER_MAX_MESSAGE_SIZE": "7",  # right: no warning
+        "BROKER_nonsense": "1",  # not a key in any case: silent, as broker is
+        "OTHER": "x",
+    }
+    assert near_misses(env) == [
+        "ignoring BROKER_max_message_size from the environment: did you mean BROKER_MAX_MESSAGE_SIZE? (value '5')",
+        "ignoring BROKER_Backend_Password from the environment: did you mean BROKER_BACKEND_PASSWORD? (value '***')",
+    ]
