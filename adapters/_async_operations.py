@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, overload
 
 from sansio_broker import (
     AliasShadowsQueueWarning,
@@ -36,7 +36,6 @@ from sansio_broker import (
     RenameResult,
 )
 from sansio_broker import aliases as alias_rules
-from sansio_broker import dump as dump_format
 from sansio_broker.aliases import check_operand
 from sansio_broker.driver import Operation, Session, Stream, open_stream
 from sansio_broker.validation import (
@@ -49,6 +48,9 @@ from sansio_broker.validation import (
 )
 
 from ._waiting import Listener
+
+if TYPE_CHECKING:  # imported by dump() and load(): other programs skip json and the format's set-up
+    from sansio_broker import dump as dump_format
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -551,9 +553,13 @@ class AsyncOperations:
         Not a snapshot under concurrent writers: messages written after the
         header are left out, messages claimed meanwhile may be too.
         """
+        from sansio_broker import dump as dump_format
+
         return self._dump(dump_format.Selection.of(include, exclude))
 
     async def _dump(self, selection: dump_format.Selection) -> AsyncIterator[str]:
+        from sansio_broker import dump as dump_format
+
         last_ts = await self._engine.run(lambda s: s.last_id())
         yield dump_format.header_line(last_ts)
         for alias, target in await self.list_aliases():
@@ -580,6 +586,8 @@ class AsyncOperations:
         header ahead of the clock warns; more than
         ``load_max_future_skew_seconds`` ahead is refused unless ``force``.
         """
+        from sansio_broker import dump as dump_format
+
         reader = dump_format.Reader(
             now_ns=time.time_ns(),
             max_future_skew_s=self.config.load_max_future_skew_seconds,

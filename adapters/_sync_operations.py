@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, overload
 
 from sansio_broker import (
     AliasShadowsQueueWarning,
@@ -27,7 +27,6 @@ from sansio_broker import (
     RenameResult,
 )
 from sansio_broker import aliases as alias_rules
-from sansio_broker import dump as dump_format
 from sansio_broker.aliases import check_operand
 from sansio_broker.driver import Operation, Session, Stream, open_stream
 from sansio_broker.validation import (
@@ -40,6 +39,9 @@ from sansio_broker.validation import (
 )
 
 from ._waiting import Listener
+
+if TYPE_CHECKING:  # imported by dump() and load(): other programs skip json and the format's set-up
+    from sansio_broker import dump as dump_format
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -540,9 +542,13 @@ class Operations:
         Not a snapshot under concurrent writers: messages written after the
         header are left out, messages claimed meanwhile may be too.
         """
+        from sansio_broker import dump as dump_format
+
         return self._dump(dump_format.Selection.of(include, exclude))
 
     def _dump(self, selection: dump_format.Selection) -> Iterator[str]:
+        from sansio_broker import dump as dump_format
+
         last_ts = self._engine.run(lambda s: s.last_id())
         yield dump_format.header_line(last_ts)
         for alias, target in self.list_aliases():
@@ -569,6 +575,8 @@ class Operations:
         header ahead of the clock warns; more than
         ``load_max_future_skew_seconds`` ahead is refused unless ``force``.
         """
+        from sansio_broker import dump as dump_format
+
         reader = dump_format.Reader(
             now_ns=time.time_ns(),
             max_future_skew_s=self.config.load_max_future_skew_seconds,
