@@ -53,6 +53,20 @@ BROKER_METHODS = {
     "get_queue_stats",
     "queue_stats",
     "queue_exists",
+    # SimpleBroker's API (issue 12)
+    "add_alias",
+    "remove_alias",
+    "list_aliases",
+    "resolve_queue",
+    "rename_queue",
+    "insert_messages",
+    "dump",
+    "load",
+    "find_message_ids",
+    "has_pending",
+    "status",
+    "generate_id",
+    "return_messages",
     "vacuum",
     "read",
     "stream_read",
@@ -80,6 +94,10 @@ QUEUE_METHODS = {
     "get",
     "get_message",
     "watch",
+    "watch_messages",
+    "has_pending",
+    "find_message_ids",
+    "insert_messages",
 }
 
 
