@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from sansio_broker import Config
 from sansio_broker.driver import Session
 from sansio_broker.driver import State as SessionState
-from sansio_broker.watching import WatchSettings
 
 from ._signals import LOG, FileSignal, Subscription, signal_for
 
@@ -78,6 +77,8 @@ class News:
             self._subscription = signal.subscribe(self._deliver)
         watcher = self._watcher
         if watcher is None:
+            from sansio_broker.watching import WatchSettings
+
             from ._watcher import Watcher
 
             watcher = self._watcher = Watcher(

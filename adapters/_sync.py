@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pathlib
 import sqlite3
 import sys
 import time
@@ -135,6 +134,8 @@ def check_read_only(path: str, core: BrokerCore) -> None:
     """
     if not os.path.exists(path + "-wal"):
         return  # the read-write path reads the file and deletes the WAL it made
+    import pathlib  # only for a file with a WAL: keeps start-up from paying for pathlib's imports
+
     uri = pathlib.Path(path).absolute().as_uri()
     for mode in READ_ONLY_MODES:
         try:

@@ -14,6 +14,9 @@ polling schedule (:class:`WatchSchedule`).
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .commands import (
     Begin,
     Command,
@@ -35,8 +38,25 @@ from .schema import check_database
 from .sqlite import SQLITE, SQLiteDialect
 from .states import TRANSITIONS, Event, State, transition
 from .streams import ClaimStream, PeekStream, Stream, open_stream
-from .testing import Stepper, run_scripted, run_with
-from .watching import WATCH_TRANSITIONS, WatchEvent, WatchSchedule, WatchSettings, WatchState
+
+if TYPE_CHECKING:
+    from .testing import Stepper, run_scripted, run_with
+    from .watching import WATCH_TRANSITIONS, WatchEvent, WatchSchedule, WatchSettings, WatchState
+
+# The stepping helpers and the watcher's schedule load when first asked for:
+# a program that only runs a broker (a command line's start-up) skips them.
+_LATER = {
+    **dict.fromkeys(("Stepper", "run_scripted", "run_with"), "testing"),
+    **dict.fromkeys(("WATCH_TRANSITIONS", "WatchEvent", "WatchSchedule", "WatchSettings", "WatchState"), "watching"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
 
 __all__ = [
     "SQLITE",

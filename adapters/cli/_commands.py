@@ -6,12 +6,9 @@ load the broker.
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
+import os
 import sys
-import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from sansio_broker import Config, Message
@@ -49,7 +46,7 @@ def dispatch(
     assert target.path is not None
     if inv.command == "init":
         return init(inv, target.path, config)
-    if inv.vacuum and not Path(target.path).exists():
+    if inv.vacuum and not os.path.exists(target.path):
         if not inv.quiet:
             _io.err(f"Database not found: {target.path}")
         return 0
@@ -190,8 +187,10 @@ def _emit_one(c: Context, message: Message | None) -> int:
     """A single result: printed; a closed stdout ends quietly (broker's rc 0)."""
     if message is None:
         return 2
-    with contextlib.suppress(_io.StdoutClosed):
+    try:
         c.emit(message)
+    except _io.StdoutClosed:
+        return 0
     return 0
 
 
@@ -268,6 +267,8 @@ def _finite(c: Context, lines: list[str]) -> int:
 
 
 def list_queues(c: Context) -> int:
+    import fnmatch
+
     inv = c.inv
     if inv.prefix is not None and inv.prefix and not _valid_name(inv.prefix):
         raise Failure(f"Invalid queue prefix: {QUEUE_NAME_CHARS}. Cannot begin with a hyphen or a period")
@@ -372,6 +373,8 @@ def _stdin_lines() -> Iterator[str]:
 
 
 def load(c: Context) -> int:
+    import warnings
+
     from sansio_broker.errors import ClockSkewWarning
 
     try:
@@ -399,6 +402,8 @@ def load(c: Context) -> int:
 
 
 def alias(c: Context) -> int:
+    import warnings
+
     inv = c.inv
     if inv.alias_command is None:
         raise Failure("alias subcommand is required")
@@ -428,6 +433,8 @@ def alias(c: Context) -> int:
 
 
 def init(inv: Invocation, path: str, config: Config) -> int:
+    from pathlib import Path  # init and cleanup are rare: pathlib's import is not worth avoiding there
+
     file = Path(path)
     if file.exists():
         with file.open("rb") as f:
@@ -453,6 +460,8 @@ def init(inv: Invocation, path: str, config: Config) -> int:
 
 def cleanup(inv: Invocation, target: Target, display: str) -> int:
     """Delete the database file and its companions (broker's list); "found" means the main file existed."""
+    from pathlib import Path
+
     assert target.path is not None
     path = Path(target.path)
     if path.exists():

@@ -11,8 +11,7 @@ I/O; help text is returned, never printed.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 PROG = "simplebroker"
 TIMESTAMP_LIMIT = "fractional seconds unsupported; use integer ms, integer ns, or a native hybrid ID"
@@ -25,15 +24,13 @@ class UsageError(Exception):
     """An argparse-level error: ``simplebroker: error: <text>``, rc 1, always plain text."""
 
 
-@dataclass(frozen=True)
-class Help:
+class Help(NamedTuple):
     """A help request (or no arguments): the text for stdout, rc 0."""
 
     text: str
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """One parsed command line. Strings stay unparsed: validating them is the runner's, in broker's order."""
 
     command: str | None = None
@@ -80,9 +77,28 @@ class _ShownHelp(Exception):
         self.text = text
 
 
+class _CheckingFormatter(argparse.HelpFormatter):
+    """A fixed width, for the formatter argparse makes on every ``add_argument`` only to check the metavar.
+
+    The default formatter asks the terminal for its width each time (and imports ``shutil``): start-up time
+    spent on a layout nobody prints. Help itself is laid out by the default formatter (``format_help``).
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=80)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(formatter_class=_CheckingFormatter, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def format_help(self) -> str:
+        """Laid out for the terminal, as broker's help is."""
+        self.formatter_class = argparse.HelpFormatter
+        return super().format_help()
 
     def print_help(self, file: Any = None) -> None:
         raise _ShownHelp(self.format_help())
@@ -120,7 +136,7 @@ def _read_peek(p: argparse.ArgumentParser) -> None:
 
 
 class _Sink:
-    """Stands in for a subcommand's parser that this run cannot reach (start-up time: argparse is slow to build)."""
+    """Stands in for a subcommand's parser that this run does not build (start-up time: argparse is slow to build)."""
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: self
@@ -129,8 +145,9 @@ class _Sink:
 def build_parser(default_file: str = ".broker.db", only: str | None = None) -> argparse.ArgumentParser:
     """``broker``'s parser (``cli.py _build_cli_parser``), help strings included.
 
-    ``only``: build that subcommand's options alone (every subcommand is still
-    a choice, so root help and "invalid choice" need the full parser).
+    ``only``: build that subcommand alone, for a command line whose first
+    operand it is (so argparse can only dispatch to it; root help and "invalid
+    choice", which list every subcommand, need the full parser).
     """
     parser = _Parser(
         prog=PROG, description="Simple message broker with pluggable backends", allow_abbrev=False, add_help=False
@@ -157,9 +174,9 @@ def build_parser(default_file: str = ".broker.db", only: str | None = None) -> a
     sub = parser.add_subparsers(title="commands", dest="command", help=None)
 
     def command(name: str, help: str, **kwargs: Any) -> Any:
-        p: argparse.ArgumentParser = sub.add_parser(name, add_help=False, help=help, **kwargs)
         if only is not None and name != only:
             return _Sink()
+        p = sub.add_parser(name, add_help=False, help=help, **kwargs)
         _help(p)
         return p
 
@@ -269,8 +286,7 @@ def build_parser(default_file: str = ".broker.db", only: str | None = None) -> a
     return parser
 
 
-@dataclass(frozen=True)
-class Spellings:
+class Spellings(NamedTuple):
     """The option spellings the pre-pass needs, read off the parser."""
 
     root: frozenset[str]
@@ -419,10 +435,11 @@ def parse(argv: list[str], default_file: str = ".broker.db") -> Invocation | Hel
     """Parse; raises :class:`UsageError` with argparse's (or broker's) message."""
     if not argv:
         return Help(build_parser(default_file).format_help())
-    normalized, command, action_json = _prepare(argv, SPELLINGS)
-    head = normalized[: normalized.index(command)] if command is not None else normalized
-    root_help = any(a in HELP_TOKENS for a in head)
-    parser = build_parser(default_file, None if root_help else command)
+    normalized, command, action_json, start = _prepare(argv, SPELLINGS)
+    # The command as the first operand (after the hoisted root flags): argparse dispatches to it, so only it
+    # is built. Anything else before it (a stray operand, -h) needs every subcommand.
+    first = command is not None and normalized[start : start + 1] == [command]
+    parser = build_parser(default_file, command if first else None)
     try:
         ns = parser.parse_args(normalized)
     except _ShownHelp as shown:
@@ -438,8 +455,12 @@ def parse(argv: list[str], default_file: str = ".broker.db") -> Invocation | Hel
 # ----------------------------------------------------------------- pre-pass
 
 
-def _prepare(argv: list[str], g: Spellings) -> tuple[list[str], str | None, bool]:
-    """``broker``'s ArgumentProcessor, with root flags also taken after the subcommand."""
+def _prepare(argv: list[str], g: Spellings) -> tuple[list[str], str | None, bool, int]:
+    """``broker``'s ArgumentProcessor, with root flags also taken after the subcommand.
+
+    Returns the new argv (hoisted root flags first), the subcommand, whether an action flag took
+    ``--json``, and where the root flags end.
+    """
     root: list[str] = []
     rest: list[str] = []
     seen_root: set[str] = set()
@@ -483,7 +504,7 @@ def _prepare(argv: list[str], g: Spellings) -> tuple[list[str], str | None, bool
         else:
             rest.append(arg)
     rest, action_json = _action_json(rest, seen_root)
-    return root + _protect(rest, g), command, action_json
+    return root + _protect(rest, g), command, action_json, len(root)
 
 
 def _action_json(rest: list[str], seen_root: set[str]) -> tuple[list[str], bool]:

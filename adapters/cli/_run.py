@@ -10,13 +10,12 @@ command has ``--json``) and rc 1; "nothing matched" is rc 2.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _io
 from ._grammar import Invocation, build_parser
 from ._render import error_line
-from ._target import Files, Settings, TargetError, check_directory, default_dir, resolve
+from ._target import Files, Settings, TargetError, check_directory, default_dir, expanded, join, resolve
 
 if TYPE_CHECKING:
     from sansio_broker import Config
@@ -83,13 +82,15 @@ def keep_newest(inv: Invocation) -> int | None:
 
 def selectors(inv: Invocation) -> tuple[int | None, int | None, int | None]:
     """``(after, before, message_id)`` parsed, or a :class:`Failure` with broker's code."""
-    from sansio_broker.bounds import parse_bound, parse_message_id
-    from sansio_broker.errors import MessageIdError
-
     if inv.command not in SELECTOR_COMMANDS:
         return None, None, None
     if inv.command in ("read", "peek", "move") and inv.newest and inv.all:
         raise Failure(NEWEST_WITH_ALL)
+    if inv.after is None and inv.before is None and inv.message_id is None:
+        return None, None, None  # the common case: no parser (nor ``datetime``) to load
+    from sansio_broker.bounds import parse_bound, parse_message_id
+    from sansio_broker.errors import MessageIdError
+
     bounds: list[int | None] = []
     for text in (inv.after, inv.before):
         try:
@@ -103,7 +104,7 @@ def selectors(inv: Invocation) -> tuple[int | None, int | None, int | None]:
     return bounds[0], bounds[1], message_id
 
 
-def run(inv: Invocation, config: Config, settings: Settings, cwd: Path) -> int:
+def run(inv: Invocation, config: Config, settings: Settings, cwd: str) -> int:
     """Everything after parsing; returns the exit code."""
     problem = global_error(inv)
     if problem is not None:
@@ -120,7 +121,7 @@ def run(inv: Invocation, config: Config, settings: Settings, cwd: Path) -> int:
         after, before, message_id = selectors(inv)
         if inv.command is None and not (inv.status or inv.vacuum or inv.cleanup):
             if inv.dir is not None:
-                check_directory(Path(inv.dir).expanduser(), Files())
+                check_directory(expanded(inv.dir), Files())
             return _print_help(settings)
         target = resolve(inv, settings, cwd)
         if target.backend != "sqlite":
@@ -145,10 +146,10 @@ def _print_help(settings: Settings) -> int:
     return 0
 
 
-def _display(inv: Invocation, settings: Settings, cwd: Path) -> str:
+def _display(inv: Invocation, settings: Settings, cwd: str) -> str:
     """How broker names the file in ``--cleanup`` messages: ``dir / file``, unresolved."""
-    directory = Path(inv.dir) if inv.dir is not None else default_dir(settings, cwd)
-    return str(directory / (inv.file if inv.file is not None else settings.default_db_name))
+    directory = inv.dir if inv.dir is not None else default_dir(settings, cwd)
+    return join(directory, inv.file if inv.file is not None else settings.default_db_name)
 
 
 def _redacted(dsn: str) -> str:
@@ -160,5 +161,5 @@ def _redacted(dsn: str) -> str:
     return dsn
 
 
-def cwd() -> Path:
-    return Path(os.getcwd())
+def cwd() -> str:
+    return os.getcwd()

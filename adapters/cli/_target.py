@@ -7,6 +7,10 @@ then a project ``.broker.toml`` (one directory, or upward with
 working directory with ``-f`` / ``BROKER_DEFAULT_DB_NAME``. The file system
 is read through :class:`Files`, so tests can point it anywhere.
 
+Paths are strings spelled as :mod:`pathlib` spells them (broker's messages
+print ``Path`` objects): :func:`spelled`, :func:`join`, :func:`parent`.
+Importing ``pathlib`` would cost start-up time (it loads ``urllib.parse``).
+
 A ``postgres`` target is resolved (DSN and schema) but not run yet: the
 runner refuses it with one clear error, the seam a later issue fills in.
 """
@@ -16,9 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._grammar import Invocation
 
@@ -41,8 +43,7 @@ class SettingError(Exception):
         self.key, self.value, self.expected = key, value, expected
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The ``BROKER_*`` keys only the command line reads (the broker's own come from ``Config``)."""
 
     default_db_location: str = ""
@@ -128,7 +129,7 @@ def near_misses(env: Mapping[str, str]) -> list[str]:
 def settings(env: Mapping[str, str]) -> Settings:
     """Read and check the command line's keys; raises :class:`SettingError` as broker would."""
     values: dict[str, Any] = {}
-    for name in Settings.__dataclass_fields__:
+    for name in Settings._fields:
         key = "BROKER_" + name.upper()
         if key not in env:
             continue
@@ -147,8 +148,7 @@ def settings(env: Mapping[str, str]) -> Settings:
     return Settings(**values)
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where a command runs: a SQLite file, or (a later issue) a PostgreSQL DSN and schema."""
 
     backend: str
@@ -158,40 +158,66 @@ class Target:
     display: str = ""  # as broker names it in messages
 
 
+def spelled(path: str) -> str:
+    """``str(Path(path))`` on POSIX: no ``.`` parts, no repeated or trailing slashes (``..`` stays)."""
+    root = "//" if path.startswith("//") and not path.startswith("///") else "/" if path.startswith("/") else ""
+    return root + "/".join(p for p in path.split("/") if p not in ("", ".")) or "."
+
+
+def join(directory: str, name: str) -> str:
+    """``str(Path(directory) / name)``."""
+    return spelled(os.path.join(directory, name))
+
+
+def parent(path: str) -> str:
+    """``str(Path(path).parent)``."""
+    return spelled(os.path.dirname(spelled(path)))
+
+
+def expanded(path: str) -> str:
+    """``str(Path(path).expanduser())``; an unknown home is broker's error, as ``Path`` raises it."""
+    path = spelled(path)
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
+        if path.startswith("~"):
+            raise TargetError("Could not determine home directory.")
+    return spelled(path)
+
+
 class Files:
     """The file system as target resolution sees it (tests may subclass)."""
 
-    def exists(self, path: Path) -> bool:
-        return path.exists()
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
 
-    def is_dir(self, path: Path) -> bool:
-        return path.is_dir()
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
 
-    def is_file(self, path: Path) -> bool:
-        return path.is_file()
+    def is_file(self, path: str) -> bool:
+        return os.path.isfile(path)
 
-    def head(self, path: Path, size: int) -> bytes:
-        with path.open("rb") as f:
+    def head(self, path: str, size: int) -> bytes:
+        with open(path, "rb") as f:
             return f.read(size)
 
-    def toml(self, path: Path) -> dict[str, Any]:
+    def toml(self, path: str) -> dict[str, Any]:
         import tomllib
 
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             return tomllib.load(f)
 
-    def same_device(self, a: Path, b: Path) -> bool:
+    def same_device(self, a: str, b: str) -> bool:
         try:
-            return a.stat().st_dev == b.stat().st_dev
+            return os.stat(a).st_dev == os.stat(b).st_dev
         except OSError:
             return False
 
 
-def default_dir(s: Settings, cwd: Path) -> Path:
-    return Path(s.default_db_location) if s.default_db_location and s.backend == "sqlite" else cwd
+def default_dir(s: Settings, cwd: str) -> str:
+    return spelled(s.default_db_location) if s.default_db_location and s.backend == "sqlite" else spelled(cwd)
 
 
-def check_directory(path: Path, files: Files) -> None:
+def check_directory(path: str, files: Files) -> None:
     if not files.exists(path):
         raise TargetError(f"Directory not found: {path}")
     if not files.is_dir(path):
@@ -200,14 +226,14 @@ def check_directory(path: Path, files: Files) -> None:
         )
 
 
-def resolve(inv: Invocation, s: Settings, cwd: Path, files: Files | None = None) -> Target:
+def resolve(inv: Invocation, s: Settings, cwd: str, files: Files | None = None) -> Target:
     """The target, validated as broker validates it before running a command."""
     files = files or Files()
     explicit_dir = inv.dir is not None
-    work = Path(inv.dir) if inv.dir is not None else default_dir(s, cwd)
+    work = spelled(inv.dir) if inv.dir is not None else default_dir(s, cwd)
     if explicit_dir and not inv.cleanup:
-        check_directory(work.expanduser(), files)
-    root = Path(os.path.abspath(work.expanduser()))
+        check_directory(expanded(work), files)
+    root = os.path.abspath(expanded(work))
     if inv.command != "init" and inv.file is not None:
         return _sqlite(inv, s, _explicit_file(inv, work), work, files)
     if s.project_scope:
@@ -222,71 +248,71 @@ def resolve(inv: Invocation, s: Settings, cwd: Path, files: Files | None = None)
     if backend is not None:
         return backend
     if inv.command == "init":
-        path = cwd / s.default_db_name
-        return Target("sqlite", str(path), display=str(path))
+        path = join(cwd, s.default_db_name)
+        return Target("sqlite", path, display=path)
     if s.project_scope:
         raise TargetError(
             f"BROKER_PROJECT_SCOPE is enabled but no project database '{s.default_db_name}' was found in "
             f"'{work}' or any parent directory. Run 'broker init' in the project root directory to create one."
         )
     name = inv.file if inv.file is not None else s.default_db_name
-    return _sqlite(inv, s, work / name.replace("\\", "/"), work, files)
+    return _sqlite(inv, s, join(work, name.replace("\\", "/")), work, files)
 
 
-def _explicit_file(inv: Invocation, work: Path) -> Path:
+def _explicit_file(inv: Invocation, work: str) -> str:
     assert inv.file is not None
-    path = Path(inv.file)
-    if path.is_absolute():
-        if inv.dir is not None and os.path.realpath(path.parent) != os.path.realpath(work):
+    path = spelled(inv.file)
+    if os.path.isabs(path):
+        if inv.dir is not None and os.path.realpath(parent(path)) != os.path.realpath(work):
             raise TargetError(f"Inconsistent paths: absolute database path '{path}' conflicts with directory '{work}'")
         return path
-    return work / inv.file.replace("\\", "/")
+    return join(work, inv.file.replace("\\", "/"))
 
 
-def _sqlite(inv: Invocation, s: Settings, path: Path, work: Path, files: Files) -> Target:
+def _sqlite(inv: Invocation, s: Settings, path: str, work: str, files: Files) -> Target:
     """broker's legacy SQLite checks: directory, name, parent directory, and the file's header."""
-    display = str(path)
+    display = path
     if inv.cleanup:
-        return Target("sqlite", str(path), display=display)
+        return Target("sqlite", path, display=display)
     check_directory(work, files)
     name = inv.file if inv.file is not None else s.default_db_name
-    if not Path(name).is_absolute() and not _db_name(name):
+    if not os.path.isabs(name) and not _db_name(name):
         raise TargetError(
             f"Database name must use only ASCII letters, digits, dot, dash, and underscore: {name!r}; "
             "database names use only ASCII letters, digits, dot, dash, and underscore"
         )
-    if not Path(name).is_absolute():
-        path = Path(os.path.realpath(path))
-    if not files.exists(path.parent):
-        raise TargetError(f"Parent directory not found: {path.parent}")
+    if not os.path.isabs(name):
+        path = os.path.realpath(path)
+    if not files.exists(parent(path)):
+        raise TargetError(f"Parent directory not found: {parent(path)}")
     if files.exists(path) and (inv.command in HEADER_CHECKED or inv.vacuum):
         head = files.head(path, 16)
         if head and head != SQLITE_MAGIC:
             raise TargetError(f"File is not a valid SQLite database (invalid header): {path}")
-    return Target("sqlite", str(path), display=display)
+    return Target("sqlite", path, display=display)
 
 
-def _config_path(directory: Path, s: Settings) -> Path:
-    prefix = Path(s.project_config_path).expanduser() if s.project_config_path else None
-    if prefix is not None and prefix.is_absolute():
-        return prefix / s.project_config_name
-    base = directory / prefix if prefix is not None else directory
-    return Path(os.path.abspath(base / s.project_config_name))
+def _config_path(directory: str, s: Settings) -> str:
+    prefix = expanded(s.project_config_path) if s.project_config_path else None
+    if prefix is not None and os.path.isabs(prefix):
+        return join(prefix, s.project_config_name)
+    base = join(directory, prefix) if prefix is not None else directory
+    return os.path.abspath(join(base, s.project_config_name))
 
 
-def _upward(start: Path, files: Files) -> list[Path]:
+def _upward(start: str, files: Files) -> list[str]:
     chain = [start]
-    while len(chain) < MAX_DEPTH and chain[-1].parent != chain[-1]:
-        parent = chain[-1].parent
-        if not files.same_device(chain[-1], parent):
+    while len(chain) < MAX_DEPTH and parent(chain[-1]) != chain[-1]:
+        up = parent(chain[-1])
+        if not files.same_device(chain[-1], up):
             break
-        chain.append(parent)
+        chain.append(up)
     return chain
 
 
-def _project_target(root: Path, s: Settings, files: Files) -> Target | None:
-    start = Path(os.path.realpath(root))
-    if s.project_config_path and Path(s.project_config_path).expanduser().is_absolute():
+def _project_target(root: str, s: Settings, files: Files) -> Target | None:
+    start = os.path.realpath(root)
+    if s.project_config_path and os.path.isabs(expanded(s.project_config_path)):
         candidate = _config_path(start, s)
         if files.is_file(candidate):
             return _toml_target(candidate, s, files)
@@ -296,15 +322,15 @@ def _project_target(root: Path, s: Settings, files: Files) -> Target | None:
             if files.is_file(candidate):
                 return _toml_target(candidate, s, files)
     for directory in _upward(start, files):
-        candidate = directory / s.default_db_name
+        candidate = join(directory, s.default_db_name)
         if files.is_file(candidate):
             head = files.head(candidate, 16)
             if head == SQLITE_MAGIC:
-                return Target("sqlite", str(candidate), display=str(candidate))
+                return Target("sqlite", candidate, display=candidate)
     return _backend_target(s)
 
 
-def _toml_target(path: Path, s: Settings, files: Files) -> Target:
+def _toml_target(path: str, s: Settings, files: Files) -> Target:
     data = files.toml(path)
     version, backend, target = data.get("version"), data.get("backend"), data.get("target")
     if version != 1:
@@ -314,8 +340,8 @@ def _toml_target(path: Path, s: Settings, files: Files) -> Target:
     if not isinstance(target, str) or not target:
         raise TargetError(f"{path} requires a non-empty string 'target'")
     if backend == "sqlite":
-        resolved = Path(os.path.realpath((path.parent / target).expanduser()))
-        return Target("sqlite", str(resolved), display=str(resolved))
+        resolved = os.path.realpath(expanded(join(parent(path), target)))
+        return Target("sqlite", resolved, display=resolved)
     options = data.get("backend_options", {})
     schema = options.get("schema", s.backend_schema) if isinstance(options, dict) else s.backend_schema
     return _named_backend(backend, target, str(schema))

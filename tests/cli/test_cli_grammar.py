@@ -92,6 +92,22 @@ def test_broker_usage_errors_are_kept() -> None:
     )
 
 
+def test_what_comes_before_the_command_is_parsed_as_broker_does() -> None:
+    # Only the command's own parser is built when it is the first operand: anything else before it still
+    # gets every subcommand (the full "invalid choice" list, root help).
+    every = usage("nosuchcmd")[len("argument command: invalid choice: 'nosuchcmd'") :]
+    assert every.endswith("'alias', 'watch', 'init')")
+    assert usage("stray", "write", "q", "x") == "argument command: invalid choice: 'stray'" + every
+    assert usage("-q", "stray", "read", "q") == "argument command: invalid choice: 'stray'" + every
+    root_help = parse(["-h"])
+    assert isinstance(root_help, Help) and parse(["-h", "write", "q"]) == root_help
+    assert "{write,read,peek," in root_help.text
+    # A root flag's value that names a command is the value, not the command.
+    w = inv("-d", "read", "write", "q", "x")
+    assert (w.command, w.dir, w.queue, w.message) == ("write", "read", "q", "x")
+    assert inv("--dir=peek", "read", "q").command == "read"
+
+
 def test_registered_option_spellings_are_not_message_data() -> None:
     assert usage("write", "q", "--all") == (
         "registered option '--all' cannot be used as unescaped message data; use -- before '--all' to send it literally"

@@ -291,6 +291,24 @@ def sh(script: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
 
 
 @pytest.mark.slow
+def test_help_is_brokers_at_any_terminal_width(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
+    # Parsers are built with a fixed-width formatter (no terminal query per option); help is laid out for
+    # the terminal, as broker's is.
+    cases = ["", "write --help", "read -h", "alias add -h", "-q list -h"]
+    script = "; ".join(f"COLUMNS={c} broker {a}; echo @@" for c in (50, 150) for a in cases)
+    done = sh(script, workdir)
+    expected = done.stdout.split("@@\n")[:-1]
+    assert len(set(expected)) == 2 * len(cases), done.stderr  # each its own text, each width its own layout
+    ours = []
+    for columns in (50, 150):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        ours += [cli(capsys, *a.split()) for a in cases]
+    assert ours == [(0, text, "") for text in expected]
+
+
+@pytest.mark.slow
 def test_read_all_into_head_claims_only_what_it_printed(workdir: Path) -> None:
     with Broker(workdir / ".broker.db") as broker:
         broker.write_many("q", [f"m{i}" for i in range(10_000)])

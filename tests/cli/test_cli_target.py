@@ -7,11 +7,22 @@ from pathlib import Path
 import pytest
 
 from sansio_broker.adapters.cli._grammar import Invocation
-from sansio_broker.adapters.cli._target import SettingError, Settings, Target, TargetError, resolve, settings
+from sansio_broker.adapters.cli._target import (
+    SettingError,
+    Settings,
+    Target,
+    TargetError,
+    expanded,
+    join,
+    parent,
+    resolve,
+    settings,
+    spelled,
+)
 
 
 def target(tmp_path: Path, env: dict[str, str] | None = None, **flags: object) -> Target:
-    return resolve(Invocation(**{"command": "list", **flags}), settings(env or {}), tmp_path)  # type: ignore[arg-type]
+    return resolve(Invocation(**{"command": "list", **flags}), settings(env or {}), str(tmp_path))  # type: ignore[arg-type]
 
 
 def test_the_default_is_dot_broker_db_in_the_working_directory(tmp_path: Path) -> None:
@@ -28,7 +39,7 @@ def test_dir_file_and_environment_defaults(tmp_path: Path) -> None:
     assert target(tmp_path, loc, file="z.db").path == str(tmp_path / "loc" / "z.db")
     assert target(tmp_path, {**loc}, dir=str(tmp_path / "sub")).path == str(tmp_path / "sub" / ".broker.db")
     assert target(tmp_path, {"BROKER_DEFAULT_DB_NAME": "my.db"}).path == str(tmp_path / "my.db")
-    init = resolve(Invocation(command="init"), Settings(), tmp_path)
+    init = resolve(Invocation(command="init"), Settings(), str(tmp_path))
     assert init.path == str(tmp_path / ".broker.db")
 
 
@@ -45,7 +56,7 @@ def test_refusals_in_brokers_words(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match=r"^File is not a valid SQLite database \(invalid header\): "):
         target(tmp_path)
     # write does not check the header first (the broker's open fails instead, as broker's does)
-    assert resolve(Invocation(command="write"), Settings(), tmp_path).path == str(tmp_path / ".broker.db")
+    assert resolve(Invocation(command="write"), Settings(), str(tmp_path)).path == str(tmp_path / ".broker.db")
 
 
 def test_bad_settings_are_refused_by_name() -> None:
@@ -109,3 +120,23 @@ def test_a_known_key_in_the_wrong_case_is_named_not_used() -> None:
         "ignoring BROKER_max_message_size from the environment: did you mean BROKER_MAX_MESSAGE_SIZE? (value '5')",
         "ignoring BROKER_Backend_Password from the environment: did you mean BROKER_BACKEND_PASSWORD? (value '***')",
     ]
+
+
+PATHS = ["", ".", "..", "/", "//", "///", "a", "a/", "./a", "a//b/", "/a/./b", "//a/b", "///a", "a/../b", "~", "~/x/"]
+
+
+def test_paths_are_spelled_as_pathlib_spells_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # broker's messages print Path objects; the CLI uses strings (pathlib is slow to import) spelled the same.
+    monkeypatch.setenv("HOME", "/home/someone/")
+    for text in PATHS:
+        assert spelled(text) == str(Path(text)), text
+        assert parent(text) == str(Path(text).parent), text
+        assert expanded(text) == str(Path(text).expanduser()), text
+        for name in PATHS:
+            assert join(text, name) == str(Path(text) / name), (text, name)
+    with pytest.raises(RuntimeError):
+        Path("~no-such-user-here/x").expanduser()
+    with pytest.raises(TargetError, match=r"^Could not determine home directory\.$"):  # broker's words
+        expanded("~no-such-user-here/x")
+    with pytest.raises(TargetError, match=r"^Could not determine home directory\.$"):
+        target(Path("/"), dir="~no-such-user-here")
