@@ -304,6 +304,10 @@ class SyncDriver:
             cursor = self.connection.execute(command.sql, command.params)
             fetch = command.fetch
             if fetch is Fetch.NONE:
+                # Reset now: a statement left mid-row (a PRAGMA that answers)
+                # keeps the connection from closing cleanly, and SQLite then
+                # leaves the -wal and -shm files behind.
+                cursor.close()
                 return None
             if fetch is Fetch.ALL:
                 rows = cursor.fetchall()
@@ -404,6 +408,12 @@ class SyncDriver:
 
     def close(self) -> None:
         self._vacuum_lock.release()
+        # A statement first clears an interrupt still pending (closers
+        # interrupt whatever may run): SQLite would otherwise cut short the
+        # checkpoint it runs when the last connection closes, leaving the
+        # -wal and -shm files behind for the next process to recover.
+        with contextlib.suppress(sqlite3.Error):
+            self.connection.execute("SELECT 1").close()
         self.connection.close()
 
 
