@@ -14,7 +14,6 @@ polling schedule (:class:`WatchSchedule`).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .commands import (
@@ -45,17 +44,20 @@ if TYPE_CHECKING:
 
 # The stepping helpers and the watcher's schedule load when first asked for:
 # a program that only runs a broker (a command line's start-up) skips them.
-_LATER = {
-    **dict.fromkeys(("Stepper", "run_scripted", "run_with"), "testing"),
-    **dict.fromkeys(("WATCH_TRANSITIONS", "WatchEvent", "WatchSchedule", "WatchSettings", "WatchState"), "watching"),
-}
+_TESTING = frozenset({"Stepper", "run_scripted", "run_with"})
+_WATCHING = frozenset({"WATCH_TRANSITIONS", "WatchEvent", "WatchSchedule", "WatchSettings", "WatchState"})
 
 
 def __getattr__(name: str) -> Any:
-    module = _LATER.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    if name in _TESTING:
+        from . import testing
+
+        return getattr(testing, name)
+    if name in _WATCHING:
+        from . import watching
+
+        return getattr(watching, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sansio_broker import (
+    AliasError,
     BrokerError,
     InvalidInputError,
     InvalidTypeError,
@@ -65,7 +66,7 @@ BAD_NAMES: list[Any] = [
     ("newline\n", QueueNameError),
     ("slash/", QueueNameError),
     ("émoji", QueueNameError),
-    ("@alias", QueueNameError),
+    ("@", AliasError),  # "@name" names an alias (tests/contract/test_contract_simplebroker_api.py); "@" alone none
     (None, InvalidTypeError),
     (42, InvalidTypeError),
     (b"bytes", InvalidTypeError),
