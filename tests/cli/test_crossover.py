@@ -169,3 +169,47 @@ def test_watch_sees_the_other_programs_writes(tmp_path: Path, pair: str, mode: l
     pending = subprocess.run([*writer_cmd, "list", "--stats"], cwd=tmp_path, env=env, capture_output=True, check=False)
     expected = b"w: 2\n" if "--peek" in mode else b"w: 0 (2 total, 2 claimed)\n\nTotal claimed messages: 2/2\n"
     assert pending.stdout == expected
+
+
+WATCH_MODES = {
+    # name: (global flags, arguments after "watch w", the lines' starts: a is pending at the start, b and c come later)
+    "peek-after": ([], ["--peek", "--after", "{a}", "-t"], ["{b}\tb\n", "{c}\tc\n"]),
+    "move": ([], ["--move", "w2", "--json"], ['{{"message": "a", ', '{{"message": "b", ', '{{"message": "c", ']),
+    "quiet-consume": (["-q"], [], ["a\n", "b\n", "c\n"]),
+}
+
+
+@pytest.mark.parametrize("mode", list(WATCH_MODES))
+@pytest.mark.parametrize("program", ["broker", "sansio"])
+def test_watch_modes_print_what_broker_prints(tmp_path: Path, program: str, mode: str) -> None:
+    """The same watch on each program: same lines (IDs filled in), same banner rule, rc 0 on SIGTERM."""
+    command = broker_command() if program == "broker" else sansio_command()
+    env = base_env()
+    written = subprocess.run(
+        [*command, "write", "-t", "w", "a"], cwd=tmp_path, env=env, capture_output=True, check=True
+    )
+    ids = {"a": written.stdout.decode().strip()}
+    flags, args, expected = WATCH_MODES[mode]
+    watch = subprocess.Popen(
+        [*command, *flags, "watch", "w", *(arg.format(**ids) for arg in args)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        lines = _lines(watch)
+        got = [] if mode == "peek-after" else [lines.get(timeout=30)]
+        for body in ("b", "c"):
+            done = subprocess.run([*command, "write", "-t", "w", body], cwd=tmp_path, env=env, capture_output=True)
+            ids[body] = done.stdout.decode().strip()
+            got.append(lines.get(timeout=30))
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        rc = watch.wait(timeout=30)
+    assert rc == 0
+    wanted = [line.format(**ids) for line in expected]
+    assert [line.decode()[: len(w)] for line, w in zip(got, wanted, strict=True)] == wanted
+    assert watch.stderr is not None
+    banner = watch.stderr.read().decode()
+    assert (banner == "") == (mode == "quiet-consume"), banner
