@@ -575,12 +575,6 @@ def s_write_keep(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
     out.written = [_sync_queue(broker, t.a).write(body, keep_newest=1)]
 
 
-def s_claim_newest(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
-    message = _sync_queue(broker, t.a).claim(order="newest")
-    if message is not None:
-        out.delivered.append(message)
-
-
 def s_claim_many(broker: Any, t: Trial, out: Outcome, caller: int) -> None:
     out.delivered.extend(_sync_queue(broker, t.a).claim_many(2))
 
@@ -660,12 +654,6 @@ async def a_write_keep(broker: Any, q: Any, t: Trial, out: Outcome, caller: int)
     out.written = [await q(t.a, broker).write(body, keep_newest=1)]
 
 
-async def a_claim_newest(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
-    message = await q(t.a, broker).claim(order="newest")
-    if message is not None:
-        out.delivered.append(message)
-
-
 async def a_claim_many(broker: Any, q: Any, t: Trial, out: Outcome, caller: int) -> None:
     out.delivered.extend(await q(t.a, broker).claim_many(2))
 
@@ -713,7 +701,6 @@ SHAPES: tuple[Shape, ...] = (
     Shape("read", "claim", 2, s_read, a_read, expect=lambda s: _ids(s[:1])),
     Shape("claim_id", "claim", 3, s_claim_id, a_claim_id, expect=lambda s: _ids(s[1:2])),
     Shape("claim_many", "claim", 3, s_claim_many, a_claim_many, expect=lambda s: _ids(s[:2])),
-    Shape("claim_newest", "claim", 3, s_claim_newest, a_claim_newest, expect=lambda s: _ids(s[-1:])),
     Shape("claim_all", "claim", 3, s_claim_all, a_claim_all, expect=_ids),
     Shape("stream1", "claim", 3, s_stream1, a_stream1, expect=_ids),
     Shape("stream3", "claim", 4, s_stream3, a_stream3, expect=_ids, at_least_once=True, busy_may_fail=True),
