@@ -292,6 +292,49 @@ def test_watch_with_a_bad_after_is_refused(broker: Facade) -> None:
             raise AssertionError(f"after={after!r}: the watch yielded {got!r}")
 
 
+def test_watch_move_to_forwards_each_message_before_yielding_it(broker: Facade, db_path: Path) -> None:
+    q = broker.queue("q")
+    q.write_many(["a", "b"])
+    watching = watch(q, 4, move_to="dest")
+    assert still_waiting(broker, watching), "the watch ended before it saw four messages"
+    q.write("c")
+    q.write("d")
+    assert outcome(watching) == ["a", "b", "c", "d"]
+    # Moved, not claimed: pending in the destination, with their IDs.
+    assert pending(broker, "q") == []
+    assert pending(broker, "dest") == ["a", "b", "c", "d"]
+    assert claimed_flags(db_path, "dest") == [0, 0, 0, 0]
+
+
+def test_watch_messages_yields_ids_and_follows_aliases(broker: Facade) -> None:
+    broker.add_alias("w", "q")
+    q = broker.queue("q")
+    ids = q.write_many(["m0", "m1"])
+    watching = watch(broker.queue("@w"), 2, method="watch_messages", peek=True, after=ids[0])
+    assert still_waiting(broker, watching)
+    later = q.write("m2")
+    assert outcome(watching) == [Message("m1", ids[1]), Message("m2", later)]
+
+
+def test_watch_move_to_through_aliases_and_its_refusals(broker: Facade) -> None:
+    broker.add_alias("w", "q")
+    broker.add_alias("d", "dest")
+    broker.queue("q").write("a")
+    assert outcome(watch(broker.queue("@w"), 1, move_to="@d")) == ["a"]
+    assert pending(broker, "dest") == ["a"]
+    q = broker.queue("q")
+    for kwargs, error in (
+        ({"peek": True, "move_to": "x"}, InvalidInputError),
+        ({"move_to": "bad name"}, QueueNameError),
+    ):
+        try:
+            got = outcome(watch(q, 1, **kwargs))
+        except InvalidInputError as exc:
+            assert isinstance(exc, error), repr(exc)
+        else:
+            raise AssertionError(f"{kwargs}: the watch yielded {got!r}")
+
+
 # ---------------------------------------------------------------------- close
 def test_close_wakes_every_waiter(broker: Facade) -> None:
     q = broker.queue("q")

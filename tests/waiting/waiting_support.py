@@ -136,11 +136,11 @@ def _ending(future: Future[Any]) -> str:
 
 
 # ------------------------------------------------------------------ watching
-def _collect_blocking(queue: Any, count: int, kwargs: dict[str, Any]) -> list[str]:
-    got: list[str] = []
+def _collect_blocking(queue: Any, count: int, kwargs: dict[str, Any], method: str = "watch") -> list[Any]:
+    got: list[Any] = []
     if count == 0:
         return got
-    with queue.watch(**kwargs) as stream:
+    with getattr(queue, method)(**kwargs) as stream:
         for body in stream:
             got.append(body)
             if len(got) == count:
@@ -148,11 +148,11 @@ def _collect_blocking(queue: Any, count: int, kwargs: dict[str, Any]) -> list[st
     return got
 
 
-async def _collect_async(queue: Any, count: int, kwargs: dict[str, Any]) -> list[str]:
-    got: list[str] = []
+async def _collect_async(queue: Any, count: int, kwargs: dict[str, Any], method: str = "watch") -> list[Any]:
+    got: list[Any] = []
     if count == 0:
         return got
-    async with queue.watch(**kwargs) as stream:
+    async with getattr(queue, method)(**kwargs) as stream:
         async for body in stream:
             got.append(body)
             if len(got) == count:
@@ -160,13 +160,13 @@ async def _collect_async(queue: Any, count: int, kwargs: dict[str, Any]) -> list
     return got
 
 
-def watch(queue: QueueFacade, count: int, **kwargs: Any) -> Future[list[str]]:
-    """Start ``for body in queue.watch(**kwargs)``, leaving the loop after ``count`` bodies.
+def watch(queue: QueueFacade, count: int, method: str = "watch", **kwargs: Any) -> Future[list[Any]]:
+    """Start ``for body in queue.watch(**kwargs)`` (or ``method``), leaving the loop after ``count`` items.
 
-    The future's result is the bodies seen, in order (fewer if the watch ended first).
+    The future's result is the items seen, in order (fewer if the watch ended first).
     """
     facade = queue.owner
     target = queue.target
     if facade.adapter == "blocking":
-        return _in_thread(lambda: _collect_blocking(target, count, kwargs), "waiting-test-watcher")
-    return start(facade, lambda: _collect_async(target, count, kwargs))
+        return _in_thread(lambda: _collect_blocking(target, count, kwargs, method), "waiting-test-watcher")
+    return start(facade, lambda: _collect_async(target, count, kwargs, method))
