@@ -1,0 +1,1 @@
+"""Smoke tests of the PostgreSQL test server itself (tests/support/pgserver.py) and of simplebroker-pg on it."""
