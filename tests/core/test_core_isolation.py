@@ -76,6 +76,7 @@ def test_the_scan_sees_every_core_module() -> None:
                 "core",
                 "dialect",
                 "errors",
+                "postgres",
                 "schema",
                 "sqlite",
                 "streams",
