@@ -172,8 +172,8 @@ class Dialect(Protocol):
         ...
 
     # --- errors -------------------------------------------------------------
-    def classify_error(self, message: str, code: int | None) -> DatabaseError:
-        """A driver error (text, engine result code) as the core's error class:
+    def classify_error(self, message: str, code: int | str | None) -> DatabaseError:
+        """A driver error (text, engine code: a result code or a SQLSTATE) as the core's error class:
         ``BusyError`` is retried, ``IntegrityError`` resyncs IDs,
         ``NotADatabaseDriverError`` refuses the file."""
         ...

@@ -98,12 +98,13 @@ class OutcomeUnknownError(BrokerError):
 class DatabaseError(BrokerError):
     """The database reported an error the broker does not handle itself.
 
-    ``code`` is the engine's primary result code when the driver knows it.
-    The dialect (``Dialect.classify_error``) picks the subclass, so retry
-    and refusal policy can live in the core.
+    ``code`` is the engine's code when the driver knows it: SQLite's primary
+    result code (an ``int``), PostgreSQL's SQLSTATE (a ``str`` such as
+    ``"40001"``). The dialect (``Dialect.classify_error``) picks the
+    subclass, so retry and refusal policy can live in the core.
     """
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | str | None = None) -> None:
         super().__init__(message)
         self.code = code
 

@@ -908,16 +908,15 @@ SELECT COUNT(*) FROM deleted
     def classify_error(message: str, code: int | str | None) -> DatabaseError:
         """By SQLSTATE (psycopg's ``Error.sqlstate``), as simplebroker-pg's
         ``_translate_error``: 40001/40P01/55P03 retryable, class 23 a
-        constraint, 57014 our cancellation. The protocol's ``code`` is an
-        ``int``; DatabaseError keeps none of a SQLSTATE yet (see the gaps)."""
+        constraint, 57014 our cancellation; the error keeps the SQLSTATE."""
         sqlstate = code if isinstance(code, str) else None
         if sqlstate in RETRYABLE_SQLSTATES:
-            return BusyError(message)
+            return BusyError(message, sqlstate)
         if sqlstate is not None and sqlstate.startswith("23"):
-            return IntegrityError(message)
+            return IntegrityError(message, sqlstate)
         if sqlstate == QUERY_CANCELED:
-            return StatementInterruptedError(message)
-        return DatabaseError(message)
+            return StatementInterruptedError(message, sqlstate)
+        return DatabaseError(message, sqlstate)
 
     # --- change notification -------------------------------------------------
     NOTIFY = f"SELECT pg_notify({_CHANNEL_SQL}, %s)"

@@ -361,10 +361,10 @@ WHERE claimed = 0"""
 
     # --- errors -------------------------------------------------------------
     @staticmethod
-    def classify_error(message: str, code: int | None) -> DatabaseError:
+    def classify_error(message: str, code: int | str | None) -> DatabaseError:
         """By primary result code (the extended code's low byte), else by
         message text for drivers that report none."""
-        primary = None if code is None else code & 0xFF
+        primary = code & 0xFF if isinstance(code, int) else None
         lowered = message.lower()
         if primary in (SQLITE_BUSY, SQLITE_LOCKED) or any(t in lowered for t in _BUSY_TEXT):
             return BusyError(message, primary)

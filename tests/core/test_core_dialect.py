@@ -524,3 +524,11 @@ def test_admission_refusals_name_the_dialect_s_database() -> None:
     old.version = 90000
     with pytest.raises(DatabaseError, match="too old"):
         run(fake_session().open_database("db"), old)
+
+
+def test_sqlite_ignores_a_sqlstate_and_keeps_its_result_code() -> None:
+    from sansio_broker.errors import BusyError as Busy
+
+    assert type(SQLITE.classify_error("boom", "40001")) is DatabaseError  # not SQLite's: no code of its own
+    error = SQLITE.classify_error("database is locked", 261)  # SQLITE_BUSY_RECOVERY
+    assert isinstance(error, Busy) and error.code == 5

@@ -551,6 +551,7 @@ def test_errors_are_classified_as_simplebroker_pg_does(sqlstate: str | None) -> 
     assert isinstance(ours, IntegrityError) == isinstance(theirs, SbIntegrityError)
     assert isinstance(ours, StatementInterruptedError) == (sqlstate == "57014")
     assert str(ours) == str(theirs)
+    assert ours.code == sqlstate  # kept for the caller, as SQLite's result code is
 
 
 def test_an_int_code_is_no_sqlstate() -> None:
