@@ -20,7 +20,7 @@ Conventions every dialect keeps, because the operations rely on them:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .commands import Command, Operation
 from .config import Config
@@ -44,15 +44,19 @@ class Dialect(Protocol):
     # --- schema: reads on open, then creation or repair (SimpleBroker v6) -----
     LIST_TABLES: str
     """Names of the database's tables, one per row."""
-    READ_META: str
-    """``(key, value)`` rows of ``magic``, ``schema_version``, ``last_ts``."""
-    CREATE_SCHEMA_V6: tuple[str, ...]
+    ALIASES_TABLE: str
+    """The alias table's name (SQLite ``queue_aliases``; PostgreSQL ``aliases``)."""
     REPAIR_V6_INDEXES: tuple[str, ...]
     ENSURE_ALIASES: tuple[str, ...]
-    INSERT_MAGIC: str
-    """Param: the magic string; keeps an existing row."""
-    INSERT_SCHEMA_VERSION: str
-    """Param: the version; keeps an existing row."""
+
+    def read_meta(self) -> Operation[dict[str, Any]]:
+        """``magic``, ``schema_version``, ``last_ts`` as stored (absent keys: not stored)."""
+        ...
+
+    def bootstrap(self) -> Operation[bool]:
+        """Inside a write transaction: create the schema (tables, indexes, the
+        meta values), or return False when another process just did."""
+        ...
 
     def connection_setup(self, config: Config) -> tuple[str, ...]:
         """Per-connection settings (nothing persisted), run on every new connection."""

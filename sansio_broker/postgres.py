@@ -515,6 +515,7 @@ WHERE singleton = TRUE
     REPAIR_V6_INDEXES: tuple[str, ...] = (CREATE_QUEUE_TS_INDEX, CREATE_PENDING_QUEUE_TS_INDEX)
     # simplebroker-pg's v4 step; the alias version is a meta column, nothing to insert.
     ENSURE_ALIASES: tuple[str, ...] = (CREATE_ALIASES_TABLE, CREATE_ALIAS_TARGET_INDEX)
+    ALIASES_TABLE = "aliases"
     # The core inserts the magic, then the version, each "keeping an existing
     # row"; the meta row needs both at once. The version is a 0 placeholder
     # until INSERT_SCHEMA_VERSION, in the same transaction (ENSURE_META_ROW is
@@ -551,7 +552,7 @@ WHERE singleton = TRUE
         return True  # a canonical index is absent: REPAIR_V6_INDEXES re-creates it
 
     def bootstrap(self) -> Operation[bool]:
-        """*Proposed*: create the schema, inside a transaction, as simplebroker-pg does
+        """Create the schema, inside a transaction, as simplebroker-pg does
         (``initialize_database``): the setup lock, the re-check, the DDL, the meta
         row. False when another process had created it."""
         yield Execute(ADVISORY_XACT_LOCK, (self.SETUP_LOCK_KEY,))
@@ -566,7 +567,7 @@ WHERE singleton = TRUE
         return True
 
     def read_meta(self) -> Operation[dict[str, Any]]:
-        """*Proposed*: ``magic``, ``schema_version``, ``last_ts``, ``alias_version``
+        """``magic``, ``schema_version``, ``last_ts``, ``alias_version``
         typed; empty when the row is missing (admission reads this, not READ_META)."""
         row = yield Execute(self.META_ROW, (), Fetch.ONE)
         if row is None:

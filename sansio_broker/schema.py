@@ -93,21 +93,14 @@ def _create(dialect: Dialect, label: str, transaction: _Transactor) -> Operation
 
 
 def _create_tables(dialect: Dialect) -> Operation[bool]:
-    tables = yield from _tables(dialect)
-    if tables:
-        return False
-    for statement in dialect.CREATE_SCHEMA_V6:
-        yield Execute(statement)
-    yield Execute(dialect.INSERT_MAGIC, (SIMPLEBROKER_MAGIC,))
-    yield Execute(dialect.INSERT_SCHEMA_VERSION, (SCHEMA_VERSION,))
-    return True
+    return (yield from dialect.bootstrap())
 
 
 def _admit(dialect: Dialect, label: str, tables: set[str], transaction: _Transactor) -> Operation[None]:
     last_ts, missing_indexes = yield from _inspect(dialect, label, tables)
     # Everything was read; from here on the file is ours to write.
     yield from dialect.prepare_storage(label, new=False)
-    repairs = list(dialect.ENSURE_ALIASES) if "queue_aliases" not in tables else []
+    repairs = list(dialect.ENSURE_ALIASES) if dialect.ALIASES_TABLE not in tables else []
     if missing_indexes:
         repairs[:0] = dialect.REPAIR_V6_INDEXES
     if repairs:
@@ -126,7 +119,7 @@ def _inspect(dialect: Dialect, label: str, tables: set[str]) -> Operation[tuple[
                 "open it once with SimpleBroker 8 to upgrade it"
             )
         raise ForeignDatabaseError(f"{label} is {dialect.DATABASE_NOUN} of another program (no broker tables)")
-    meta: dict[str, Any] = dict((yield Execute(dialect.READ_META, (), Fetch.ALL)))
+    meta = yield from dialect.read_meta()
     magic = meta.get("magic")
     if magic is not None and magic != SIMPLEBROKER_MAGIC:
         raise ForeignDatabaseError(f"{label}: database magic string mismatch ({magic!r})")

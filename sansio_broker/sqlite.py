@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from .commands import LOCK_VACUUM_FILE, UNLOCK_VACUUM_FILE, Command, Execute, Fetch, Operation
 from .config import Config
@@ -22,6 +23,7 @@ from .errors import (
     NotADatabaseDriverError,
     StatementInterruptedError,
 )
+from .schema import SCHEMA_VERSION, SIMPLEBROKER_MAGIC
 
 MIN_SQLITE_VERSION = (3, 35, 0)  # RETURNING
 
@@ -294,6 +296,22 @@ WHERE claimed = 0"""
     COMPACT = "VACUUM"
 
     # --- steps the core runs as sub-operations -------------------------------
+    ALIASES_TABLE = "queue_aliases"
+
+    def read_meta(self) -> Operation[dict[str, Any]]:
+        rows = yield Execute(self.READ_META, (), Fetch.ALL)
+        return dict(rows)
+
+    def bootstrap(self) -> Operation[bool]:
+        rows = yield Execute(self.LIST_TABLES, (), Fetch.ALL)
+        if rows:
+            return False
+        for statement in self.CREATE_SCHEMA_V6:
+            yield Execute(statement)
+        yield Execute(self.INSERT_MAGIC, (SIMPLEBROKER_MAGIC,))
+        yield Execute(self.INSERT_SCHEMA_VERSION, (SCHEMA_VERSION,))
+        return True
+
     def check_engine(self) -> Operation[None]:
         (version,) = yield Execute(self.SQLITE_VERSION, (), Fetch.ONE)
         if tuple(int(p) for p in str(version).split(".")[:3]) < MIN_SQLITE_VERSION:

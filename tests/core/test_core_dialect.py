@@ -66,6 +66,7 @@ class FakeDialect:
 
     LIST_TABLES = TAG + "SELECT table_name FROM information_schema.tables"
     READ_META = fake(SQLITE.READ_META)
+    ALIASES_TABLE = "queue_aliases"
     CREATE_SCHEMA_V6: tuple[str, ...] = (TAG + "CREATE TABLE messages (...)", TAG + "CREATE TABLE meta (...)")
     REPAIR_V6_INDEXES: tuple[str, ...] = (TAG + "CREATE INDEX idx_messages_queue_ts",)
     ENSURE_ALIASES: tuple[str, ...] = (TAG + "CREATE TABLE queue_aliases (...)",)
@@ -116,6 +117,19 @@ class FakeDialect:
 
     def connection_setup(self, config: Config) -> tuple[str, ...]:
         return (f"{TAG}SET lock_timeout = {config.busy_timeout_ms}",)
+
+    def read_meta(self) -> Operation[dict[str, Any]]:
+        rows = yield Execute(self.READ_META, (), Fetch.ALL)
+        return dict(rows)
+
+    def bootstrap(self) -> Operation[bool]:
+        if (yield Execute(self.LIST_TABLES, (), Fetch.ALL)):
+            return False
+        for statement in self.CREATE_SCHEMA_V6:
+            yield Execute(statement)
+        yield Execute(self.INSERT_MAGIC, ("simplebroker-v1",))
+        yield Execute(self.INSERT_SCHEMA_VERSION, (6,))
+        return True
 
     def check_engine(self) -> Operation[None]:
         (version,) = yield Execute(TAG + "SHOW server_version_num", (), Fetch.ONE)

@@ -227,7 +227,11 @@ def test_every_statement_parses_on_the_server(conn: Any, schema: str) -> None:
     texts: dict[str, str] = {}
     for name in dir(dialect):
         value = getattr(dialect, name)
-        if name.isupper() and isinstance(value, str) and name not in {"DATABASE_NOUN", "BEGIN_WRITE", "LISTEN"}:
+        if (
+            name.isupper()
+            and isinstance(value, str)
+            and name not in {"DATABASE_NOUN", "BEGIN_WRITE", "LISTEN", "ALIASES_TABLE"}
+        ):
             texts[name] = value
     where = dialect.where(by_id=False, unclaimed_only=True, after=True, before=True)
     for newest in (False, True):
