@@ -1,4 +1,5 @@
-"""The synchronous driver: carries out core commands on one ``sqlite3`` connection.
+"""The synchronous drivers' run loop (:class:`Driver`), and the driver on one
+``sqlite3`` connection (:class:`SyncDriver`) that carries out core commands.
 
 The blocking adapter calls it in the caller's thread; the asyncio and trio
 adapters call it inside the connection's worker thread, so a whole operation
@@ -14,7 +15,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from sansio_broker import Config, Message, errors
 from sansio_broker.driver import (
@@ -22,6 +23,7 @@ from sansio_broker.driver import (
     BrokerCore,
     Command,
     Commit,
+    Dialect,
     Execute,
     ExecuteMany,
     Fetch,
@@ -38,6 +40,7 @@ from sansio_broker.driver import (
 from sansio_broker.sqlite import SQLITE, SQLITE_CONSTRAINT
 
 T = TypeVar("T")
+D = TypeVar("D", bound="Driver")
 
 LOG = logging.getLogger("sansio_broker")
 """Where background failures go (vacuum, give-backs): never into a caller's operation."""
@@ -100,26 +103,57 @@ READ_ONLY_MODES = ("mode=ro&readonly_shm=1", "mode=ro")
 SQLITE_CANTOPEN = 14
 
 
+def set_up(driver: Driver, session: Session, label: str, first: bool) -> None:
+    """Per-connection settings; the broker's ``first`` connection also admits
+    (or creates) the database. ``label`` names it in errors."""
+    driver.run(session.setup_connection(label))
+    if first:
+        driver.run(session.open_database(label))
+
+
 def prepare(driver: SyncDriver, session: Session, path: str, first: bool) -> None:
     """Set up a new connection; the broker's ``first`` also admits (or
     creates) the file, refusing a bad one before any write."""
     if first:  # read-only first: a refused file stays byte-for-byte unchanged
         check_read_only(path, session.core)
-    driver.run(session.setup_connection(path))
-    if first:
-        driver.run(session.open_database(path))
+    set_up(driver, session, path, first)
+
+
+def opened(
+    driver: D, session: Session, label: str, first: bool, prepare: Callable[[D, Session, str, bool], None] = set_up
+) -> D:
+    """``driver`` once ``prepare`` has set its new connection up; closed again if that fails."""
+    try:
+        prepare(driver, session, label, first)
+    except BaseException:
+        driver.close()
+        raise
+    return driver
 
 
 def open_driver(path: str, config: Config, session: Session, first: bool) -> SyncDriver:
     """A new connection, set up (and the file admitted: ``first``), in a driver;
     closed again if that fails."""
-    driver = SyncDriver(connect(path, config), path)
-    try:
-        prepare(driver, session, path, first)
-    except BaseException:
-        driver.close()
-        raise
-    return driver
+    return opened(SyncDriver(connect(path, config), path), session, path, first, prepare)
+
+
+Opener = Callable[[str, Config, Session, bool], "Driver"]
+"""Opens a driver on a target (see :func:`open_driver`)."""
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def backend(target: str, config: Config) -> tuple[Dialect, Opener]:
+    """The dialect and the driver opener for ``target``: a PostgreSQL URL (in
+    the schema ``config.backend_schema``), else a SQLite file. psycopg is
+    imported only for the former."""
+    if target.startswith(POSTGRES_SCHEMES):
+        from sansio_broker.postgres import postgres_dialect
+
+        from ._pgsync import open_pg_driver
+
+        return postgres_dialect(config.backend_schema), open_pg_driver
+    return SQLITE, open_driver
 
 
 def check_read_only(path: str, core: BrokerCore) -> None:
@@ -227,24 +261,32 @@ class Settled(NamedTuple):
 NOT_LANDED = Settled(False, None)
 
 
-class SyncDriver:
+class Driver:
     """Runs operations on one connection. Not thread-safe: one caller at a time.
 
+    The run loop and its bookkeeping, shared by every backend's driver: a
+    subclass supplies the connection's primitives (``_execute``,
+    ``_execute_many``, ``_send``, ``in_transaction``, ``interrupt``,
+    ``close``) and its error type (``ERRORS``, ``translate``).
+
     It keeps what the last operation claimed since its latest ``BEGIN``, and
-    whether a COMMIT was sent since: :meth:`settle` reads them, with
-    SQLite's own ``in_transaction``, when an operation ends without handing
-    its answer to its caller.
+    whether a COMMIT was sent since: :meth:`settle` reads them, with the
+    connection's own transaction state, when an operation ends without
+    handing its answer to its caller.
     """
 
-    def __init__(self, connection: sqlite3.Connection, db_path: str) -> None:
-        self.connection = connection
+    ERRORS: ClassVar[type[Exception]]
+    """The driver module's base error: such errors reach the core as core errors (:meth:`translate`)."""
+    _send: Callable[[str], object]
+    """Runs a transaction-control statement (BEGIN, COMMIT, ROLLBACK)."""
+
+    def __init__(self) -> None:
         # Rows ``(body, id)`` the last claim statement returned, kept as they
         # came (no cost on the hot path); None: no claim statement ran.
         self.claimed: list[tuple[str, int]] | None = None
         self.runs = 0  # operations started: tells a caller whether its own ran
         self.claim_queue = ""
         self.commit_sent = False
-        self._vacuum_lock = VacuumFileLock(db_path)
         self._handlers: dict[type, Callable[[Any], Any]] = {
             Execute: self._execute,
             ExecuteMany: self._execute_many,
@@ -253,11 +295,49 @@ class SyncDriver:
             Rollback: self._control,
             ReadClock: _read_clock,
             Sleep: _sleep,
-            LockVacuumFile: self._lock_vacuum_file,
-            UnlockVacuumFile: self._unlock_vacuum_file,
             SealGroup: self._seal_group,
         }
         self._seal: Seal = no_withdrawals  # the running operation's (one caller at a time)
+
+    @staticmethod
+    def translate(exc: Any) -> errors.DatabaseError:
+        """An ``ERRORS`` as the core's error type, with the original as its cause."""
+        raise NotImplementedError
+
+    def _execute(self, command: Execute) -> Any:
+        raise NotImplementedError
+
+    def _execute_many(self, command: ExecuteMany) -> None:
+        raise NotImplementedError
+
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open on the connection (or it cannot tell: closed)."""
+        raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Cut a running statement short; nothing to do once closed."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _answer(self, cursor: Any, command: Execute) -> Any:
+        """What ``command`` (fetching something) answers from its DB-API ``cursor``;
+        a claim's rows are kept for :meth:`settle`."""
+        fetch = command.fetch
+        if fetch is Fetch.ALL:
+            rows = cursor.fetchall()
+            if command.claims is not None:
+                self.claim_queue = command.claims
+                self.claimed = rows
+            return rows
+        if fetch is Fetch.ONE:
+            # fetchall completes the statement, so no write statement stays
+            # active into the next command (e.g. UPDATE ... RETURNING before COMMIT).
+            rows = cursor.fetchall()
+            return rows[0] if rows else None
+        return cursor.rowcount
 
     def run(self, operation: Operation[T], guard: Guard | None = None, seal: Seal = no_withdrawals) -> T:
         """Drive ``operation`` to completion and return its answer.
@@ -271,6 +351,7 @@ class SyncDriver:
         ``seal`` answers a group operation's ``SealGroup``.
         """
         handlers = self._handlers
+        driver_errors, translate = self.ERRORS, self.translate
         self._seal = seal
         self.claimed = None
         self.commit_sent = False
@@ -293,10 +374,95 @@ class SyncDriver:
                     continue
             try:
                 value = handlers[type(command)](command)
-            except sqlite3.Error as exc:
+            except driver_errors as exc:
                 value, error = None, translate(exc)
             except BaseException as exc:
                 value, error = None, exc
+
+    def _control(self, command: Begin | Commit | Rollback) -> None:
+        kind = type(command)
+        if kind is Commit:
+            self.commit_sent = True
+            try:
+                self._send(command.sql)
+            except self.ERRORS:
+                # Failed: rolled back, or still open. (An interrupt raised
+                # here came after COMMIT returned: in_transaction tells.)
+                self.commit_sent = False
+                raise
+            return
+        if kind is Begin or self.in_transaction:
+            # A new or rolled-back transaction has claimed nothing yet. A
+            # ROLLBACK with nothing to undo (after a COMMIT that landed, then
+            # an interrupt) keeps the record: those claims stand.
+            self.claimed = None
+            self.commit_sent = False
+        self._send(command.sql)
+
+    def rollback_if_open(self) -> None:
+        """Roll back a transaction nobody owns (its ROLLBACK failed or was skipped)."""
+        if self.in_transaction:
+            with contextlib.suppress(self.ERRORS):
+                self._send(Rollback.sql)
+
+    def committed(self) -> bool:
+        """The last operation's latest COMMIT took effect (ask once it has ended)."""
+        try:
+            return self.commit_sent and not self.in_transaction
+        except self.ERRORS:  # closed meanwhile
+            return False
+
+    def committed_claims(self) -> list[Message]:
+        """What the last operation claimed, if its COMMIT landed."""
+        return _messages(self.claimed) if self.committed() else []
+
+    def settle(self) -> Settled:
+        """After an operation ended without handing over its answer: roll
+        back whatever it left open, and say whether its latest COMMIT landed
+        and what that COMMIT claimed (for the caller to give back).
+
+        The connection's own transaction state decides, not the operation's
+        view, which an interrupt between two lines may have left behind. Safe
+        to repeat.
+        """
+        try:
+            if self.in_transaction:
+                self.commit_sent = False  # first: whatever happens next, nothing landed
+                self._send(Rollback.sql)
+        except self.ERRORS:
+            return NOT_LANDED  # closed, or rolled back already
+        if not self.commit_sent:
+            return NOT_LANDED
+        return Settled(True, None if self.claimed is None else _messages(self.claimed), self.claim_queue)
+
+    def _seal_group(self, command: SealGroup) -> frozenset[int]:
+        return self._seal()
+
+    def forget_vacuum_lock(self) -> None:
+        """In a forked child: drop an inherited vacuum lock without releasing it (none here)."""
+
+
+class SyncDriver(Driver):
+    """The driver on one ``sqlite3`` connection."""
+
+    ERRORS = sqlite3.Error
+
+    def __init__(self, connection: sqlite3.Connection, db_path: str) -> None:
+        super().__init__()
+        self.connection = connection
+        # BEGIN/COMMIT/ROLLBACK straight to sqlite3: no wrapper on the hot path.
+        self._send = connection.execute
+        self._vacuum_lock = VacuumFileLock(db_path)
+        self._handlers[LockVacuumFile] = self._lock_vacuum_file
+        self._handlers[UnlockVacuumFile] = self._unlock_vacuum_file
+
+    @staticmethod
+    def translate(exc: Any) -> errors.DatabaseError:
+        return translate(exc)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.connection.in_transaction
 
     def _execute(self, command: Execute) -> Any:
         cursor = None
@@ -309,18 +475,7 @@ class SyncDriver:
                 # leaves the -wal and -shm files behind.
                 cursor.close()
                 return None
-            if fetch is Fetch.ALL:
-                rows = cursor.fetchall()
-                if command.claims is not None:
-                    self.claim_queue = command.claims
-                    self.claimed = rows
-                return rows
-            if fetch is Fetch.ONE:
-                # fetchall completes the statement, so no write statement stays
-                # active into the next command (e.g. UPDATE ... RETURNING before COMMIT).
-                rows = cursor.fetchall()
-                return rows[0] if rows else None
-            return cursor.rowcount
+            return self._answer(cursor, command)
         except BaseException:
             if cursor is not None:  # an interrupt must not leave the statement active (COMMIT would fail)
                 cursor.close()
@@ -328,68 +483,6 @@ class SyncDriver:
 
     def _execute_many(self, command: ExecuteMany) -> None:
         self.connection.executemany(command.sql, command.rows)
-
-    def _control(self, command: Begin | Commit | Rollback) -> None:
-        kind = type(command)
-        if kind is Commit:
-            self.commit_sent = True
-            try:
-                self.connection.execute(command.sql)
-            except sqlite3.Error:
-                # Failed: rolled back, or still open. (An interrupt raised
-                # here came after COMMIT returned: in_transaction tells.)
-                self.commit_sent = False
-                raise
-            return
-        if kind is Begin or self.connection.in_transaction:
-            # A new or rolled-back transaction has claimed nothing yet. A
-            # ROLLBACK with nothing to undo (after a COMMIT that landed, then
-            # an interrupt) keeps the record: those claims stand.
-            self.claimed = None
-            self.commit_sent = False
-        self.connection.execute(command.sql)
-
-    def rollback_if_open(self) -> None:
-        """Roll back a transaction nobody owns (its ROLLBACK failed or was skipped)."""
-        if self.connection.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self.connection.execute(Rollback.sql)
-
-    def committed(self) -> bool:
-        """The last operation's latest COMMIT took effect (ask once it has ended)."""
-        try:
-            return self.commit_sent and not self.connection.in_transaction
-        except sqlite3.Error:  # closed meanwhile
-            return False
-
-    def committed_claims(self) -> list[Message]:
-        """What the last operation claimed, if its COMMIT landed."""
-        try:
-            landed = self.commit_sent and not self.connection.in_transaction
-        except sqlite3.Error:  # closed meanwhile
-            return []
-        return _messages(self.claimed) if landed else []
-
-    def settle(self) -> Settled:
-        """After an operation ended without handing over its answer: roll
-        back whatever it left open, and say whether its latest COMMIT landed
-        and what that COMMIT claimed (for the caller to give back).
-
-        SQLite's ``in_transaction`` decides, not the operation's view, which
-        an interrupt between two lines may have left behind. Safe to repeat.
-        """
-        try:
-            if self.connection.in_transaction:
-                self.commit_sent = False  # first: whatever happens next, nothing landed
-                self.connection.execute(Rollback.sql)
-        except sqlite3.Error:
-            return NOT_LANDED  # closed, or rolled back already
-        if not self.commit_sent:
-            return NOT_LANDED
-        return Settled(True, None if self.claimed is None else _messages(self.claimed), self.claim_queue)
-
-    def _seal_group(self, command: SealGroup) -> frozenset[int]:
-        return self._seal()
 
     def _lock_vacuum_file(self, command: LockVacuumFile) -> bool:
         return self._vacuum_lock.acquire()

@@ -54,7 +54,7 @@ from ._group import (
     State as MemberState,
 )
 from ._news import News
-from ._sync import LOG, NOT_LANDED, Seal, Settled, SyncDriver, no_withdrawals, open_driver, written_ids
+from ._sync import LOG, NOT_LANDED, Driver, Seal, Settled, backend, no_withdrawals, written_ids
 from ._sync_operations import MessageStream, Operations, QueueOperations, Watch
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 
@@ -94,13 +94,13 @@ class CommitOutcomeUnknown(OutcomeUnknownError, KeyboardInterrupt):
 
 
 class _Connection:
-    """One sqlite3 connection with its driver and core session, used by one
+    """One database connection with its driver and core session, used by one
     thread; ``lock`` is held while an operation runs on it, so ``close()``
     and ``fork()`` never touch it mid-operation."""
 
     __slots__ = ("closing", "driver", "engine", "lock", "main", "session", "thread")
 
-    def __init__(self, engine: _Engine, driver: SyncDriver, session: Session) -> None:
+    def __init__(self, engine: _Engine, driver: Driver, session: Session) -> None:
         self.engine = engine
         self.driver = driver
         self.session = session
@@ -129,7 +129,7 @@ class _Connection:
                 if self.closing:
                     raise self.engine._closed_error()
                 answer = driver.run(operation, None, seal)
-                if driver.connection.in_transaction and self.unowned:
+                if driver.in_transaction and self.unowned:
                     driver.rollback_if_open()  # its own ROLLBACK failed: nobody else would
             self.engine.news.committed(self.session)
             self.engine._housekeep()
@@ -269,7 +269,8 @@ class _Engine:
     def __init__(self, path: str, config: Config) -> None:
         self.path = path
         self.config = config
-        self._core = BrokerCore(self.config)
+        dialect, self._open_driver = backend(path, config)
+        self._core = BrokerCore(self.config, dialect=dialect)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[_Connection] = []
@@ -299,7 +300,8 @@ class _Engine:
                 raise self._unusable()
             self._close_orphans()
             session = self._core.session()
-            connection = _Connection(self, open_driver(self.path, self.config, session, not self._opened), session)
+            driver = self._open_driver(self.path, self.config, session, not self._opened)
+            connection = _Connection(self, driver, session)
             self._opened = True
             self._connections.append(connection)
         self._local.connection = connection
@@ -781,7 +783,7 @@ class _Engine:
         self._reset_waiting()
         for connection in inherited:
             connection.driver.forget_vacuum_lock()
-        if any(c.driver.connection.in_transaction for c in inherited):
+        if any(c.driver.in_transaction for c in inherited):
             # SQLite keeps one lock table per process; the copy in this child
             # still shows the parent's transaction and cannot be cleared here.
             path = self.path
@@ -969,7 +971,9 @@ class Broker(Operations):
 
     ``config=None`` reads ``BROKER_*`` environment variables. The file is
     created (schema v6) or checked when the broker is constructed, so a
-    foreign or incompatible file fails here, with nothing written.
+    foreign or incompatible file fails here, with nothing written. A
+    ``postgresql://`` (or ``postgres://``) URL opens that database instead,
+    in the schema ``BROKER_BACKEND_SCHEMA`` (simplebroker-pg's storage).
 
     Safe to share between threads (each gets its own connection, closed once
     the thread has ended) and across ``fork()``. ``close()`` waits for the

@@ -50,6 +50,9 @@ class Config:
     watch_jitter: float = 0.15
     # Loading a dump whose last ID is further ahead of the clock is refused.
     load_max_future_skew_seconds: int = 300
+    # The PostgreSQL schema a ``postgresql://`` target uses (SimpleBroker's key
+    # and default); the dialect refuses ``public`` and names outside its pattern.
+    backend_schema: str = "simplebroker_pg_v1"
 
     def __post_init__(self) -> None:
         # Typed construction gets the same checks as parsing from strings.
@@ -156,6 +159,12 @@ def _fraction(key: str, value: Any) -> float:
     return number
 
 
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "a str")
+    return value
+
+
 def _real(key: str, value: Any, expected: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(key, value, expected)
@@ -184,6 +193,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
     "watch_burst_sleep": ("BROKER_BURST_SLEEP", _seconds, repr),
     "watch_jitter": ("BROKER_JITTER_FACTOR", _fraction, repr),
     "load_max_future_skew_seconds": ("BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS", _int(0), str),
+    "backend_schema": ("BROKER_BACKEND_SCHEMA", _text, str),
 }
 
 CONFIG_KEYS = tuple(key for key, _, _ in _FIELDS.values())
@@ -210,7 +220,6 @@ SIMPLEBROKER_ONLY_KEYS = tuple(
         "BACKEND_USER",
         "BACKEND_PASSWORD",
         "BACKEND_DATABASE",
-        "BACKEND_SCHEMA",
         "BACKEND_TARGET",
     )
 )

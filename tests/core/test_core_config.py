@@ -28,6 +28,7 @@ DEFAULTS = {
     "watch_burst_sleep": 0.001,
     "watch_jitter": 0.15,
     "load_max_future_skew_seconds": 300,
+    "backend_schema": "simplebroker_pg_v1",
 }
 
 
@@ -51,6 +52,7 @@ def test_defaults_equal_simplebrokers() -> None:
     assert ours.vacuum_batch_size == sb["VACUUM_BATCH_SIZE"]
     assert ours.generator_batch_size == sb["GENERATOR_BATCH_SIZE"]
     assert ours.load_max_future_skew_seconds == sb["LOAD_MAX_FUTURE_SKEW_SECONDS"]
+    assert ours.backend_schema == sb["BACKEND_SCHEMA"]
 
 
 def test_config_keys() -> None:
@@ -69,6 +71,7 @@ def test_config_keys() -> None:
         "BROKER_BURST_SLEEP",
         "BROKER_JITTER_FACTOR",
         "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS",
+        "BROKER_BACKEND_SCHEMA",
     )
 
 
@@ -100,6 +103,7 @@ def test_config_keys() -> None:
         ("BROKER_MAX_INTERVAL", "watch_max_interval", "0.1", 0.1),
         ("BROKER_BURST_SLEEP", "watch_burst_sleep", "1e-05", 1e-05),
         ("BROKER_JITTER_FACTOR", "watch_jitter", "0", 0.0),
+        ("BROKER_BACKEND_SCHEMA", "backend_schema", "jobs_v2", "jobs_v2"),
     ],
 )
 def test_every_key_parses_from_strings(key: str, field: str, text: str, value: Any) -> None:
@@ -242,6 +246,14 @@ def test_typed_construction_is_checked_and_normalised() -> None:
         Config(busy_timeout_ms=True)
 
 
+def test_backend_schema_must_be_text() -> None:
+    with pytest.raises(ConfigError, match="BROKER_BACKEND_SCHEMA") as caught:
+        Config.from_mapping({"BROKER_BACKEND_SCHEMA": 7})
+    assert caught.value.expected == "a str"
+    # ``public`` and bad names are the dialect's to refuse, when a PostgreSQL target opens.
+    assert Config.from_mapping({"BROKER_BACKEND_SCHEMA": "public"}).backend_schema == "public"
+
+
 def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().cache_mb = 5  # type: ignore[misc]
@@ -263,6 +275,7 @@ def test_to_mapping_renders_every_key_as_text() -> None:
         "BROKER_BURST_SLEEP": "0.001",
         "BROKER_JITTER_FACTOR": "0.15",
         "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "300",
+        "BROKER_BACKEND_SCHEMA": "simplebroker_pg_v1",
     }
     assert Config(auto_vacuum=False).to_mapping()["BROKER_AUTO_VACUUM"] == "0"
 
