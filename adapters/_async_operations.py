@@ -927,9 +927,12 @@ class AsyncWatch(Generic[R]):
         if not self._ahead:
             engine = self._broker._engine
             queue = self._queue
+            if self._peek and self._checkpoint is None:
+                # The end of the queue, now: read before listening, so once this
+                # watch is a listener every later write is after its checkpoint
+                # (the first fetch below, or the wake-up, finds it).
+                self._checkpoint = await engine.run(lambda s: s.last_id())
             async with engine.listening(frozenset((queue,))) as listener:
-                if self._peek and self._checkpoint is None:  # the end of the queue, now
-                    self._checkpoint = await engine.run(lambda s: s.last_id())
                 while not self._ahead:
                     listener.hinted = False
                     self._ahead.extend(await engine.run(self._fetch))

@@ -20,7 +20,6 @@ from ._target import Files, Settings, TargetError, check_directory, default_dir,
 if TYPE_CHECKING:
     from sansio_broker import Config
 
-VERSION_LINE = "sansio-broker 0.1.0"
 SELECTOR_COMMANDS = frozenset({"read", "peek", "move", "watch", "delete"})
 NEWEST_WITH_ALL = (
     "--newest cannot be used with --all; remove --newest for ascending all-message traversal "
@@ -111,8 +110,10 @@ def run(inv: Invocation, config: Config, settings: Settings, cwd: str) -> int:
         _io.err(error_line(problem, "INVALID_ARGUMENT" if inv.action_json and not inv.stray_json else None))
         return 1
     if inv.version:
+        from sansio_broker import __version__  # the package is loaded already: it holds this module
+
         try:
-            _io.line(VERSION_LINE)
+            _io.line(f"sansio-broker {__version__}")
         except _io.StdoutClosed:
             return _io.closed_error(json_mode(inv))
         return 0

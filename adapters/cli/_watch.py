@@ -1,13 +1,10 @@
 """``watch``: existing messages first, then new ones as they arrive, until SIGINT/SIGTERM (rc 0).
 
-Built from the public API, since ``Queue.watch`` yields bodies only and the
-output may need IDs (``-t``/``--json``):
-
-- consume: ``queue.get_message()`` (waits; claims the oldest, with its ID);
-- peek: a peeking ``Queue.watch(after=...)`` only as the wake-up, then
-  ``peek_many(after=last printed ID)`` for what to print;
-- ``--move DST``: the same wake-up on the source, then ``broker.move()``
-  until it finds nothing (each move one transaction, as broker's watcher).
+``Queue.watch_messages`` (with IDs, for ``-t``/``--json``) does the waiting:
+consume claims each message, ``--peek`` follows a checkpoint (``--after``, or
+0: everything pending, then what arrives), ``--move DST`` forwards each message
+before it is printed. Consuming only what is newer than ``--after`` claims by
+that bound, with a peeking watch as the wake-up.
 
 A message claimed but not printed (stdout closed, or the signal landed while
 printing) goes back with ``return_messages``; broker loses it. SIGTERM is
@@ -26,8 +23,6 @@ from sansio_broker.adapters.blocking import Queue
 from . import _io, _render
 from ._commands import Context, _canonical
 from ._run import Failure
-
-PEEK_BATCH = 100
 
 
 def _as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -68,29 +63,23 @@ def _give_back(c: Context, queue: str, dest: str | None, current: list[Message])
 
 
 def _messages(c: Context, queue: str, dest: str | None, current: list[Message]) -> Iterator[Message]:
-    broker = c.broker
-    if dest is None and not c.inv.peek and c.after is None:
-        handle = Queue(queue, broker)
-        while True:
-            message = handle.get_message()
-            assert message is not None  # no timeout: it waits for one
+    """Claimed (consume), seen (``--peek``) or moved (``--move``) messages, as they arrive."""
+    handle = Queue(queue, c.broker)
+    if dest is not None:
+        yield from handle.watch_messages(move_to=dest)
+    elif c.inv.peek:
+        yield from handle.watch_messages(peek=True, after=c.after or 0)
+    elif c.after is None:
+        for message in handle.watch_messages():
             current.append(message)
             yield message
-    checkpoint = 0 if c.after is None else c.after
-    while True:
-        if dest is not None:
-            found = [m] if (m := broker.move(queue, dest)) is not None else []
-            current.extend(found)
-        elif c.inv.peek:
-            found = broker.peek_many(queue, PEEK_BATCH, after_timestamp=checkpoint)
-        else:
-            found = [m] if (m := broker.claim(queue, after_timestamp=checkpoint)) is not None else []
-            current.extend(found)
-        for message in found:
-            if c.inv.peek:
-                checkpoint = message.id
-            yield message
-        if not found:
-            # Wake up once something is pending after the checkpoint (a peeking watch never claims).
-            with Queue(queue, broker).watch(peek=True, after=checkpoint) as wake:
-                next(wake)
+    else:
+        # Consume only what is newer than --after: claims by bound, woken by a peeking watch.
+        while True:
+            found = c.broker.claim(queue, after_timestamp=c.after)
+            if found is None:
+                with handle.watch(peek=True, after=c.after) as wake:
+                    next(wake)
+                continue
+            current.append(found)
+            yield found

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import sansio_broker
 from sansio_broker.adapters.blocking import Broker
 from sansio_broker.adapters.cli import main
 
@@ -153,7 +154,7 @@ def test_global_flag_errors(capsys: pytest.CaptureFixture[str], workdir: Path) -
         "simplebroker: error: init does not accept --dir; run it from the directory to initialize\n"
     )
     assert cli(capsys, "-d", "/nonexist", "list")[2] == "simplebroker: error: Directory not found: /nonexist\n"
-    assert cli(capsys, "--version", "list")[:2] == (0, "sansio-broker 0.1.0\n")
+    assert cli(capsys, "--version", "list")[:2] == (0, f"sansio-broker {sansio_broker.__version__}\n")
     assert cli(capsys, "nosuchcmd")[0] == 1
     rc, out, _ = cli(capsys)
     assert rc == 0 and out.startswith("usage: simplebroker")
