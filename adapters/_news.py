@@ -14,7 +14,7 @@ Written once for every engine; free of any runtime.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sansio_broker import Config
 from sansio_broker.driver import Session
@@ -22,25 +22,40 @@ from sansio_broker.driver import State as SessionState
 
 from ._signals import LOG, FileSignal, Subscription, signal_for
 
-if TYPE_CHECKING:  # imported when a waiter first listens: a process that never waits skips its set-up cost
-    from ._watcher import Watcher
-
 Deliver = Callable[[frozenset[str] | None], object]
 """Called (from any thread) with the queues that may have changed (``None``: any)."""
 
 
+class Watching(Protocol):
+    """A thread that hears other processes' commits (:class:`~._watcher.Watcher`,
+    or on PostgreSQL :class:`~._pglisten.PgListener`)."""
+
+    def start(self) -> None: ...
+    def waiting(self, active: bool) -> None: ...
+    def stop(self) -> None: ...
+    def forget_after_fork(self) -> None: ...
+
+
 class News:
-    """One engine's link to change news: told after its commits, listening while anyone waits."""
+    """One engine's link to change news: told after its commits, listening while anyone waits.
 
-    __slots__ = ("_config", "_deliver", "_path", "_signal", "_subscription", "_watcher", "listening")
+    ``signal``: this process's signal of the database (looked up once it
+    exists); ``watcher``: makes the thread that hears other processes, given
+    where to deliver (made when a waiter first listens: a process that never
+    waits skips its set-up cost).
+    """
 
-    def __init__(self, path: str, config: Config, deliver: Deliver) -> None:
-        self._path = path
-        self._config = config
+    __slots__ = ("_deliver", "_make_signal", "_make_watcher", "_signal", "_subscription", "_watcher", "listening")
+
+    def __init__(
+        self, deliver: Deliver, signal: Callable[[], FileSignal], watcher: Callable[[Deliver], Watching]
+    ) -> None:
         self._deliver = deliver
+        self._make_signal = signal
+        self._make_watcher = watcher
         self._signal: FileSignal | None = None
         self._subscription: Subscription | None = None
-        self._watcher: Watcher | None = None
+        self._watcher: Watching | None = None
         self.listening = False
 
     def committed(self, session: Session) -> None:
@@ -56,7 +71,7 @@ class News:
         signal = self._signal
         if signal is None:
             try:
-                signal = self._signal = signal_for(self._path)
+                signal = self._signal = self._make_signal()
             except OSError:  # the file is gone: nobody can be waiting on it
                 return
         signal.changed(changes)
@@ -72,21 +87,12 @@ class News:
         self.listening = True
         signal = self._signal
         if signal is None:
-            signal = self._signal = signal_for(self._path)
+            signal = self._signal = self._make_signal()
         if self._subscription is None:
             self._subscription = signal.subscribe(self._deliver)
         watcher = self._watcher
         if watcher is None:
-            from sansio_broker.watching import WatchSettings
-
-            from ._watcher import Watcher
-
-            watcher = self._watcher = Watcher(
-                self._path,
-                self._from_watcher,
-                poll_settings=WatchSettings.from_config(self._config),
-                busy_timeout_ms=self._config.busy_timeout_ms,
-            )
+            watcher = self._watcher = self._make_watcher(self._deliver)
             watcher.start()
         watcher.waiting(True)
 
@@ -117,8 +123,26 @@ class News:
         self._signal = None
         self.listening = False
 
-    def _from_watcher(self) -> None:
+
+def file_news(path: str, config: Config, deliver: Deliver) -> News:
+    """The news of a SQLite file: its signal, and a watcher of its ``data_version``."""
+    return News(deliver, lambda: signal_for(path), lambda deliver: _file_watcher(path, config, deliver))
+
+
+def _file_watcher(path: str, config: Config, deliver: Deliver) -> Watching:
+    from sansio_broker.watching import WatchSettings
+
+    from ._watcher import Watcher
+
+    def changed() -> None:
         try:
-            self._deliver(None)
+            deliver(None)
         except Exception:
             LOG.exception("waiting consumers: could not pass on a change another process made")
+
+    return Watcher(
+        path,
+        changed,
+        poll_settings=WatchSettings.from_config(config),
+        busy_timeout_ms=config.busy_timeout_ms,
+    )

@@ -40,8 +40,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._news import News
-from ._sync import LOG, SyncDriver, written_ids
+from ._sync import LOG, Backend, Driver, written_ids
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 
 T = TypeVar("T")
@@ -69,39 +68,33 @@ class Supervisor(Protocol):
     def finish(self) -> None: ...
 
 
-def run_in_thread(driver: SyncDriver, operation: Operation[T], flight: Supervisor) -> T:
+def run_in_thread(driver: Driver, operation: Operation[T], flight: Supervisor) -> T:
     """The job an async adapter sends to a connection's worker thread.
 
-    A progress handler stops a long statement (``executemany`` of many rows,
-    where ``interrupt`` is lost between rows) once the caller is cancelled,
-    never once COMMIT has begun.
+    The driver may cut a long statement short once the caller is cancelled
+    (``stop_when``), never once COMMIT has begun.
     """
-    connection = driver.connection
-    connection.set_progress_handler(flight.should_stop, PROGRESS_STEPS)
+    driver.stop_when(flight.should_stop)
     try:
         flight.answer = answer = driver.run(operation, flight.guard, flight.seal)
         return answer
     finally:
-        connection.set_progress_handler(None, 0)
+        driver.stop_when(None)
         flight.finish()
-
-
-# SQLite virtual-machine steps between two looks at the cancel flag.
-PROGRESS_STEPS = 20_000
 
 
 class Connection(Protocol):
     """What the engine needs of a runtime's connection."""
 
     session: Session
-    driver: SyncDriver
+    driver: Driver
     busy: Flight | None  # an operation its caller abandoned
 
 
 def left_open(connection: Connection) -> bool:
     """Whether an abandoned transaction or batch must be rolled back before
     the connection is reused (ask only while no operation runs on it)."""
-    return connection.session.state is not SessionState.IDLE or connection.driver.connection.in_transaction
+    return connection.session.state is not SessionState.IDLE or connection.driver.in_transaction
 
 
 def give_up(connection: Connection, flight: Flight) -> bool:
@@ -132,6 +125,7 @@ class Runtime(Protocol[C]):
     closed: bool  # refusing callers (close() has begun)
     path: str
     config: Config
+    backend: Backend
 
     def current_task(self) -> object: ...
 
@@ -272,7 +266,7 @@ class PooledEngine(Generic[C]):
         self.turn = Turn()
         # Waiting consumers (see _waiting and _news).
         self.waits = Waits()
-        self.news = News(runtime.path, runtime.config, self._hint_from_anywhere)
+        self.news = runtime.backend.news(runtime.path, runtime.config, self._hint_from_anywhere)
         self._portal: Callable[[Callable[[], object]], None] | None = None
 
     # ------------------------------------------------- what operations use

@@ -36,7 +36,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 
-__all__ = ["FileSignal", "Subscription", "Wake", "signal_for"]
+__all__ = ["FileSignal", "Subscription", "Wake", "signal_for", "signal_named"]
 
 # The logger of adapters/_sync.py (``_sync.LOG``), fetched by name so this
 # module imports nothing of the adapters: engines and drivers may import it.
@@ -132,7 +132,7 @@ class FileSignal:
                 LOG.exception("change signal: a subscriber failed (%r)", token.wake)
 
 
-_REGISTRY: dict[tuple[int, int], FileSignal] = {}
+_REGISTRY: dict[tuple[int, int] | str, FileSignal] = {}
 """Every file's signal, by ``(st_dev, st_ino)``.
 
 Entries are never removed (but in a forked child): a signal is one small
@@ -156,6 +156,15 @@ def signal_for(path: str | os.PathLike[str]) -> FileSignal:
     found = _REGISTRY.get(key)
     if found is None:
         found = _REGISTRY.setdefault(key, FileSignal())
+    return found
+
+
+def signal_named(name: str) -> FileSignal:
+    """The signal of a database that is no file (a PostgreSQL schema), by a
+    name every broker on it spells alike (its URL and schema)."""
+    found = _REGISTRY.get(name)
+    if found is None:
+        found = _REGISTRY.setdefault(name, FileSignal())
     return found
 
 

@@ -39,6 +39,8 @@ from sansio_broker.driver import (
 )
 from sansio_broker.sqlite import SQLITE, SQLITE_CONSTRAINT
 
+from ._news import Deliver, News, file_news
+
 T = TypeVar("T")
 D = TypeVar("D", bound="Driver")
 
@@ -46,6 +48,9 @@ LOG = logging.getLogger("sansio_broker")
 """Where background failures go (vacuum, give-backs): never into a caller's operation."""
 
 VACUUM_LOCK_SUFFIX = ".vacuum.lock"
+
+PROGRESS_STEPS = 20_000
+"""SQLite virtual-machine steps between two looks at a cancelled caller's flag."""
 
 Guard = Callable[[Command], BaseException | None]
 """Looks at each command before it runs; returns an exception to throw in instead."""
@@ -140,20 +145,32 @@ def open_driver(path: str, config: Config, session: Session, first: bool) -> Syn
 Opener = Callable[[str, Config, Session, bool], "Driver"]
 """Opens a driver on a target (see :func:`open_driver`)."""
 
+MakeNews = Callable[[str, Config, Deliver], News]
+"""Makes an engine's :class:`~._news.News` of a target (see :func:`~._news.file_news`)."""
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def backend(target: str, config: Config) -> tuple[Dialect, Opener]:
-    """The dialect and the driver opener for ``target``: a PostgreSQL URL (in
-    the schema ``config.backend_schema``), else a SQLite file. psycopg is
-    imported only for the former."""
+class Backend(NamedTuple):
+    """What differs between a SQLite file and a PostgreSQL schema, for the adapters."""
+
+    dialect: Dialect
+    open: Opener
+    news: MakeNews
+
+
+def backend(target: str, config: Config) -> Backend:
+    """The backend of ``target``: a PostgreSQL URL (in the schema
+    ``config.backend_schema``), else a SQLite file. psycopg is imported only
+    for the former."""
     if target.startswith(POSTGRES_SCHEMES):
         from sansio_broker.postgres import postgres_dialect
 
+        from ._pglisten import postgres_news
         from ._pgsync import open_pg_driver
 
-        return postgres_dialect(config.backend_schema), open_pg_driver
-    return SQLITE, open_driver
+        return Backend(postgres_dialect(config.backend_schema), open_pg_driver, postgres_news)
+    return Backend(SQLITE, open_driver, file_news)
 
 
 def check_read_only(path: str, core: BrokerCore) -> None:
@@ -441,6 +458,12 @@ class Driver:
     def forget_vacuum_lock(self) -> None:
         """In a forked child: drop an inherited vacuum lock without releasing it (none here)."""
 
+    def stop_when(self, should_stop: Callable[[], bool] | None) -> None:
+        """While an async adapter's operation runs: ``should_stop`` says its
+        caller left, so a long statement may be cut short (``None``: stop
+        asking). Nothing to do where :meth:`interrupt` reaches a running
+        statement at any time (PostgreSQL's cancel request)."""
+
 
 class SyncDriver(Driver):
     """The driver on one ``sqlite3`` connection."""
@@ -492,6 +515,14 @@ class SyncDriver(Driver):
 
     def forget_vacuum_lock(self) -> None:
         self._vacuum_lock.forget()
+
+    def stop_when(self, should_stop: Callable[[], bool] | None) -> None:
+        # A progress handler: ``interrupt`` is lost between the rows of an
+        # ``executemany``, so SQLite asks every PROGRESS_STEPS VM steps.
+        if should_stop is None:
+            self.connection.set_progress_handler(None, 0)
+        else:
+            self.connection.set_progress_handler(should_stop, PROGRESS_STEPS)
 
     def interrupt(self) -> None:
         """Cut a running statement short; nothing to do once closed (two

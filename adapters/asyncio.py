@@ -47,12 +47,12 @@ from sansio_broker import BrokerClosedError, Config, OutcomeUnknownError
 from sansio_broker.driver import BrokerCore, Operation, Session
 from sansio_broker.validation import check_path, check_positive
 
-from ._aiosqlite import PoolClosedError, Worker, make_pool, open_worker
+from ._aiosqlite import PoolClosedError, ThreadWorker, Worker, make_pool, open_worker
 from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations, AsyncWatch
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, Supervisor, give_up, left_open, opened, run_in_thread
-from ._sync import LOG, SyncDriver, connect, prepare
+from ._sync import LOG, Backend, Driver, SyncDriver, backend, connect, open_driver, prepare
 from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -74,7 +74,7 @@ class _Connection:
     does work when an abandoned transaction must be rolled back.
     """
 
-    def __init__(self, aio: Worker, driver: SyncDriver, session: Session) -> None:
+    def __init__(self, aio: Worker | ThreadWorker[Driver], driver: Driver, session: Session) -> None:
         self.aio = aio
         self.driver = driver
         self.session = session
@@ -123,18 +123,21 @@ class AsyncBroker(AsyncOperations):
         self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
-        core = BrokerCore(self.config)
-        self._engine = PooledEngine(core, _Runtime(self.path, self.config, self.pool_size, core))
+        chosen = backend(self.path, self.config)
+        core = BrokerCore(self.config, dialect=chosen.dialect)
+        self._engine = PooledEngine(core, _Runtime(self.path, self.config, self.pool_size, core, chosen))
 
 
 class _Runtime:
     """asyncio's side of :class:`~._pooled.PooledEngine`: aiosqlitepool
     connections, each with its worker thread, and tasks of this loop."""
 
-    def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore) -> None:
+    def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore, chosen: Backend) -> None:
         self.path = path
         self.config = config
+        self.backend = chosen
         self._core = core
+        self._opener = chosen.open
         self._pool = make_pool(self._new_connection, pool_size)
         self._opened = False
         self.closed = False
@@ -149,6 +152,8 @@ class _Runtime:
     # ----------------------------------------------------------- connections
     async def _new_connection(self) -> _Connection:
         # The pool calls this under its own lock: one connection at a time.
+        if self._opener is not open_driver:
+            return await self._new_driver()
         aio = await open_worker(lambda: connect(self.path, self.config))
         connection = _Connection(aio, SyncDriver(aio.sqlite, self.path), self._core.session())
         try:
@@ -158,6 +163,15 @@ class _Runtime:
             await asyncio.shield(connection.close())
             raise
         return connection
+
+    async def _new_driver(self) -> _Connection:
+        """A connection of another backend (PostgreSQL): its driver opened,
+        set up and run in a thread of our own, as SQLite's is in aiosqlite's."""
+        session = self._core.session()
+        opening = partial(self._opener, self.path, self.config, session, not self._opened)
+        aio: ThreadWorker[Driver] = await ThreadWorker.open(opening)
+        self._opened = True
+        return _Connection(aio, aio.sqlite, session)
 
     async def acquire(self, internal: bool = False) -> _Connection:
         if self.closed and not internal:
@@ -337,7 +351,7 @@ class _Waiter:
 
 
 def _run_group(
-    loop: asyncio.AbstractEventLoop, driver: SyncDriver, operation: Operation[Any], group: Group[Any], done: Done
+    loop: asyncio.AbstractEventLoop, driver: Driver, operation: Operation[Any], group: Group[Any], done: Done
 ) -> None:
     """In the worker thread: run a group operation, then ``done`` in the loop."""
     answers: Any = None

@@ -53,7 +53,6 @@ from ._group import (
 from ._group import (
     State as MemberState,
 )
-from ._news import News
 from ._sync import LOG, NOT_LANDED, Driver, Seal, Settled, backend, no_withdrawals, written_ids
 from ._sync_operations import MessageStream, Operations, QueueOperations, Watch
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
@@ -269,8 +268,9 @@ class _Engine:
     def __init__(self, path: str, config: Config) -> None:
         self.path = path
         self.config = config
-        dialect, self._open_driver = backend(path, config)
-        self._core = BrokerCore(self.config, dialect=dialect)
+        self._backend = backend(path, config)
+        self._open_driver = self._backend.open
+        self._core = BrokerCore(self.config, dialect=self._backend.dialect)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[_Connection] = []
@@ -401,7 +401,7 @@ class _Engine:
         # for the dispatcher thread, which claims for them (see _dispatching).
         self.waits = Waits()
         self._hints: queues.SimpleQueue[object] = queues.SimpleQueue()
-        self.news = News(self.path, self.config, self._hints.put)
+        self.news = self._backend.news(self.path, self.config, self._hints.put)
         self._dispatcher: threading.Thread | None = None
 
     def wait_claim(self, queue: str, timeout: float | None, shape: Callable[[Message], R]) -> R | None:

@@ -50,7 +50,7 @@ from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOp
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, give_up, left_open, opened, run_in_thread
-from ._sync import LOG, SyncDriver, open_driver
+from ._sync import LOG, Backend, Driver, backend
 from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
 
@@ -65,7 +65,7 @@ class _Connection:
     """A sqlite3 connection, its driver and core session, and the one worker
     thread that uses it: jobs run there in order, one at a time."""
 
-    def __init__(self, worker: _Worker, driver: SyncDriver, session: Session) -> None:
+    def __init__(self, worker: _Worker, driver: Driver, session: Session) -> None:
         self.worker = worker
         self.driver = driver
         self.session = session
@@ -174,8 +174,9 @@ class TrioBroker(AsyncOperations):
         self.path = check_path(path)  # "" and ":memory:" name no file: refused here
         self.pool_size = check_positive(pool_size, "pool_size")
         self.config = resolve_config(config)
-        core = BrokerCore(self.config)
-        self._runtime = _Runtime(self.path, self.config, self.pool_size, core)
+        chosen = backend(self.path, self.config)
+        core = BrokerCore(self.config, dialect=chosen.dialect)
+        self._runtime = _Runtime(self.path, self.config, self.pool_size, core, chosen)
         self._engine = PooledEngine(core, self._runtime)
 
     @property
@@ -188,11 +189,13 @@ class _Runtime:
     """trio's side of :class:`~._pooled.PooledEngine`: connections with a
     worker thread each, pooled here, and trio system tasks for clean-up."""
 
-    def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore) -> None:
+    def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore, chosen: Backend) -> None:
         self.path = path
         self.config = config
+        self.backend = chosen
         self.pool_size = pool_size
         self._core = core
+        self._open_driver = chosen.open
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
         self._connections: list[_Connection] = []
@@ -253,7 +256,7 @@ class _Runtime:
     def _connect(self, worker: _Worker) -> _Connection:
         """In the new connection's worker thread: open, set up, admit the file once."""
         session = self._core.session()
-        connection = _Connection(worker, open_driver(self.path, self.config, session, not self._opened), session)
+        connection = _Connection(worker, self._open_driver(self.path, self.config, session, not self._opened), session)
         self._opened = True
         return connection
 
