@@ -124,6 +124,7 @@ class Runtime(Protocol[C]):
 
     closed: bool  # refusing callers (close() has begun)
     path: str
+    label: str
     config: Config
     backend: Backend
 
@@ -361,7 +362,7 @@ class PooledEngine(Generic[C]):
             if timeout == 0:
                 return None
         if self.runtime.closed or waits.closed:  # close() has woken every waiter already
-            raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
+            raise BrokerClosedError(f"the broker on {self.runtime.label} is closed")
         runtime = self.runtime
         waiter = runtime.waiter()
         member: Member[None] = Member(None, waiter)
@@ -403,7 +404,7 @@ class PooledEngine(Generic[C]):
         """Hear of changes to ``queues`` while inside the block (see :meth:`wait_listener`)."""
         self._refuse_waiting_in_transaction()
         if self.runtime.closed or self.waits.closed:
-            raise BrokerClosedError(f"the broker on {self.runtime.path} is closed")
+            raise BrokerClosedError(f"the broker on {self.runtime.label} is closed")
         listener = Listener(queues)
         self.waits.listen(listener)
         self._listen()
@@ -418,7 +419,7 @@ class PooledEngine(Generic[C]):
         if listener.hinted:
             return True
         if self.waits.closed:
-            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+            raise BrokerClosedError(f"the broker on {self.runtime.label} closed while waiting")
         waiter = self.runtime.waiter()
         listener.waiter = waiter
         try:
@@ -426,7 +427,7 @@ class PooledEngine(Generic[C]):
         finally:
             listener.waiter = None
         if answer is CLOSED:
-            raise BrokerClosedError(f"the broker on {self.runtime.path} closed while waiting")
+            raise BrokerClosedError(f"the broker on {self.runtime.label} closed while waiting")
         return answer is not TIMED_OUT
 
     def _refuse_waiting_in_transaction(self) -> None:

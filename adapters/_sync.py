@@ -157,6 +157,8 @@ class Backend(NamedTuple):
     dialect: Dialect
     open: Opener
     news: MakeNews
+    label: str
+    """How errors name the database: the file's path, or the URL without its password and the schema."""
 
 
 def backend(target: str, config: Config) -> Backend:
@@ -167,10 +169,11 @@ def backend(target: str, config: Config) -> Backend:
         from sansio_broker.postgres import postgres_dialect
 
         from ._pglisten import postgres_news
-        from ._pgsync import open_pg_driver
+        from ._pgsync import describe, open_pg_driver
 
-        return Backend(postgres_dialect(config.backend_schema), open_pg_driver, postgres_news)
-    return Backend(SQLITE, open_driver, file_news)
+        schema = config.backend_schema
+        return Backend(postgres_dialect(schema), open_pg_driver, postgres_news, describe(target, schema))
+    return Backend(SQLITE, open_driver, file_news, target)
 
 
 def check_read_only(path: str, core: BrokerCore) -> None:

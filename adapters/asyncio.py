@@ -136,6 +136,7 @@ class _Runtime:
         self.path = path
         self.config = config
         self.backend = chosen
+        self.label = chosen.label  # names the database in errors (a URL without its password)
         self._core = core
         self._opener = chosen.open
         self._pool = make_pool(self._new_connection, pool_size)
@@ -175,7 +176,7 @@ class _Runtime:
 
     async def acquire(self, internal: bool = False) -> _Connection:
         if self.closed and not internal:
-            raise BrokerClosedError(f"the broker on {self.path} is closed")
+            raise BrokerClosedError(f"the broker on {self.label} is closed")
         if self._idle:
             return self._idle.pop()
         # Wait on aiosqlitepool, which creates connections up to pool_size.
@@ -188,7 +189,7 @@ class _Runtime:
         try:
             connection = await asyncio.shield(acquisition)
         except PoolClosedError:  # close() ran while this task waited: the library's error, not the pool's
-            raise BrokerClosedError(f"the broker on {self.path} is closed") from None
+            raise BrokerClosedError(f"the broker on {self.label} is closed") from None
         except BaseException:
             acquisition.add_done_callback(self._return_abandoned)
             raise
@@ -196,7 +197,7 @@ class _Runtime:
             self._waiting -= 1
         if self.closed and not internal:  # close() began while it waited: the connection is closing
             self.release(connection)  # in the background, which close() waits for
-            raise BrokerClosedError(f"the broker on {self.path} is closed")
+            raise BrokerClosedError(f"the broker on {self.label} is closed")
         return connection
 
     def _return_abandoned(self, acquisition: asyncio.Future[Any]) -> None:
@@ -239,7 +240,7 @@ class _Runtime:
         # exception "never retrieved" escaping into the event loop.
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
-            LOG.error("background work of the broker on %s failed: %r", self.path, error, exc_info=error)
+            LOG.error("background work of the broker on %s failed: %r", self.label, error, exc_info=error)
 
     async def call(self, connection: _Connection, operation: Operation[T], flight: Flight) -> T:
         future = connection.submit(operation, flight)

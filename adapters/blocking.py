@@ -269,6 +269,7 @@ class _Engine:
         self.path = path
         self.config = config
         self._backend = backend(path, config)
+        self.label = self._backend.label  # names the database in errors (a URL without its password)
         self._open_driver = self._backend.open
         self._core = BrokerCore(self.config, dialect=self._backend.dialect)
         self._lock = threading.Lock()
@@ -317,7 +318,7 @@ class _Engine:
 
     def _closed_error(self) -> BrokerError:
         unusable = self._unusable
-        return unusable() if unusable is not None else BrokerClosedError(f"the broker on {self.path} is closed")
+        return unusable() if unusable is not None else BrokerClosedError(f"the broker on {self.label} is closed")
 
     # ------------------------------------------------- what operations use
     def open(self) -> None:
@@ -434,7 +435,7 @@ class _Engine:
         try:
             with _DeferredInterrupts(), lock:
                 if waits.closed:  # close() has woken every waiter already
-                    raise BrokerClosedError(f"the broker on {self.path} is closed")
+                    raise BrokerClosedError(f"the broker on {self.label} is closed")
                 self._listen()
                 if waits.join(queue, member):  # a look after joining: nothing written meanwhile is missed
                     self._hints.put(queue)  # in the same step as the join: never one without the other
@@ -446,7 +447,7 @@ class _Engine:
                     self._quiet_if_idle()
                     return None
                 answer = member.answer  # handed over as the time ran out: take it
-            result = shape(received(answer, self.path))
+            result = shape(received(answer, self.label))
             self._quiet_if_idle()
             return result
         except BaseException as exc:
@@ -468,7 +469,7 @@ class _Engine:
         listener = Listener(frozenset(queues))
         with _DeferredInterrupts(), self._group_lock:
             if self.waits.closed:
-                raise BrokerClosedError(f"the broker on {self.path} is closed")
+                raise BrokerClosedError(f"the broker on {self.label} is closed")
             self.waits.listen(listener)
             self._listen()
         found: Message | None = None
@@ -504,7 +505,7 @@ class _Engine:
         listener = Listener(queues)
         with _DeferredInterrupts(), self._group_lock:
             if self.waits.closed:
-                raise BrokerClosedError(f"the broker on {self.path} is closed")
+                raise BrokerClosedError(f"the broker on {self.label} is closed")
             self.waits.listen(listener)
             self._listen()
         try:
@@ -521,7 +522,7 @@ class _Engine:
             if listener.hinted:
                 return True
             if self.waits.closed:
-                raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+                raise BrokerClosedError(f"the broker on {self.label} closed while waiting")
             listener.waiter = waiter
         try:
             answer = waiter.wait(timeout)
@@ -529,7 +530,7 @@ class _Engine:
             with _DeferredInterrupts(), self._group_lock:
                 listener.waiter = None
         if answer is CLOSED:
-            raise BrokerClosedError(f"the broker on {self.path} closed while waiting")
+            raise BrokerClosedError(f"the broker on {self.label} closed while waiting")
         return answer is not TIMED_OUT
 
     def _refuse_waiting_in(self, connection: _Connection) -> None:
@@ -586,7 +587,7 @@ class _Engine:
                 try:
                     self._serve_hints(items)
                 except Exception:  # never the end of the thread: the getters would wait forever
-                    LOG.exception("the dispatcher thread of the broker on %s failed to serve %r", self.path, items)
+                    LOG.exception("the dispatcher thread of the broker on %s failed to serve %r", self.label, items)
         finally:
             self._drop_thread_connection()
 
@@ -786,7 +787,7 @@ class _Engine:
         if any(c.driver.in_transaction for c in inherited):
             # SQLite keeps one lock table per process; the copy in this child
             # still shows the parent's transaction and cannot be cleared here.
-            path = self.path
+            path = self.label
             self._unusable = lambda: TransactionError(
                 f"this process was forked while the broker on {path} had a transaction or "
                 "at-least-once stream batch open between two calls; SQLite's inherited lock state "
@@ -802,7 +803,7 @@ class _Engine:
         and its operation fails with :class:`BrokerClosedError`), as does a
         running auto-vacuum. Safe to call again, also after an interrupt.
         """
-        path = self.path
+        path = self.label
         with self._lock:
             if self._unusable is None:
                 self._unusable = lambda: BrokerClosedError(f"the broker on {path} is closed")

@@ -193,6 +193,7 @@ class _Runtime:
         self.path = path
         self.config = config
         self.backend = chosen
+        self.label = chosen.label  # names the database in errors (a URL without its password)
         self.pool_size = pool_size
         self._core = core
         self._open_driver = chosen.open
@@ -215,7 +216,7 @@ class _Runtime:
         try:
             while True:
                 if self._shut or (self.closed and not internal):
-                    raise BrokerClosedError(f"the broker on {self.path} is closed")
+                    raise BrokerClosedError(f"the broker on {self.label} is closed")
                 if self._idle:
                     return self._idle.pop()  # no checkpoint: a wake-up is never dropped
                 if len(self._connections) + self._opening < self.pool_size:
@@ -249,7 +250,7 @@ class _Runtime:
             with trio.CancelScope(shield=True):
                 await worker.call(connection.driver.close)
             worker.stop()
-            raise BrokerClosedError(f"the broker on {self.path} is closed")
+            raise BrokerClosedError(f"the broker on {self.label} is closed")
         self._connections.append(connection)
         return connection
 
@@ -308,7 +309,7 @@ class _Runtime:
             except RuntimeError:  # the run is ending (its system nursery closed)
                 self._cleaning -= 1
                 work.close()
-                LOG.warning("background work of the broker on %s dropped: the trio run ended first", self.path)
+                LOG.warning("background work of the broker on %s dropped: the trio run ended first", self.label)
 
         try:
             self._token.run_sync_soon(start)
@@ -324,7 +325,7 @@ class _Runtime:
             await work
         except Exception as exc:
             self.last_background_error = exc
-            LOG.error("background work of the broker on %s failed: %r", self.path, exc, exc_info=exc)
+            LOG.error("background work of the broker on %s failed: %r", self.label, exc, exc_info=exc)
         finally:
             self._cleaning -= 1
             if not self._cleaning:
