@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import inspect
 import math
@@ -31,18 +32,19 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sansio_broker import Message
+from sansio_broker import Config, Message
 from sansio_broker.adapters._pooled import left_open
 from tests.support import internals, threads
 from tests.support.contract import MAGIC, V6_DDL
-from tests.support.rawdb import connect, rows
+from tests.support.rawdb import connect, query
+from tests.support.rawdb import rows as _raw_rows
 
 ADAPTERS = ("blocking", "asyncio", "trio")
 
@@ -558,13 +560,18 @@ MakeBroker = Callable[..., Facade]
 FACADES: dict[str, type[Facade]] = {"blocking": BlockingFacade, "asyncio": AsyncioFacade, "trio": TrioFacade}
 
 
-def new_facade(adapter: str, path: str | os.PathLike[str], config: Any = _DEFAULT) -> Facade:
-    """A broker of ``adapter`` on ``path``; ``config=None`` reads ``BROKER_*`` from the environment."""
-    return FACADES[adapter](path, QUIET if config is _DEFAULT else config)  # type: ignore[call-arg]
+def new_facade(adapter: str, path: Target | str | os.PathLike[str], config: Any = _DEFAULT) -> Facade:
+    """A broker of ``adapter`` on ``path`` (a :class:`Target` or a SQLite path);
+    ``config=None`` reads ``BROKER_*`` from the environment."""
+    config = QUIET if config is _DEFAULT else config
+    if not isinstance(path, Target):
+        return FACADES[adapter](path, config)  # type: ignore[call-arg]
+    with path.environment(config):
+        return FACADES[adapter](path.location, path.configure(config))  # type: ignore[call-arg]
 
 
 @contextmanager
-def open_facade(adapter: str, path: str | os.PathLike[str], config: Any = _DEFAULT) -> Iterator[Facade]:
+def open_facade(adapter: str, path: Target | str | os.PathLike[str], config: Any = _DEFAULT) -> Iterator[Facade]:
     facade = new_facade(adapter, path, config)
     try:
         yield facade
@@ -588,14 +595,17 @@ def bodies(messages: list[Message]) -> list[str]:
     return [m.body for m in messages]
 
 
-def claimed_flags(path: str | os.PathLike[str], queue: str = "q") -> list[int]:
-    """The ``claimed`` column of one queue on disk, in ID order."""
+def claimed_flags(path: Target | str | os.PathLike[str], queue: str = "q") -> list[int]:
+    """The ``claimed`` column of one queue as stored, in ID order."""
     return [claimed for *_, claimed in rows(path, queue)]
 
 
-def snapshot(path: str | os.PathLike[str]) -> dict[str, bytes | None]:
-    """Bytes of the database file and its WAL (``None`` when the WAL does not exist)."""
-    path = Path(path)
+def snapshot(path: Target | str | os.PathLike[str]) -> Any:
+    """Bytes of the database file and its WAL (``None`` when the WAL does not exist);
+    of a PostgreSQL target, every stored row."""
+    if isinstance(path, PostgresTarget):
+        return path.snapshot()
+    path = Path(path.location if isinstance(path, Target) else path)
     wal = Path(f"{path}-wal")
     return {
         "db": path.read_bytes() if path.exists() else None,
@@ -640,3 +650,202 @@ def build_db(
             conn.execute(
                 "INSERT INTO messages (queue, body, ts, claimed) VALUES (?, ?, ?, ?)", (queue, body, ts, claimed)
             )
+
+
+# ===================================================================== targets
+class Target:
+    """Where a contract test's broker lives: a SQLite file or a PostgreSQL schema.
+
+    The same test body runs on either: it opens brokers with
+    ``make_broker()`` / ``new_facade(adapter, target)`` and looks at what is
+    stored with :func:`rows`, :func:`meta`, :func:`stored_aliases` and
+    :func:`snapshot`, read with the backend's own client (sqlite3, psycopg),
+    never through the broker under test.
+    """
+
+    backend: str
+    location: str | os.PathLike[str]  # what the broker is opened on
+
+    def configure(self, config: Any) -> Any:
+        """``config`` as this target needs it (PostgreSQL: with the test's schema)."""
+        return config
+
+    @contextmanager
+    def environment(self, config: Any) -> Iterator[None]:
+        """While a broker opens: what ``config=None`` must find in the environment."""
+        yield
+
+    def rows(self, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        """Every stored row ``(queue, body, ts, claimed)`` in ID order, of one queue or all."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        """``last_ts``, ``alias_version``, ``magic``, ``schema_version`` (SQLite: every meta key)."""
+        raise NotImplementedError
+
+    def aliases(self) -> list[tuple[str, str]]:
+        """Stored ``(alias, target)`` rows, by alias."""
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        """Whether the broker's storage exists (the file; the schema)."""
+        raise NotImplementedError
+
+    def snapshot(self) -> Any:
+        """Everything stored, to compare before and after a call that must change nothing."""
+        raise NotImplementedError
+
+    def storage_size(self) -> int:
+        """Bytes the storage takes (SQLite: page_count * page_size; PostgreSQL, as
+        simplebroker-pg counts: the total size of the schema's three tables)."""
+        raise NotImplementedError
+
+    def insert_row(self, queue: str, body: str, ts: int, claimed: int = 0) -> None:
+        """A row written by another program, past the broker (no ID allocation, no notification)."""
+        raise NotImplementedError
+
+    def set_last_ts(self, value: int) -> None:
+        """``meta.last_ts`` set by another program."""
+        raise NotImplementedError
+
+
+class SqliteTarget(Target):
+    backend = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.location = self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"SqliteTarget({str(self.path)!r})"
+
+    def rows(self, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        return rows(self.path, queue)
+
+    def meta(self) -> dict[str, Any]:
+        return _raw_meta(self.path)
+
+    def aliases(self) -> list[tuple[str, str]]:
+        return query(self.path, "SELECT alias, target FROM queue_aliases ORDER BY alias")  # type: ignore[return-value]
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def snapshot(self) -> Any:
+        return snapshot(self.path)
+
+    def storage_size(self) -> int:
+        ((pages, size),) = query(self.path, "SELECT * FROM pragma_page_count(), pragma_page_size()")
+        return int(pages * size)
+
+    def insert_row(self, queue: str, body: str, ts: int, claimed: int = 0) -> None:
+        with connect(self.path) as conn:
+            conn.execute(
+                "INSERT INTO messages (queue, body, ts, claimed) VALUES (?, ?, ?, ?)", (queue, body, ts, claimed)
+            )
+
+    def set_last_ts(self, value: int) -> None:
+        with connect(self.path) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (value,))
+
+
+class PostgresTarget(Target):
+    """A schema of the test's own on the shared server (created by the broker, dropped after the test)."""
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        self.location = self.dsn = dsn
+        self.schema = schema
+
+    def __repr__(self) -> str:
+        return f"PostgresTarget(schema={self.schema!r})"
+
+    def configure(self, config: Any) -> Any:
+        if config is None:
+            return None  # read from the environment, where environment() put the schema
+        if isinstance(config, Config):
+            return dataclasses.replace(config, backend_schema=self.schema)
+        if isinstance(config, Mapping) and "BROKER_BACKEND_SCHEMA" not in config:
+            return {**config, "BROKER_BACKEND_SCHEMA": self.schema}
+        return config  # a bad config, or one naming a schema: the test's own
+
+    @contextmanager
+    def environment(self, config: Any) -> Iterator[None]:
+        if config is not None or "BROKER_BACKEND_SCHEMA" in os.environ:
+            yield
+            return
+        os.environ["BROKER_BACKEND_SCHEMA"] = self.schema
+        try:
+            yield
+        finally:
+            os.environ.pop("BROKER_BACKEND_SCHEMA", None)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        from tests.support import pgserver
+
+        return pgserver.admin_query(self.dsn, sql.replace("{s}", f'"{self.schema}"'), params)
+
+    def rows(self, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        select = "SELECT queue, body, ts, claimed::int FROM {s}.messages"
+        if queue is None:
+            return self._query(f"{select} ORDER BY ts")  # type: ignore[return-value]
+        return self._query(f"{select} WHERE queue = %s ORDER BY ts", (queue,))  # type: ignore[return-value]
+
+    def meta(self) -> dict[str, Any]:
+        ((last_ts, alias_version, magic, version),) = self._query(
+            "SELECT last_ts, alias_version, magic, schema_version FROM {s}.meta"
+        )
+        return {"last_ts": last_ts, "alias_version": alias_version, "magic": magic, "schema_version": version}
+
+    def aliases(self) -> list[tuple[str, str]]:
+        return self._query("SELECT alias, target FROM {s}.aliases ORDER BY alias")  # type: ignore[return-value]
+
+    def exists(self) -> bool:
+        return bool(self._query("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)))
+
+    def snapshot(self) -> Any:
+        if not self._query("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'meta'", (self.schema,)):
+            return {"schema": self.exists()}
+        return {"messages": self.rows(), "meta": self.meta(), "aliases": self.aliases()}
+
+    def storage_size(self) -> int:
+        ((size,),) = self._query(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c"
+            " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname IN ('messages', 'meta', 'aliases')",
+            (self.schema,),
+        )
+        return int(size)
+
+    def insert_row(self, queue: str, body: str, ts: int, claimed: int = 0) -> None:
+        self._query(
+            "INSERT INTO {s}.messages (queue, body, ts, claimed) VALUES (%s, %s, %s, %s)",
+            (queue, body, ts, bool(claimed)),
+        )
+
+    def set_last_ts(self, value: int) -> None:
+        self._query("UPDATE {s}.meta SET last_ts = %s", (value,))
+
+
+def _raw_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return dict(query(path, "SELECT key, value FROM meta"))
+
+
+def rows(where: Target | str | os.PathLike[str], queue: str | None = None) -> list[tuple[str, str, int, int]]:
+    """Every stored row ``(queue, body, ts, claimed)`` in ID order, of one queue or all."""
+    if isinstance(where, Target):
+        return where.rows(queue)
+    return _raw_rows(where, queue)
+
+
+def meta(where: Target | str | os.PathLike[str]) -> dict[str, Any]:
+    """The stored meta values by key."""
+    return where.meta() if isinstance(where, Target) else _raw_meta(where)
+
+
+def stored_aliases(where: Target) -> list[tuple[str, str]]:
+    return where.aliases()
+
+
+def alias_version(where: Target) -> int:
+    return int(where.meta()["alias_version"])

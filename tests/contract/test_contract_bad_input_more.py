@@ -33,7 +33,16 @@ from sansio_broker import (
 from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue
 from sansio_broker.adapters.blocking import Broker, Queue
 from sansio_broker.adapters.trio import TrioBroker, TrioQueue
-from tests.contract.contract_support import QUIET, Facade, MakeBroker, expect_error, listing, raised_by, snapshot
+from tests.contract.contract_support import (
+    QUIET,
+    Facade,
+    MakeBroker,
+    Target,
+    expect_error,
+    listing,
+    raised_by,
+    snapshot,
+)
 
 QUEUE_CLASSES: dict[str, type] = {"blocking": Queue, "asyncio": AsyncQueue, "trio": TrioQueue}
 BROKER_CLASSES: dict[str, type] = {"blocking": Broker, "asyncio": AsyncBroker, "trio": TrioBroker}
@@ -48,22 +57,24 @@ def loaded(make_broker: MakeBroker) -> tuple[Facade, list[int]]:
     return broker, ids
 
 
-def refused(db_path: Path, broker: Facade, error: type[BrokerError], call: Callable[[], Any], match: str) -> None:
+def refused(target: Target, broker: Facade, error: type[BrokerError], call: Callable[[], Any], match: str) -> None:
     """``call`` (or the first item of the stream it returns) raises ``error``
     matching ``match``; the file is untouched and the broker still works."""
-    before = snapshot(db_path)
+    before = snapshot(target)
     with pytest.raises(error, match=match):
         result = call()
         if isinstance(result, Iterator):
             next(result)
-    assert snapshot(db_path) == before
+    assert snapshot(target) == before
     broker.assert_idle()
     assert broker.peek("other") is not None
 
 
 # ------------------------------------------------------- limits beyond SQLite
 @pytest.mark.parametrize("limit", [2**63, 2**64 + 5, 10**40])
-def test_limits_beyond_sqlite_integers_are_refused(loaded: tuple[Facade, list[int]], db_path: Path, limit: int) -> None:
+def test_limits_beyond_sqlite_integers_are_refused(
+    loaded: tuple[Facade, list[int]], target: Target, limit: int
+) -> None:
     broker, _ = loaded
     queue = broker.queue("q")
     for call in (
@@ -75,14 +86,14 @@ def test_limits_beyond_sqlite_integers_are_refused(loaded: tuple[Facade, list[in
         lambda: queue.move_many("dst", limit),
         lambda: queue.read_many(limit),
     ):
-        refused(db_path, broker, InvalidInputError, call, r"limit must be <= 2\*\*63-1")
+        refused(target, broker, InvalidInputError, call, r"limit must be <= 2\*\*63-1")
     for call in (
         lambda: broker.stream("q", commit_interval=limit),
         lambda: broker.stream_read("q", all_messages=True, commit_interval=limit),
         lambda: queue.stream(commit_interval=limit),
         lambda: queue.messages(commit_interval=limit),
     ):
-        refused(db_path, broker, InvalidInputError, call, r"commit_interval must be <= 2\*\*63-1")
+        refused(target, broker, InvalidInputError, call, r"commit_interval must be <= 2\*\*63-1")
     assert broker.peek_many("q", 10) == broker.peek_many("q", 2**63 - 1)
 
 
@@ -101,12 +112,12 @@ def test_largest_limit_is_accepted(loaded: tuple[Facade, list[int]]) -> None:
 # ---------------------------------------------------------------- write_many
 @pytest.mark.parametrize("bodies", [None, 5, 1.5, object()], ids=["None", "int", "float", "object"])
 def test_write_many_of_a_non_iterable_is_a_type_error(
-    loaded: tuple[Facade, list[int]], db_path: Path, bodies: object
+    loaded: tuple[Facade, list[int]], target: Target, bodies: object
 ) -> None:
     broker, _ = loaded
     name = type(bodies).__name__
     for call in (lambda: broker.write_many("q", bodies), lambda: broker.queue("q").write_many(bodies)):
-        refused(db_path, broker, InvalidTypeError, call, f"write_many takes an iterable of str bodies, not {name}")
+        refused(target, broker, InvalidTypeError, call, f"write_many takes an iterable of str bodies, not {name}")
     error = raised_by(lambda: broker.write_many("q", bodies))
     assert isinstance(error, TypeError)
 
@@ -117,6 +128,7 @@ def test_write_many_reads_a_generator_once(broker: Facade) -> None:
 
 
 # --------------------------------------------------------------------- paths
+@pytest.mark.sqlite_only("SQLite paths that name no file")
 @pytest.mark.parametrize("path", ["", ":memory:"])
 def test_paths_that_name_no_file_are_refused_at_construction(
     make_broker: MakeBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
@@ -128,6 +140,7 @@ def test_paths_that_name_no_file_are_refused_at_construction(
     assert listing(tmp_path) == []
 
 
+@pytest.mark.sqlite_only("the path's type is checked before any backend is chosen: once is enough")
 @pytest.mark.parametrize("path", [None, 42, b"broker.db"], ids=["None", "int", "bytes"])
 def test_path_of_the_wrong_type_is_a_type_error(
     adapter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: object
@@ -140,6 +153,7 @@ def test_path_of_the_wrong_type_is_a_type_error(
     assert listing(tmp_path) == []
 
 
+@pytest.mark.sqlite_only("an os.PathLike file path")
 def test_pathlike_is_accepted(make_broker: MakeBroker, db_path: Path) -> None:
     broker = make_broker(db_path)
     assert broker.path == os.fspath(db_path)
@@ -149,6 +163,7 @@ def test_pathlike_is_accepted(make_broker: MakeBroker, db_path: Path) -> None:
 # aiosqlite stops the worker of a connection that failed to open without waiting
 # for it; the worker's last call_soon_threadsafe can then meet the closed loop.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.sqlite_only("a file in a missing directory")
 def test_missing_directory_error_names_the_path(make_broker: MakeBroker, tmp_path: Path) -> None:
     path = tmp_path / "missing" / "broker.db"
     error = expect_error(raised_by(lambda: make_broker(path)), DatabaseError)
@@ -158,6 +173,7 @@ def test_missing_directory_error_names_the_path(make_broker: MakeBroker, tmp_pat
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.sqlite_only("a directory given as the database file")
 def test_directory_path_error_names_the_path(make_broker: MakeBroker, tmp_path: Path) -> None:
     error = expect_error(raised_by(lambda: make_broker(tmp_path)), DatabaseError)
     assert f"cannot open {tmp_path}" in str(error)
@@ -183,7 +199,7 @@ SPELLINGS: dict[str, Callable[[str], str]] = {
 
 
 @pytest.mark.parametrize("form", list(SPELLINGS))
-def test_only_19_ascii_digits_spell_an_id(loaded: tuple[Facade, list[int]], db_path: Path, form: str) -> None:
+def test_only_19_ascii_digits_spell_an_id(loaded: tuple[Facade, list[int]], target: Target, form: str) -> None:
     """Stricter than SimpleBroker 8.7.2, which strips spaces and folds non-ASCII digits."""
     broker, ids = loaded
     queue = broker.queue("q")
@@ -198,7 +214,7 @@ def test_only_19_ascii_digits_spell_an_id(loaded: tuple[Facade, list[int]], db_p
         lambda: queue.peek(message_id=spelled),
         lambda: queue.delete(message_id=spelled),
     ):
-        refused(db_path, broker, MessageIdError, call, "expected exactly 19 ASCII digits")
+        refused(target, broker, MessageIdError, call, "expected exactly 19 ASCII digits")
     assert broker.peek("q", message_id=f"{ids[1]:019d}") == Message("b", ids[1])
     assert broker.claim("q", message_id=str(ids[1])) == Message("b", ids[1])
 
@@ -215,7 +231,7 @@ def test_only_19_ascii_digits_spell_an_id(loaded: tuple[Facade, list[int]], db_p
     ],
 )
 def test_unknown_key_in_a_config_mapping_is_refused(
-    make_broker: MakeBroker, db_path: Path, key: str, hint: str | None
+    make_broker: MakeBroker, target: Target, key: str, hint: str | None
 ) -> None:
     raised = raised_by(lambda: make_broker(config={"BROKER_AUTO_VACUUM": "0", key: "OFF"}))
     error = expect_error(raised, ConfigError, f"invalid configuration {key}='OFF'")
@@ -223,10 +239,10 @@ def test_unknown_key_in_a_config_mapping_is_refused(
     assert ("did you mean" in str(error)) == (hint is not None)
     if hint is not None:
         assert f"did you mean {hint}?" in str(error)
-    assert not db_path.exists()
+    assert not target.exists()
 
 
-def test_simplebroker_keys_are_accepted_in_a_mapping(make_broker: MakeBroker) -> None:
+def test_simplebroker_keys_are_accepted_in_a_mapping(make_broker: MakeBroker, target: Target) -> None:
     """One mapping may configure both programs: SimpleBroker's other settings pass."""
     shared = {
         "BROKER_SYNC_MODE": "NORMAL",
@@ -239,16 +255,18 @@ def test_simplebroker_keys_are_accepted_in_a_mapping(make_broker: MakeBroker) ->
         "BROKER_JITTER_FACTOR": "0.1",
     }
     broker = make_broker(config=shared)
-    assert broker.pragma("synchronous") == [1]
+    if target.backend == "sqlite":  # the PRAGMA BROKER_SYNC_MODE sets
+        assert broker.pragma("synchronous") == [1]
     assert broker.write("q", "x") > 0
 
 
-def test_environment_stays_lenient(make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_stays_lenient(make_broker: MakeBroker, target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_SYNCMODE", "bogus")
     monkeypatch.setenv("SYNC_MODE", "bogus")
     monkeypatch.setenv("BROKER_AUTO_VACUUM", "0")
     broker = make_broker(config=None)
-    assert broker.pragma("synchronous") == [2]
+    if target.backend == "sqlite":  # the PRAGMA of the default BROKER_SYNC_MODE
+        assert broker.pragma("synchronous") == [2]
     assert broker.write("q", "x") > 0
 
 
@@ -266,17 +284,18 @@ INTEGER_KEYS = [
 
 @pytest.mark.parametrize("key", INTEGER_KEYS)
 @pytest.mark.parametrize("value", [2**63, str(2**63), "9" * 5000, -(2**63) - 1], ids=["int", "str", "huge", "low"])
-def test_integer_config_beyond_sqlite_is_refused(make_broker: MakeBroker, db_path: Path, key: str, value: Any) -> None:
+def test_integer_config_beyond_sqlite_is_refused(make_broker: MakeBroker, target: Target, key: str, value: Any) -> None:
     error = expect_error(raised_by(lambda: make_broker(config={key: value})), ConfigError, key)
     assert error.key == key
     assert "an integer" in error.expected
-    assert not db_path.exists()
+    assert not target.exists()
 
 
 @pytest.mark.parametrize(
     ("key", "largest"),
     [("BROKER_BUSY_TIMEOUT", 2**31 - 1), ("BROKER_WAL_AUTOCHECKPOINT", 2**31 - 1), ("BROKER_CACHE_MB", 2**21 - 1)],
 )
+@pytest.mark.sqlite_only("SQLite's PRAGMAs read these settings as 32-bit integers")
 def test_32_bit_pragmas_are_bounded_where_sqlite_reads_them(
     make_broker: MakeBroker, db_path: Path, key: str, largest: int
 ) -> None:
@@ -303,8 +322,9 @@ def test_vacuum_batch_size_at_the_bound_works(make_broker: MakeBroker) -> None:
 # -------------------------------------------------------- queue constructors
 
 
-@pytest.mark.parametrize("target", ["x.db", Path("x.db"), None, 42], ids=["str", "Path", "None", "int"])
-def test_queue_needs_a_broker_not_a_path(adapter: str, target: object) -> None:
+@pytest.mark.parametrize("not_a_broker", ["x.db", Path("x.db"), None, 42], ids=["str", "Path", "None", "int"])
+def test_queue_needs_a_broker_not_a_path(adapter: str, not_a_broker: object) -> None:
+    target = not_a_broker
     queue_class, broker_class = QUEUE_CLASSES[adapter], BROKER_CLASSES[adapter]
     raised = raised_by(lambda: queue_class("tasks", target))
     error = expect_error(raised, InvalidTypeError, f"broker must be a broker object \\({broker_class.__name__}\\)")
@@ -323,6 +343,7 @@ def test_queue_needs_its_own_adapters_broker(adapter: str, broker: Facade) -> No
 
 
 # ------------------------------------------------------- TrioBroker defaults
+@pytest.mark.sqlite_only("the default target is the file .broker.db")
 def test_trio_broker_has_the_same_defaults_as_async_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BROKER_AUTO_VACUUM", "0")
@@ -342,11 +363,11 @@ def test_trio_broker_has_the_same_defaults_as_async_broker(tmp_path: Path, monke
 
 
 # ------------------------------------------- item 9: waiting for a connection
-def test_asyncio_pool_waiter_gets_broker_closed_error(db_path: Path) -> None:
+def test_asyncio_pool_waiter_gets_broker_closed_error(target: Target) -> None:
     """A task waiting for the only pooled connection when the broker closes."""
 
     async def main() -> tuple[BaseException | None, BaseException | None]:
-        broker = AsyncBroker(db_path, pool_size=1, config=QUIET)
+        broker = AsyncBroker(target.location, pool_size=1, config=target.configure(QUIET))
         await broker.open()
         entered, release = asyncio.Event(), asyncio.Event()
 
@@ -378,9 +399,9 @@ def test_asyncio_pool_waiter_gets_broker_closed_error(db_path: Path) -> None:
     assert not isinstance(held, PoolClosedError), repr(held)
 
 
-def test_trio_pool_waiter_gets_broker_closed_error(db_path: Path) -> None:
+def test_trio_pool_waiter_gets_broker_closed_error(target: Target) -> None:
     async def main() -> tuple[BaseException | None, BaseException | None]:
-        broker = TrioBroker(db_path, pool_size=1, config=QUIET)
+        broker = TrioBroker(target.location, pool_size=1, config=target.configure(QUIET))
         await broker.open()
         entered, release = trio.Event(), trio.Event()
         errors: dict[str, BaseException | None] = {}

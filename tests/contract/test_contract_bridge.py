@@ -6,12 +6,11 @@ means to a user of the adapter, and the contract tests would prove nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.contract.contract_support import BRIDGE_THREAD_PREFIX, AsyncFacade, adapter_threads, open_facade
+from tests.contract.contract_support import BRIDGE_THREAD_PREFIX, AsyncFacade, Target, adapter_threads, open_facade
 from tests.support import internals
 
 
@@ -20,8 +19,8 @@ def held_by(facade: AsyncFacade) -> dict[object, Any]:
 
 
 @pytest.mark.parametrize("adapter", ["asyncio", "trio"])
-def test_every_call_runs_in_the_one_runner_task(adapter: str, db_path: Path) -> None:
-    with open_facade(adapter, db_path) as facade:
+def test_every_call_runs_in_the_one_runner_task(adapter: str, target: Target) -> None:
+    with open_facade(adapter, target) as facade:
         assert isinstance(facade, AsyncFacade)
         runner = facade._call(lambda: internals.current_task(facade.target))
         assert runner is not None
@@ -43,9 +42,9 @@ def test_every_call_runs_in_the_one_runner_task(adapter: str, db_path: Path) -> 
 
 
 @pytest.mark.parametrize("adapter", ["blocking", "asyncio", "trio"])
-def test_shutdown_stops_every_thread(adapter: str, db_path: Path) -> None:
+def test_shutdown_stops_every_thread(adapter: str, target: Target) -> None:
     before = adapter_threads()
-    with open_facade(adapter, db_path) as facade:
+    with open_facade(adapter, target) as facade:
         facade.write("q", "a")
         started = adapter_threads() - before
         if adapter != "blocking":

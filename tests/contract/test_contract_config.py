@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sansio_broker import Config, ConfigError, MessageError
-from tests.contract.contract_support import MakeBroker, expect_error, open_facade, raised_by
-from tests.support.rawdb import rows
+from tests.contract.contract_support import MakeBroker, Target, expect_error, open_facade, raised_by, rows
 
 
-def test_config_none_reads_environment(make_broker: MakeBroker, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_none_reads_environment(
+    make_broker: MakeBroker, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BROKER_MAX_MESSAGE_SIZE", "8")
     monkeypatch.setenv("BROKER_SYNC_MODE", "normal")
     monkeypatch.setenv("BROKER_BUSY_TIMEOUT", "1234")
@@ -20,29 +19,34 @@ def test_config_none_reads_environment(make_broker: MakeBroker, db_path: Path, m
     monkeypatch.setenv("BROKER_UNRELATED_SIMPLEBROKER_KEY", "whatever")  # ignored
     broker = make_broker(config=None)
     assert broker.config.max_message_size == 8
-    assert broker.pragma("synchronous") == [1]
-    assert broker.pragma("busy_timeout") == [1234]
-    assert broker.pragma("cache_size") == [-3 * 1024]
-    assert broker.pragma("wal_autocheckpoint") == [77]
+    if target.backend == "sqlite":  # the PRAGMAs these settings become
+        assert broker.pragma("synchronous") == [1]
+        assert broker.pragma("busy_timeout") == [1234]
+        assert broker.pragma("cache_size") == [-3 * 1024]
+        assert broker.pragma("wal_autocheckpoint") == [77]
     broker.write("q", "12345678")
     with pytest.raises(MessageError):
         broker.write("q", "123456789")
-    assert [b for _, b, _, _ in rows(db_path)] == ["12345678"]
+    assert [b for _, b, _, _ in rows(target)] == ["12345678"]
 
 
-def test_mapping_is_used_instead_of_environment(adapter: str, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mapping_is_used_instead_of_environment(adapter: str, target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_MAX_MESSAGE_SIZE", "8")
     monkeypatch.setenv("BROKER_SYNC_MODE", "bogus")  # would be refused if the environment were read
     monkeypatch.setenv("BROKER_BUSY_TIMEOUT", "not a number")
-    with open_facade(adapter, db_path, config={"BROKER_SYNC_MODE": "OFF"}) as broker:
-        assert broker.pragma("synchronous") == [0]
+    with open_facade(adapter, target, config={"BROKER_SYNC_MODE": "OFF"}) as broker:
+        assert broker.config.sync_mode == "OFF"
+        if target.backend == "sqlite":
+            assert broker.pragma("synchronous") == [0]
         assert broker.config.max_message_size > 8
         broker.write("q", "x" * 100)
-    with open_facade(adapter, db_path, config=Config(max_message_size=4, sync_mode="normal")) as broker:
-        assert broker.pragma("synchronous") == [1]
+    with open_facade(adapter, target, config=Config(max_message_size=4, sync_mode="normal")) as broker:
+        assert broker.config.sync_mode == "NORMAL"
+        if target.backend == "sqlite":
+            assert broker.pragma("synchronous") == [1]
         with pytest.raises(MessageError):
             broker.write("q", "xxxxx")
-    assert [b for _, b, _, _ in rows(db_path)] == ["x" * 100]
+    assert [b for _, b, _, _ in rows(target)] == ["x" * 100]
 
 
 def test_mapping_accepts_typed_values(make_broker: MakeBroker) -> None:
@@ -57,6 +61,7 @@ def test_mapping_accepts_typed_values(make_broker: MakeBroker) -> None:
     ("mode", "level"),
     [("FULL", 2), ("full", 2), ("NORMAL", 1), ("Normal", 1), ("OFF", 0), (" off ", 0)],
 )
+@pytest.mark.sqlite_only("PRAGMA synchronous")
 def test_sync_mode_applies_to_the_connections(make_broker: MakeBroker, mode: str, level: int) -> None:
     broker = make_broker(config={"BROKER_SYNC_MODE": mode})
     assert broker.pragma("synchronous") == [level]
@@ -64,6 +69,7 @@ def test_sync_mode_applies_to_the_connections(make_broker: MakeBroker, mode: str
     assert set(broker.pragma("synchronous")) == {level}
 
 
+@pytest.mark.sqlite_only("PRAGMA synchronous and busy_timeout")
 def test_default_sync_mode_is_full(make_broker: MakeBroker) -> None:
     broker = make_broker(config={})
     assert broker.pragma("synchronous") == [2]
@@ -91,10 +97,10 @@ INVALID = [
 
 @pytest.mark.parametrize(("key", "value"), INVALID)
 def test_invalid_mapping_value_raises_config_error_naming_key(
-    make_broker: MakeBroker, db_path: Path, key: str, value: str
+    make_broker: MakeBroker, target: Target, key: str, value: str
 ) -> None:
     raised = raised_by(lambda: make_broker(config={key: value}))
-    assert not db_path.exists()  # refused before the file was touched
+    assert not target.exists()  # refused before the file was touched
     error = expect_error(raised, ConfigError, match=key)
     assert error.key == key
     assert isinstance(error, ValueError)
@@ -102,32 +108,32 @@ def test_invalid_mapping_value_raises_config_error_naming_key(
 
 @pytest.mark.parametrize(("key", "value"), INVALID)
 def test_invalid_environment_value_raises_config_error_naming_key(
-    make_broker: MakeBroker, db_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str
+    make_broker: MakeBroker, target: Target, monkeypatch: pytest.MonkeyPatch, key: str, value: str
 ) -> None:
     monkeypatch.setenv(key, value)
     raised = raised_by(lambda: make_broker(config=None))
-    assert not db_path.exists()
+    assert not target.exists()
     assert expect_error(raised, ConfigError, match=key).key == key
 
 
 @pytest.mark.parametrize("value", [True, 5.0, None])
-def test_invalid_typed_value_raises_config_error(make_broker: MakeBroker, db_path: Path, value: object) -> None:
+def test_invalid_typed_value_raises_config_error(make_broker: MakeBroker, target: Target, value: object) -> None:
     raised = raised_by(lambda: make_broker(config={"BROKER_BUSY_TIMEOUT": value}))
-    assert not db_path.exists()
+    assert not target.exists()
     expect_error(raised, ConfigError, match="BROKER_BUSY_TIMEOUT")
 
 
-def test_auto_vacuum_any_other_integer_disables(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_any_other_integer_disables(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config={"BROKER_AUTO_VACUUM": "2", "BROKER_AUTO_VACUUM_INTERVAL": "1"})
     assert broker.config.auto_vacuum is False
     broker.write("q", "a")
     broker.claim("q")
     broker.write("q", "b")
-    assert len(rows(db_path)) == 2
+    assert len(rows(target)) == 2
 
 
-def test_auto_vacuum_interval_below_one_treated_as_one(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_interval_below_one_treated_as_one(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config={"BROKER_AUTO_VACUUM_INTERVAL": "0", "BROKER_VACUUM_THRESHOLD": "50"})
     broker.write("q", "a")
     broker.claim("q")  # every mutation checks: 1 of 1 claimed
-    assert rows(db_path) == []
+    assert rows(target) == []

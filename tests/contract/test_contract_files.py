@@ -19,16 +19,19 @@ from sansio_broker import (
 from tests.contract.contract_support import (
     Facade,
     MakeBroker,
+    Target,
     build_db,
     expect_error,
     listing,
+    meta,
     normalized_schema,
     open_facade,
     raised_by,
+    rows,
     snapshot,
 )
 from tests.support.contract import INSERT_MAGIC, INSERT_SCHEMA_VERSION, MAGIC, V5_DDL, V6_DDL
-from tests.support.rawdb import connect, meta, rows
+from tests.support.rawdb import connect
 
 NOW = time.time_ns()
 
@@ -39,6 +42,7 @@ def ts_at(offset_ms: int) -> int:
 
 
 # ------------------------------------------------------------------ new files
+@pytest.mark.sqlite_only("a new file's sqlite_master (the v6 DDL)")
 def test_new_file_has_exactly_the_v6_schema(adapter: str, db_path: Path, tmp_path: Path) -> None:
     with open_facade(adapter, db_path):
         pass
@@ -67,6 +71,7 @@ def test_new_file_has_exactly_the_v6_schema(adapter: str, db_path: Path, tmp_pat
     assert meta(db_path) == {"last_ts": 0, "alias_version": 0, "magic": MAGIC, "schema_version": 6}
 
 
+@pytest.mark.sqlite_only("SQLite's key/value meta table")
 def test_new_file_meta_after_use_has_no_schema_proof(adapter: str, db_path: Path) -> None:
     with open_facade(adapter, db_path) as broker:
         broker.write("q", "a")
@@ -77,6 +82,7 @@ def test_new_file_meta_after_use_has_no_schema_proof(adapter: str, db_path: Path
     assert meta(db_path)["schema_version"] == 6
 
 
+@pytest.mark.sqlite_only("an empty existing file")
 def test_empty_existing_file_is_initialised(adapter: str, db_path: Path) -> None:
     db_path.write_bytes(b"")
     with open_facade(adapter, db_path) as broker:
@@ -106,6 +112,7 @@ NOT_SQLITE = [b"hello", b"this is not a database\n" * 300, b"\0" * 4096, b"SQLit
 
 
 @pytest.mark.parametrize("content", NOT_SQLITE, ids=["short", "text", "zeros", "other-header"])
+@pytest.mark.sqlite_only("a file that is not a SQLite database")
 def test_not_sqlite_file_refused(make_broker: MakeBroker, db_path: Path, content: bytes) -> None:
     db_path.write_bytes(content)
     error = assert_refused(make_broker, db_path, NotADatabaseError)
@@ -113,6 +120,7 @@ def test_not_sqlite_file_refused(make_broker: MakeBroker, db_path: Path, content
 
 
 @pytest.mark.parametrize("content", NOT_SQLITE, ids=["short", "text", "zeros", "other-header"])
+@pytest.mark.sqlite_only("a file that is not a SQLite database")
 def test_not_sqlite_file_left_unchanged(make_broker: MakeBroker, db_path: Path, content: bytes) -> None:
     db_path.write_bytes(content)
     files_before = listing(db_path.parent)
@@ -123,6 +131,7 @@ def test_not_sqlite_file_left_unchanged(make_broker: MakeBroker, db_path: Path, 
 
 
 @pytest.mark.parametrize("journal_mode", [None, "wal"])
+@pytest.mark.sqlite_only("a SQLite file of another program")
 def test_sqlite_file_of_another_program_refused(
     make_broker: MakeBroker, db_path: Path, journal_mode: str | None
 ) -> None:
@@ -136,18 +145,21 @@ def test_sqlite_file_of_another_program_refused(
         assert conn.execute("SELECT name FROM users").fetchall() == [("ada",)]
 
 
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3")
 def test_sqlite_file_with_meta_but_no_messages_refused(make_broker: MakeBroker, db_path: Path) -> None:
     with connect(db_path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
     assert_refused(make_broker, db_path, ForeignDatabaseError)
 
 
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3")
 def test_foreign_magic_refused(make_broker: MakeBroker, db_path: Path) -> None:
     build_db(db_path, magic="other", messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
     assert_refused(make_broker, db_path, ForeignDatabaseError, match="magic")
 
 
 @pytest.mark.parametrize("version", [7, 99, 4, 0, "7", "six"])
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3")
 def test_unsupported_schema_version_refused(make_broker: MakeBroker, db_path: Path, version: object) -> None:
     ddl = V6_DDL if version in (7, 99, "7", "six") else V5_DDL
     build_db(db_path, ddl, schema_version=version, messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
@@ -155,6 +167,7 @@ def test_unsupported_schema_version_refused(make_broker: MakeBroker, db_path: Pa
     assert isinstance(error, IncompatibleDatabaseError)
 
 
+@pytest.mark.sqlite_only("a legacy SQLite file layout")
 def test_v1_database_without_meta_refused(make_broker: MakeBroker, db_path: Path) -> None:
     with connect(db_path) as conn:
         conn.execute(
@@ -165,6 +178,7 @@ def test_v1_database_without_meta_refused(make_broker: MakeBroker, db_path: Path
     assert_refused(make_broker, db_path, SchemaVersionError)
 
 
+@pytest.mark.sqlite_only("a legacy SQLite file layout")
 def test_legacy_microsecond_last_ts_refused(make_broker: MakeBroker, db_path: Path) -> None:
     legacy = 7_200_000_000_000_000_000  # (µs << 12) in 2025
     build_db(db_path, last_ts=legacy, messages=(("q", "a", legacy, 0),))
@@ -179,6 +193,7 @@ def test_legacy_microsecond_last_ts_refused(make_broker: MakeBroker, db_path: Pa
         "ts INTEGER PRIMARY KEY",  # ts without NOT NULL
     ],
 )
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3")
 def test_v6_with_wrong_column_shape_refused(make_broker: MakeBroker, db_path: Path, messages_ddl: str) -> None:
     table = V6_DDL[0]
     if messages_ddl.startswith("claimed"):
@@ -194,6 +209,7 @@ def test_v6_with_wrong_column_shape_refused(make_broker: MakeBroker, db_path: Pa
 # aiosqlite stops the worker of a connection that failed to open without waiting
 # for it; the worker's last call_soon_threadsafe can then meet the closed loop.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.sqlite_only("a file in a missing directory")
 def test_missing_directory_raises_broker_error(make_broker: MakeBroker, tmp_path: Path) -> None:
     raised = raised_by(lambda: make_broker(tmp_path / "missing" / "broker.db"))
     assert listing(tmp_path) == []
@@ -203,6 +219,7 @@ def test_missing_directory_raises_broker_error(make_broker: MakeBroker, tmp_path
 # aiosqlite stops the worker of a connection that failed to open without waiting
 # for it; the worker's last call_soon_threadsafe can then meet the closed loop.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.sqlite_only("a directory given as the database file")
 def test_a_directory_path_is_refused(make_broker: MakeBroker, tmp_path: Path) -> None:
     raised = raised_by(lambda: make_broker(tmp_path))
     assert listing(tmp_path) == []
@@ -210,6 +227,7 @@ def test_a_directory_path_is_refused(make_broker: MakeBroker, tmp_path: Path) ->
 
 
 # ------------------------------------------------------------- admitted files
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3 (sqlite_master)")
 def test_v6_missing_canonical_indexes_is_repaired(adapter: str, db_path: Path, tmp_path: Path) -> None:
     ddl = tuple(s for s in V6_DDL if "idx_messages" not in s)
     assert len(ddl) == len(V6_DDL) - 2
@@ -229,6 +247,7 @@ def test_v6_missing_canonical_indexes_is_repaired(adapter: str, db_path: Path, t
     assert meta(db_path)["schema_version"] == 6
 
 
+@pytest.mark.sqlite_only("SQLite's rollback journal mode")
 def test_v6_created_elsewhere_in_rollback_mode_is_used(adapter: str, db_path: Path) -> None:
     build_db(db_path, messages=(("q", "a", ts_at(0), 0),), last_ts=ts_at(0))
     with open_facade(adapter, db_path) as broker:
@@ -237,6 +256,7 @@ def test_v6_created_elsewhere_in_rollback_mode_is_used(adapter: str, db_path: Pa
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+@pytest.mark.sqlite_only("a SQLite schema v5 file (SimpleBroker 7)")
 def test_v5_database_used_without_migration(adapter: str, db_path: Path) -> None:
     build_db(
         db_path,
@@ -273,20 +293,20 @@ def test_v5_database_used_without_migration(adapter: str, db_path: Path) -> None
 
 
 # ------------------------------------------------------------------------ IDs
-def test_last_ts_tracks_max_ts(adapter: str, db_path: Path) -> None:
-    with open_facade(adapter, db_path) as broker:
+def test_last_ts_tracks_max_ts(adapter: str, target: Target) -> None:
+    with open_facade(adapter, target) as broker:
         broker.write("a", "1")
-        assert meta(db_path)["last_ts"] == max(r[2] for r in rows(db_path))
+        assert meta(target)["last_ts"] == max(r[2] for r in rows(target))
         broker.write_many("b", ["2", "3", "4"])
-        assert meta(db_path)["last_ts"] == max(r[2] for r in rows(db_path))
+        assert meta(target)["last_ts"] == max(r[2] for r in rows(target))
         assert broker.broadcast("5") == 2
-        assert meta(db_path)["last_ts"] == max(r[2] for r in rows(db_path))
-        last = meta(db_path)["last_ts"]
+        assert meta(target)["last_ts"] == max(r[2] for r in rows(target))
+        last = meta(target)["last_ts"]
         broker.claim_all("a")
         broker.move_all("b", "c")
         broker.vacuum()
         broker.delete("c")
-        assert meta(db_path)["last_ts"] == last  # never lowered
+        assert meta(target)["last_ts"] == last  # never lowered
 
 
 def test_ids_are_19_digit_hybrid_timestamps(broker: Facade) -> None:
@@ -301,19 +321,19 @@ def test_ids_are_19_digit_hybrid_timestamps(broker: Facade) -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_far_future_last_ts_continues_with_counter(adapter: str, db_path: Path) -> None:
-    with open_facade(adapter, db_path) as broker:
+def test_far_future_last_ts_continues_with_counter(adapter: str, target: Target) -> None:
+    with open_facade(adapter, target) as broker:
         broker.write("q", "seed")
     future = (time.time_ns() + 10_000_000_000) & ~0xFFF
-    with connect(db_path) as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
-    with open_facade(adapter, db_path) as broker:
+    target.set_last_ts(future)
+    with open_facade(adapter, target) as broker:
         assert [broker.write("q", f"m{i}") for i in range(3)] == [future + 1, future + 2, future + 3]
         assert broker.write_many("q", ["a", "b"]) == [future + 4, future + 5]
-    assert meta(db_path)["last_ts"] == future + 5
-    assert [b for _, b, _, _ in rows(db_path)] == ["seed", "m0", "m1", "m2", "a", "b"]
+    assert meta(target)["last_ts"] == future + 5
+    assert [b for _, b, _, _ in rows(target)] == ["seed", "m0", "m1", "m2", "a", "b"]
 
 
+@pytest.mark.sqlite_only("a SQLite file built by sqlite3 (build_db)")
 def test_last_ts_behind_stored_rows_is_advanced(adapter: str, db_path: Path) -> None:
     build_db(db_path, messages=(("q", "a", ts_at(0), 0), ("q", "b", ts_at(1), 0)), last_ts=0)
     with open_facade(adapter, db_path) as broker:
@@ -323,36 +343,35 @@ def test_last_ts_behind_stored_rows_is_advanced(adapter: str, db_path: Path) -> 
     assert meta(db_path)["last_ts"] == new
 
 
-def test_duplicate_id_from_another_writer_is_resynced(adapter: str, db_path: Path) -> None:
+def test_duplicate_id_from_another_writer_is_resynced(adapter: str, target: Target) -> None:
     """Another writer left meta.last_ts behind a row it inserted: resync and retry once, as SimpleBroker."""
-    with open_facade(adapter, db_path) as broker:
+    with open_facade(adapter, target) as broker:
         broker.write("q", "first")
         future = (time.time_ns() + 5_000_000_000) & ~0xFFF
-        with connect(db_path) as conn:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
-            conn.execute("INSERT INTO messages (queue, body, ts) VALUES ('q', 'exact', ?)", (future + 1,))
+        target.set_last_ts(future)
+        target.insert_row("q", "exact", future + 1)
         # The next ID after last_ts collides with the stored row: resync, then continue past it.
         assert broker.write("q", "after") == future + 2
         assert broker.read("q", all_messages=True) == ["first", "exact", "after"]
-    assert meta(db_path)["last_ts"] == future + 2
+    assert meta(target)["last_ts"] == future + 2
 
 
-def test_a_clock_regression_does_not_fail_writes(adapter: str, db_path: Path) -> None:
-    with open_facade(adapter, db_path) as broker:
+def test_a_clock_regression_does_not_fail_writes(adapter: str, target: Target) -> None:
+    with open_facade(adapter, target) as broker:
         broker.write("q", "before")  # the broker has cached its own high-water mark
         future = ((time.time_ns() + 10_000_000_000) & ~0xFFF) | 7
-        with connect(db_path) as conn:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_ts'", (future,))
+        target.set_last_ts(future)
         assert broker.write("q", "w1") == future + 1
         assert broker.write("q", "w2") == future + 2
         assert broker.write_many("q", ["w3", "w4"]) == [future + 3, future + 4]
         assert broker.queue("q").write("w5") == future + 5
     # A fresh broker (no cached value) carries on the same way.
-    with open_facade(adapter, db_path) as broker:
+    with open_facade(adapter, target) as broker:
         assert broker.write("q", "w6") == future + 6
-    assert meta(db_path)["last_ts"] == future + 6
+    assert meta(target)["last_ts"] == future + 6
 
 
+@pytest.mark.sqlite_only("-wal and -shm files removed at close")
 def test_closing_leaves_only_the_database_file(make_broker: MakeBroker, db_path: Path) -> None:
     # SQLite checkpoints and removes -wal and -shm when the last connection
     # closes, as after SimpleBroker's commands; a checkpoint cut short (an

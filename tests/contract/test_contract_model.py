@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sansio_broker import Message, QueueStats
-from tests.contract.contract_support import Facade, open_facade
-from tests.support.rawdb import rows
+from tests.contract.contract_support import Facade, Target, open_facade, rows
 
 QUEUES = ("a", "b", "c")
 queues = st.sampled_from(QUEUES)
@@ -55,7 +53,7 @@ class Model:
         return self.rows[index % len(self.rows)] if self.rows else None
 
 
-def apply(broker: Facade, model: Model, op: tuple[Any, ...]) -> None:
+def apply(broker: Facade, target: Target, model: Model, op: tuple[Any, ...]) -> None:
     kind = op[0]
     if kind == "write":
         _, q, body = op
@@ -135,11 +133,22 @@ def apply(broker: Facade, model: Model, op: tuple[Any, ...]) -> None:
     elif kind == "broadcast":
         targets = sorted({r.queue for r in model.rows})
         assert broker.broadcast(op[1]) == len(targets)
-        stored = {(q, ts) for q, body, ts, _ in rows(broker.path) if body == op[1] and ts not in model.issued}
+        stored = {(q, ts) for q, body, ts, _ in rows(target) if body == op[1] and ts not in model.issued}
         assert sorted(q for q, _ in stored) == targets
         for q, ts in sorted(stored, key=lambda item: item[1]):
             model.rows.append(Row(q, op[1], ts))
             model.issued.append(ts)
+
+
+def op_bodies(op: tuple[Any, ...]) -> list[str]:
+    """The bodies an operation writes."""
+    if op[0] == "write":
+        return [op[2]]
+    if op[0] == "write_many":
+        return list(op[2])
+    if op[0] == "broadcast":
+        return [op[1]]
+    return []
 
 
 @settings(
@@ -150,21 +159,24 @@ def apply(broker: Facade, model: Model, op: tuple[Any, ...]) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(operations, min_size=1, max_size=25))
-def test_random_operations_match_model(adapter: str, ops: list[tuple[Any, ...]]) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "model.db")
-        model = Model()
-        with open_facade(adapter, path) as broker:
-            for op in ops:
-                apply(broker, model, op)
-            assert model.issued == sorted(model.issued)
-            assert len(set(model.issued)) == len(model.issued)
-            expected_stats = []
-            for q in QUEUES:
-                members = [r for r in model.rows if r.queue == q]
-                if members:
-                    expected_stats.append(QueueStats(q, sum(not r.claimed for r in members), len(members)))
-            assert broker.get_queue_stats() == expected_stats
-            assert broker.list_queues() == [s.queue for s in expected_stats]
-        on_disk = sorted((q, b, ts, c) for q, b, ts, c in rows(path))
-        assert on_disk == sorted((r.queue, r.body, r.id, int(r.claimed)) for r in model.rows)
+def test_random_operations_match_model(
+    adapter: str, backend: str, make_target: Callable[[], Target], ops: list[tuple[Any, ...]]
+) -> None:
+    if backend == "postgres":  # PostgreSQL text cannot hold NUL: test_write_accepts_empty_nul_and_unicode_bodies
+        assume(not any("\0" in body for op in ops for body in op_bodies(op)))
+    path = make_target()  # a new one for each example
+    model = Model()
+    with open_facade(adapter, path) as broker:
+        for op in ops:
+            apply(broker, path, model, op)
+        assert model.issued == sorted(model.issued)
+        assert len(set(model.issued)) == len(model.issued)
+        expected_stats = []
+        for q in QUEUES:
+            members = [r for r in model.rows if r.queue == q]
+            if members:
+                expected_stats.append(QueueStats(q, sum(not r.claimed for r in members), len(members)))
+        assert broker.get_queue_stats() == expected_stats
+        assert broker.list_queues() == [s.queue for s in expected_stats]
+    on_disk = sorted((q, b, ts, c) for q, b, ts, c in rows(path))
+    assert on_disk == sorted((r.queue, r.body, r.id, int(r.claimed)) for r in model.rows)

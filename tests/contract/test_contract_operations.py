@@ -7,26 +7,26 @@ from pathlib import Path
 import pytest
 
 from sansio_broker import BrokerClosedError, InvalidInputError, Message, MessageError, QueueStats
-from tests.contract.contract_support import QUIET, Facade, MakeBroker, bodies, open_facade
-from tests.support.rawdb import connect, query, rows
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, Target, bodies, open_facade, rows
+from tests.support.rawdb import connect
 
 
 # --------------------------------------------------------------------- writes
-def test_write_returns_increasing_ids_stored_on_disk(broker: Facade, db_path: Path) -> None:
+def test_write_returns_increasing_ids_stored_on_disk(broker: Facade, target: Target) -> None:
     ids = [broker.write("q", f"m{i}") for i in range(5)]
     assert ids == sorted(ids)
     assert len(set(ids)) == 5
-    assert rows(db_path) == [("q", f"m{i}", ids[i], 0) for i in range(5)]
+    assert rows(target) == [("q", f"m{i}", ids[i], 0) for i in range(5)]
 
 
-def test_write_many_returns_ids_in_order(broker: Facade, db_path: Path) -> None:
+def test_write_many_returns_ids_in_order(broker: Facade, target: Target) -> None:
     first = broker.write("q", "before")
     ids = broker.write_many("q", (f"b{i}" for i in range(4)))
     assert len(ids) == 4
     assert first < ids[0] < ids[1] < ids[2] < ids[3]
-    assert rows(db_path) == [("q", "before", first, 0)] + [("q", f"b{i}", ids[i], 0) for i in range(4)]
+    assert rows(target) == [("q", "before", first, 0)] + [("q", f"b{i}", ids[i], 0) for i in range(4)]
     assert broker.write_many("q", []) == []
-    assert len(rows(db_path)) == 5
+    assert len(rows(target)) == 5
 
 
 def test_write_accepts_empty_nul_and_unicode_bodies(broker: Facade) -> None:
@@ -36,15 +36,15 @@ def test_write_accepts_empty_nul_and_unicode_bodies(broker: Facade) -> None:
 
 
 # ------------------------------------------------------------------ broadcast
-def test_broadcast_reaches_every_queue_including_claimed_only(broker: Facade, db_path: Path) -> None:
+def test_broadcast_reaches_every_queue_including_claimed_only(broker: Facade, target: Target) -> None:
     broker.write("a", "x")
     broker.write("b", "y")
     broker.write("c", "z")
     broker.claim("c")  # c now holds only a claimed row: it still exists
     assert broker.broadcast("hello") == 3
-    stored = [(q, body) for q, body, _, claimed in rows(db_path) if body == "hello" and claimed == 0]
+    stored = [(q, body) for q, body, _, claimed in rows(target) if body == "hello" and claimed == 0]
     assert sorted(stored) == [("a", "hello"), ("b", "hello"), ("c", "hello")]
-    ids = [ts for _, body, ts, _ in rows(db_path) if body == "hello"]
+    ids = [ts for _, body, ts, _ in rows(target) if body == "hello"]
     assert len(set(ids)) == 3
     claimed_from_c = broker.claim("c")
     assert claimed_from_c is not None
@@ -63,27 +63,27 @@ def test_broadcast_with_glob_pattern(broker: Facade) -> None:
     assert broker.broadcast("none", pattern="nomatch*") == 0
 
 
-def test_broadcast_without_queues_writes_nothing(broker: Facade, db_path: Path) -> None:
+def test_broadcast_without_queues_writes_nothing(broker: Facade, target: Target) -> None:
     assert broker.broadcast("hello") == 0
-    assert rows(db_path) == []
+    assert rows(target) == []
     assert broker.list_queues() == []
 
 
 # --------------------------------------------------------------------- claims
-def test_claim_marks_row_claimed_and_returns_oldest(broker: Facade, db_path: Path) -> None:
+def test_claim_marks_row_claimed_and_returns_oldest(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b"])
     assert broker.claim("q") == Message("a", ids[0])
-    assert rows(db_path) == [("q", "a", ids[0], 1), ("q", "b", ids[1], 0)]
+    assert rows(target) == [("q", "a", ids[0], 1), ("q", "b", ids[1], 0)]
     assert broker.claim("q") == Message("b", ids[1])
     assert broker.claim("q") is None
     assert broker.claim("missing") is None
 
 
-def test_claim_many_and_claim_all(broker: Facade, db_path: Path) -> None:
+def test_claim_many_and_claim_all(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", [f"m{i}" for i in range(6)])
     assert broker.claim_many("q", 2) == [Message("m0", ids[0]), Message("m1", ids[1])]
     assert broker.claim_all("q") == [Message(f"m{i}", ids[i]) for i in range(2, 6)]
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
     assert broker.claim_many("q", 5) == []
     assert broker.claim_all("q") == []
 
@@ -94,17 +94,17 @@ def test_claim_many_limit_larger_than_queue(broker: Facade) -> None:
 
 
 @pytest.mark.parametrize("as_str", [False, True], ids=["int", "str19"])
-def test_claim_by_message_id(broker: Facade, db_path: Path, as_str: bool) -> None:
+def test_claim_by_message_id(broker: Facade, target: Target, as_str: bool) -> None:
     ids = broker.write_many("q", ["a", "b", "c"])
     wanted = str(ids[1]) if as_str else ids[1]
     if as_str:
         assert len(wanted) == 19
     assert broker.claim("q", message_id=wanted) == Message("b", ids[1])
-    assert [claimed for *_, claimed in rows(db_path)] == [0, 1, 0]
+    assert [claimed for *_, claimed in rows(target)] == [0, 1, 0]
     # Already claimed, or in another queue: nothing.
     assert broker.claim("q", message_id=wanted) is None
     assert broker.claim("other", message_id=ids[0]) is None
-    assert [claimed for *_, claimed in rows(db_path)] == [0, 1, 0]
+    assert [claimed for *_, claimed in rows(target)] == [0, 1, 0]
 
 
 def test_after_and_before_bounds_are_strict(broker: Facade) -> None:
@@ -134,19 +134,19 @@ def test_bounds_on_stream_and_moves(broker: Facade) -> None:
 
 
 # ---------------------------------------------------------------------- peeks
-def test_peek_never_claims(broker: Facade, db_path: Path) -> None:
+def test_peek_never_claims(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b", "c"])
     assert broker.peek("q") == Message("a", ids[0])
     assert broker.peek("q") == Message("a", ids[0])
     assert broker.peek_many("q", 2) == [Message("a", ids[0]), Message("b", ids[1])]
     assert broker.peek("q", message_id=ids[2]) == Message("c", ids[2])
     assert broker.peek("q", message_id=str(ids[2])) == Message("c", ids[2])
-    assert all(claimed == 0 for *_, claimed in rows(db_path))
+    assert all(claimed == 0 for *_, claimed in rows(target))
     assert broker.peek("empty") is None
     assert broker.peek_many("empty", 3) == []
 
 
-def test_peek_include_claimed(broker: Facade, db_path: Path) -> None:
+def test_peek_include_claimed(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b"])
     broker.claim("q")
     assert broker.peek("q") == Message("b", ids[1])
@@ -155,18 +155,18 @@ def test_peek_include_claimed(broker: Facade, db_path: Path) -> None:
     assert broker.peek("q", message_id=ids[0], include_claimed=True) == Message("a", ids[0])
     assert broker.peek_many("q", 5) == [Message("b", ids[1])]
     assert broker.peek_many("q", 5, include_claimed=True) == [Message("a", ids[0]), Message("b", ids[1])]
-    assert [claimed for *_, claimed in rows(db_path)] == [1, 0]
+    assert [claimed for *_, claimed in rows(target)] == [1, 0]
 
 
 # -------------------------------------------------------------------- streams
-def test_stream_peek_pages_past_generator_batch_size(make_broker: MakeBroker, db_path: Path) -> None:
+def test_stream_peek_pages_past_generator_batch_size(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config={**QUIET, "BROKER_GENERATOR_BATCH_SIZE": "3"})
     for count in (10, 9):  # a short last page, and an exact multiple of the page
         broker.delete()
         ids = broker.write_many("q", [f"m{i}" for i in range(count)])
         seen = list(broker.stream("q", peek=True))
         assert seen == [Message(f"m{i}", ids[i]) for i in range(count)]
-        assert all(claimed == 0 for *_, claimed in rows(db_path))
+        assert all(claimed == 0 for *_, claimed in rows(target))
 
 
 def test_stream_peek_include_claimed(broker: Facade) -> None:
@@ -176,31 +176,31 @@ def test_stream_peek_include_claimed(broker: Facade) -> None:
     assert bodies(list(broker.stream("q", peek=True, include_claimed=True))) == ["a", "b", "c"]
 
 
-def test_stream_commit_interval_one_claims_each_before_handing_over(broker: Facade, db_path: Path) -> None:
+def test_stream_commit_interval_one_claims_each_before_handing_over(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", [f"m{i}" for i in range(5)])
     stream = broker.stream("q")  # commit_interval=1
     assert next(stream) == Message("m0", ids[0])
     assert next(stream) == Message("m1", ids[1])
     # Exactly once: what was handed over is committed, even before the stream ends.
-    assert [claimed for *_, claimed in rows(db_path)] == [1, 1, 0, 0, 0]
+    assert [claimed for *_, claimed in rows(target)] == [1, 1, 0, 0, 0]
     stream.close()
-    assert [claimed for *_, claimed in rows(db_path)] == [1, 1, 0, 0, 0]
+    assert [claimed for *_, claimed in rows(target)] == [1, 1, 0, 0, 0]
     assert list(broker.stream("q", commit_interval=1)) == [Message(f"m{i}", ids[i]) for i in range(2, 5)]
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
 
 
-def test_stream_commit_interval_n_delivers_everything_in_order(broker: Facade, db_path: Path) -> None:
+def test_stream_commit_interval_n_delivers_everything_in_order(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", [f"m{i}" for i in range(7)])
     assert list(broker.stream("q", commit_interval=3)) == [Message(f"m{i}", ids[i]) for i in range(7)]
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
     assert list(broker.stream("q", commit_interval=3)) == []
 
 
 # ---------------------------------------------------------------------- moves
-def test_move_oldest_keeps_id_and_body(broker: Facade, db_path: Path) -> None:
+def test_move_oldest_keeps_id_and_body(broker: Facade, target: Target) -> None:
     ids = broker.write_many("src", ["a", "b"])
     assert broker.move("src", "dst") == Message("a", ids[0])
-    assert rows(db_path) == [("dst", "a", ids[0], 0), ("src", "b", ids[1], 0)]
+    assert rows(target) == [("dst", "a", ids[0], 0), ("src", "b", ids[1], 0)]
     assert broker.move("empty", "dst") is None
 
 
@@ -226,26 +226,26 @@ def test_move_all_exact_multiple_of_batch(make_broker: MakeBroker) -> None:
     assert bodies(broker.claim_all("dst")) == [f"m{i}" for i in range(6)]
 
 
-def test_move_by_id_of_claimed_message_keeps_it_claimed(broker: Facade, db_path: Path) -> None:
+def test_move_by_id_of_claimed_message_keeps_it_claimed(broker: Facade, target: Target) -> None:
     ids = broker.write_many("src", ["a", "b"])
     broker.claim("src")  # a is claimed
     assert broker.move("src", "dst", message_id=ids[0]) == Message("a", ids[0])
-    assert rows(db_path, "dst") == [("dst", "a", ids[0], 1)]
+    assert rows(target, "dst") == [("dst", "a", ids[0], 1)]
     assert broker.queue_stats("dst") == QueueStats("dst", 0, 1)
     assert broker.claim("dst") is None
     # By 19-digit string too, pending message stays pending.
     assert broker.move("src", "dst", message_id=str(ids[1])) == Message("b", ids[1])
-    assert rows(db_path, "dst") == [("dst", "a", ids[0], 1), ("dst", "b", ids[1], 0)]
+    assert rows(target, "dst") == [("dst", "a", ids[0], 1), ("dst", "b", ids[1], 0)]
 
 
-def test_move_by_id_with_require_unclaimed_skips_claimed(broker: Facade, db_path: Path) -> None:
+def test_move_by_id_with_require_unclaimed_skips_claimed(broker: Facade, target: Target) -> None:
     ids = broker.write_many("src", ["a"])
     broker.claim("src")
     assert broker.move("src", "dst", message_id=ids[0], require_unclaimed=True) is None
-    assert rows(db_path) == [("src", "a", ids[0], 1)]
+    assert rows(target) == [("src", "a", ids[0], 1)]
 
 
-def test_move_to_same_queue_is_refused(broker: Facade, db_path: Path) -> None:
+def test_move_to_same_queue_is_refused(broker: Facade, target: Target) -> None:
     broker.write("q", "a")
     for call in (
         lambda: broker.move("q", "q"),
@@ -255,40 +255,40 @@ def test_move_to_same_queue_is_refused(broker: Facade, db_path: Path) -> None:
     ):
         with pytest.raises(InvalidInputError, match="same"):
             call()
-    assert rows(db_path)[0][:2] == ("q", "a")
+    assert rows(target)[0][:2] == ("q", "a")
 
 
 # --------------------------------------------------------------------- delete
-def test_delete_queue_removes_pending_and_claimed(broker: Facade, db_path: Path) -> None:
+def test_delete_queue_removes_pending_and_claimed(broker: Facade, target: Target) -> None:
     broker.write_many("q", ["a", "b", "c"])
     broker.write("keep", "k")
     broker.claim("q")
     assert broker.delete("q") == 3
-    assert [r[0] for r in rows(db_path)] == ["keep"]
+    assert [r[0] for r in rows(target)] == ["keep"]
     assert broker.delete("q") == 0
     assert broker.queue_exists("keep")
 
 
-def test_delete_all(broker: Facade, db_path: Path) -> None:
+def test_delete_all(broker: Facade, target: Target) -> None:
     broker.write_many("a", ["1", "2"])
     broker.write("b", "3")
     broker.claim("b")
     assert broker.delete() == 3
-    assert rows(db_path) == []
+    assert rows(target) == []
     assert broker.list_queues() == []
     assert broker.delete() == 0
 
 
-def test_delete_messages_by_id(broker: Facade, db_path: Path) -> None:
+def test_delete_messages_by_id(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b", "c", "d"])
     other = broker.write("other", "x")
     broker.claim("q")  # a claimed: still deletable
     assert broker.delete_messages("q", [ids[0], str(ids[2]), other, ids[2]]) == 2
-    assert [(q, b) for q, b, _, _ in rows(db_path)] == [("q", "b"), ("q", "d"), ("other", "x")]
+    assert [(q, b) for q, b, _, _ in rows(target)] == [("q", "b"), ("q", "d"), ("other", "x")]
     assert broker.delete_messages("q", []) == 0
     assert broker.delete_messages("q", [ids[0]]) == 0
     assert broker.delete_messages("q", (i for i in [ids[1], ids[3]])) == 2  # any iterable
-    assert rows(db_path, "q") == []
+    assert rows(target, "q") == []
 
 
 # ----------------------------------------------------------------- inspection
@@ -321,18 +321,19 @@ def test_queue_stats_and_exists(broker: Facade) -> None:
 
 
 # --------------------------------------------------------------------- vacuum
-def test_vacuum_removes_claimed_rows_only(broker: Facade, db_path: Path) -> None:
+def test_vacuum_removes_claimed_rows_only(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", [f"m{i}" for i in range(6)])
     broker.write("r", "other")
     broker.claim_many("q", 4)
-    pending_before = [r for r in rows(db_path) if r[3] == 0]
+    pending_before = [r for r in rows(target) if r[3] == 0]
     assert broker.vacuum() == 4
-    assert rows(db_path) == pending_before
-    assert [r[2] for r in rows(db_path, "q")] == ids[4:]
+    assert rows(target) == pending_before
+    assert [r[2] for r in rows(target, "q")] == ids[4:]
     assert broker.vacuum() == 0
-    assert rows(db_path) == pending_before
+    assert rows(target) == pending_before
 
 
+@pytest.mark.sqlite_only("the rebuilt file: PRAGMA page_count, freelist_count, auto_vacuum, journal_mode")
 def test_vacuum_compact_rebuilds_file(broker: Facade, db_path: Path) -> None:
     big = "x" * 3000
     broker.write_many("q", [big] * 400)
@@ -357,11 +358,11 @@ def test_vacuum_compact_rebuilds_file(broker: Facade, db_path: Path) -> None:
 
 
 # --------------------------------------------------------------- Broker.read
-def test_broker_read_returns_bodies(broker: Facade, db_path: Path) -> None:
+def test_broker_read_returns_bodies(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b", "c", "d"])
     assert broker.read("q", peek=True) == ["a"]
     assert broker.read("q", peek=True, all_messages=True) == ["a", "b", "c", "d"]
-    assert all(claimed == 0 for *_, claimed in rows(db_path))
+    assert all(claimed == 0 for *_, claimed in rows(target))
     assert broker.read("q", peek=True, exact_timestamp=ids[2]) == ["c"]
     assert broker.read("q", exact_timestamp=ids[2]) == ["c"]
     assert broker.read("q", exact_timestamp=ids[2]) == []
@@ -370,11 +371,11 @@ def test_broker_read_returns_bodies(broker: Facade, db_path: Path) -> None:
     assert broker.read("q", all_messages=True) == ["b", "d"]
     assert broker.read("q") == []
     assert broker.read("q", all_messages=True) == []
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
 
 
 # ---------------------------------------------------------------- Queue class
-def test_queue_write_read_peek(broker: Facade, db_path: Path) -> None:
+def test_queue_write_read_peek(broker: Facade, target: Target) -> None:
     q = broker.queue("tasks")
     assert q.name == "tasks"
     ids = [q.write("a"), q.write("b")]
@@ -392,14 +393,14 @@ def test_queue_write_read_peek(broker: Facade, db_path: Path) -> None:
     assert q.read(all_messages=True) == ["c", "d"]
     assert q.read() is None
     assert q.read(all_messages=True) == []
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
 
 
-def test_queue_read_all_messages_returns_every_body(broker: Facade, db_path: Path) -> None:
+def test_queue_read_all_messages_returns_every_body(broker: Facade, target: Target) -> None:
     q = broker.queue("q")
     q.write_many([f"m{i}" for i in range(5)])
     assert q.read(all_messages=True) == [f"m{i}" for i in range(5)]
-    assert all(claimed == 1 for *_, claimed in rows(db_path))
+    assert all(claimed == 1 for *_, claimed in rows(target))
     assert q.size() == 0
 
 
@@ -415,13 +416,13 @@ def test_queue_read_all_and_bounds(broker: Facade) -> None:
         q.read(all_messages=True, message_id=i0)  # type: ignore[call-overload]
 
 
-def test_queue_stream(broker: Facade, db_path: Path) -> None:
+def test_queue_stream(broker: Facade, target: Target) -> None:
     q = broker.queue("q")
     q.write_many(["a", "b", "c"])
     assert list(q.stream(peek=True)) == ["a", "b", "c"]
     assert list(q.stream(all_messages=False, peek=True)) == ["a"]
     assert list(q.stream(all_messages=False)) == ["a"]
-    assert [claimed for *_, claimed in rows(db_path)] == [1, 0, 0]
+    assert [claimed for *_, claimed in rows(target)] == [1, 0, 0]
     assert list(q.stream(commit_interval=2)) == ["b", "c"]
     assert list(q.stream()) == []
     assert list(q.stream(all_messages=False)) == []
@@ -447,7 +448,7 @@ def test_queue_claim_size_stats_exists(broker: Facade) -> None:
     assert q.exists()
 
 
-def test_queue_moves(broker: Facade, db_path: Path) -> None:
+def test_queue_moves(broker: Facade, target: Target) -> None:
     q = broker.queue("src")
     ids = q.write_many([f"m{i}" for i in range(6)])
     assert q.move_to("dst") == Message("m0", ids[0])
@@ -455,22 +456,22 @@ def test_queue_moves(broker: Facade, db_path: Path) -> None:
     assert q.move_many("dst", 2) == [Message("m1", ids[1]), Message("m2", ids[2])]
     assert q.move_all("dst") == 2
     assert not q.exists()
-    assert [r[2] for r in rows(db_path, "dst")] == ids
+    assert [r[2] for r in rows(target, "dst")] == ids
     assert q.move_to("dst") is None
 
 
-def test_queue_delete(broker: Facade, db_path: Path) -> None:
+def test_queue_delete(broker: Facade, target: Target) -> None:
     q = broker.queue("q")
     ids = q.write_many(["a", "b", "c"])
     broker.write("other", "x")
     assert q.delete(message_id=ids[1]) is True
     assert q.delete(message_id=ids[1]) is False
     assert q.delete(message_id=str(ids[2])) is True
-    assert [b for _, b, _, _ in rows(db_path, "q")] == ["a"]
+    assert [b for _, b, _, _ in rows(target, "q")] == ["a"]
     assert q.delete() is True
     assert q.delete() is False
     assert not q.exists()
-    assert [b for _, b, _, _ in rows(db_path)] == ["x"]
+    assert [b for _, b, _, _ in rows(target)] == ["x"]
 
 
 # ------------------------------------------------------------------------ FIFO
@@ -507,21 +508,21 @@ def test_fifo_across_two_brokers_on_one_file(make_broker: MakeBroker) -> None:
 
 
 # ------------------------------------------------------------------ durability
-def test_durable_across_reopen(adapter: str, db_path: Path) -> None:
-    with open_facade(adapter, db_path) as broker:
+def test_durable_across_reopen(adapter: str, target: Target) -> None:
+    with open_facade(adapter, target) as broker:
         ids = broker.write_many("q", ["a", "b", "c"])
         broker.claim("q")
-    with open_facade(adapter, db_path) as broker:
+    with open_facade(adapter, target) as broker:
         assert broker.queue_stats("q") == QueueStats("q", 2, 3)
         assert broker.claim_all("q") == [Message("b", ids[1]), Message("c", ids[2])]
         later = broker.write("q", "d")
         assert later > ids[-1]
-    with open_facade(adapter, db_path) as broker:
+    with open_facade(adapter, target) as broker:
         assert broker.read("q", all_messages=True) == ["d"]
 
 
 # ------------------------------------------------- every operation in sequence
-def test_every_broker_operation(make_broker: MakeBroker, db_path: Path) -> None:
+def test_every_broker_operation(make_broker: MakeBroker, target: Target) -> None:
     b = make_broker()
     a1 = b.write("alpha", "a1")
     assert isinstance(a1, int)
@@ -600,7 +601,7 @@ def test_every_broker_operation(make_broker: MakeBroker, db_path: Path) -> None:
     b.write("theta", "t1")
     assert b.delete() == 3
     assert b.list_queues() == []
-    assert rows(db_path) == []
+    assert rows(target) == []
 
 
 def test_every_queue_operation(broker: Facade) -> None:
@@ -660,25 +661,25 @@ def test_every_queue_operation(broker: Facade) -> None:
 
 
 # ------------------------------------------------------- the original example
-def test_write_returns_the_committed_id(broker: Facade, db_path: Path) -> None:
+def test_write_returns_the_committed_id(broker: Facade, target: Target) -> None:
     first = broker.write("q", "a")
     second = broker.queue("q").write("b")
     assert isinstance(first, int) and isinstance(second, int)
     assert len(str(first)) == 19 and first < second
-    assert [(b, ts) for _, b, ts, _ in rows(db_path)] == [("a", first), ("b", second)]
+    assert [(b, ts) for _, b, ts, _ in rows(target)] == [("a", first), ("b", second)]
 
 
-def test_write_many_commits_in_one_transaction(make_broker: MakeBroker, db_path: Path) -> None:
+def test_write_many_commits_in_one_transaction(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config={"BROKER_MAX_MESSAGE_SIZE": "4"})
     with pytest.raises(MessageError):
         broker.write_many("q", ["ok", "ok", "too long"])
-    assert rows(db_path) == []
+    assert rows(target) == []
     ids = broker.write_many("q", [str(i) for i in range(500)])
     assert ids == sorted(ids) and len(set(ids)) == 500
-    assert query(db_path, "SELECT COUNT(*) FROM messages") == [(500,)]
+    assert len(rows(target)) == 500
 
 
-def test_move_by_public_id_moves_a_claimed_message_and_keeps_it_claimed(broker: Facade, db_path: Path) -> None:
+def test_move_by_public_id_moves_a_claimed_message_and_keeps_it_claimed(broker: Facade, target: Target) -> None:
     a, b, c = broker.write_many("src", ["a", "b", "c"])
     assert broker.claim("src", message_id=b) == Message("b", b)
     # The example matched an internal rowid: small numbers must not match anything.
@@ -687,10 +688,10 @@ def test_move_by_public_id_moves_a_claimed_message_and_keeps_it_claimed(broker: 
     assert broker.queue("src").move_to("dst", message_id=c) == Message("c", c)
     assert broker.move("dst", "src", message_id=b, require_unclaimed=True) is None
     assert broker.queue("src").move_to("dst", message_id=str(a)) == Message("a", a)
-    assert rows(db_path) == [("dst", "a", a, 0), ("dst", "b", b, 1), ("dst", "c", c, 0)]
+    assert rows(target) == [("dst", "a", a, 0), ("dst", "b", b, 1), ("dst", "c", c, 0)]
 
 
-def test_read_all_messages_returns_every_body_it_claimed(broker: Facade, db_path: Path) -> None:
+def test_read_all_messages_returns_every_body_it_claimed(broker: Facade, target: Target) -> None:
     everything = [f"m{i}" for i in range(250)]  # more than one generator batch
     broker.write_many("q", everything)
     assert broker.read("q", all_messages=True) == everything
@@ -700,12 +701,13 @@ def test_read_all_messages_returns_every_body_it_claimed(broker: Facade, db_path
     broker.write_many("s", everything[:3])
     assert broker.queue("s").read_all() == everything[:3]
     assert broker.queue("s").read_all() == []
-    claimed = query(db_path, "SELECT queue, COUNT(*) FROM messages WHERE claimed = 1 GROUP BY queue ORDER BY queue")
-    assert claimed == [("q", 250), ("r", 5), ("s", 3)]
-    assert query(db_path, "SELECT COUNT(*) FROM messages WHERE claimed = 0") == [(0,)]
+    stored = rows(target)
+    assert [(q, sum(1 for r in stored if r[0] == q and r[3] == 1)) for q in "qrs"] == [("q", 250), ("r", 5), ("s", 3)]
+    assert [r for r in stored if r[3] == 0] == []
 
 
 # ------------------------------------------------------------------ lifecycle
+@pytest.mark.sqlite_only("a file path given as str")
 def test_a_str_path_is_accepted(make_broker: MakeBroker, tmp_path: Path) -> None:
     broker = make_broker(str(tmp_path / "s.db"))
     assert broker.path == str(tmp_path / "s.db")
@@ -713,7 +715,7 @@ def test_a_str_path_is_accepted(make_broker: MakeBroker, tmp_path: Path) -> None
     assert [b for _, b, _, _ in rows(tmp_path / "s.db")] == ["x"]
 
 
-def test_operations_after_close_raise_broker_closed(broker: Facade, db_path: Path) -> None:
+def test_operations_after_close_raise_broker_closed(broker: Facade, target: Target) -> None:
     broker.write("q", "a")
     broker.close()
     broker.close()  # idempotent
@@ -729,4 +731,4 @@ def test_operations_after_close_raise_broker_closed(broker: Facade, db_path: Pat
     with pytest.raises(BrokerClosedError), broker.transaction():
         pass
     assert isinstance(BrokerClosedError("x"), RuntimeError)
-    assert [b for _, b, _, _ in rows(db_path)] == ["a"]
+    assert [b for _, b, _, _ in rows(target)] == ["a"]

@@ -32,6 +32,8 @@ from tests.contract.contract_support import MakeBroker, build_db, expect_error, 
 from tests.support.contract import V6_DDL
 from tests.support.rawdb import connect, meta
 
+pytestmark = pytest.mark.sqlite_only("SQLite files whose WAL holds frames (-wal, -shm)")
+
 NOW = time.time_ns() & ~0xFFF
 SUFFIXES = ("", "-wal", "-shm")
 

@@ -12,23 +12,23 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sansio_broker import IntegrityError, InvalidInputError, Message, QueueNameError
 from sansio_broker.errors import AliasError, AliasShadowsQueueWarning
-from tests.contract.contract_support import Facade, bodies, claimed_flags, raised_by
-from tests.support.rawdb import meta, query, rows
-
-
-def alias_version(path: Path) -> int:
-    return int(meta(path)["alias_version"])
-
-
-def stored_aliases(path: Path) -> list[tuple[str, str]]:
-    return query(path, "SELECT alias, target FROM queue_aliases ORDER BY alias")
+from tests.contract.contract_support import (
+    Facade,
+    Target,
+    alias_version,
+    bodies,
+    claimed_flags,
+    meta,
+    raised_by,
+    rows,
+    stored_aliases,
+)
 
 
 def future_id(seconds: float) -> int:
@@ -45,12 +45,12 @@ def fixed(k: int) -> int:
 
 
 # ==================================================================== aliases
-def test_alias_add_list_resolve_remove(broker: Facade, db_path: Path) -> None:
+def test_alias_add_list_resolve_remove(broker: Facade, target: Target) -> None:
     assert broker.list_aliases() == []
     broker.add_alias("w", "tasks")
     broker.add_alias("a", "zeta")
     assert broker.list_aliases() == [("a", "zeta"), ("w", "tasks")]
-    assert stored_aliases(db_path) == [("a", "zeta"), ("w", "tasks")]
+    assert stored_aliases(target) == [("a", "zeta"), ("w", "tasks")]
     assert broker.resolve_queue("@w") == "tasks"
     assert broker.resolve_queue("w") == "w"  # a plain name is the literal queue
     assert broker.resolve_queue("tasks") == "tasks"
@@ -59,7 +59,7 @@ def test_alias_add_list_resolve_remove(broker: Facade, db_path: Path) -> None:
     assert broker.remove_alias("w") is False
     assert broker.remove_alias("@a") is False  # admin names are literal: no alias "@a"
     assert broker.list_aliases() == [("a", "zeta")]
-    assert stored_aliases(db_path) == [("a", "zeta")]
+    assert stored_aliases(target) == [("a", "zeta")]
     error = raised_by(lambda: broker.resolve_queue("@w"))
     assert isinstance(error, AliasError)
     assert str(error) == "Alias 'w' is not defined"
@@ -80,28 +80,28 @@ ADD_ERRORS: list[tuple[str, str, type[BaseException], str | None]] = [
 ]
 
 
-def test_alias_add_errors_have_simplebrokers_texts(broker: Facade, db_path: Path) -> None:
+def test_alias_add_errors_have_simplebrokers_texts(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "tasks")
-    version = alias_version(db_path)
+    version = alias_version(target)
     wrong = []
-    for alias, target, error_type, text in ADD_ERRORS:
+    for alias, aliased, error_type, text in ADD_ERRORS:
         try:
-            broker.add_alias(alias, target)
+            broker.add_alias(alias, aliased)
         except Exception as exc:
             ok = isinstance(exc, error_type) and isinstance(exc, InvalidInputError) and isinstance(exc, ValueError)
             if not ok or (text is not None and str(exc) != text):
-                wrong.append((alias, target, repr(exc)))
+                wrong.append((alias, aliased, repr(exc)))
         else:
-            wrong.append((alias, target, "no error"))
+            wrong.append((alias, aliased, "no error"))
     assert wrong == []
     assert broker.list_aliases() == [("w", "tasks")]
-    assert alias_version(db_path) == version  # a refused add bumps nothing
+    assert alias_version(target) == version  # a refused add bumps nothing
 
 
 @pytest.mark.parametrize(
     ("name", "text"), [("@", "Alias name cannot be empty"), ("@nope", "Alias 'nope' is not defined")]
 )
-def test_unresolvable_alias_is_refused_everywhere(broker: Facade, db_path: Path, name: str, text: str) -> None:
+def test_unresolvable_alias_is_refused_everywhere(broker: Facade, target: Target, name: str, text: str) -> None:
     broker.write("q", "x")
     calls: dict[str, Any] = {
         "write": lambda: broker.write(name, "m"),
@@ -122,16 +122,16 @@ def test_unresolvable_alias_is_refused_everywhere(broker: Facade, db_path: Path,
         if not isinstance(exc, AliasError) or str(exc) != text:
             wrong[label] = repr(exc)
     assert wrong == {}
-    assert rows(db_path) == [("q", "x", rows(db_path)[0][2], 0)]
+    assert rows(target) == [("q", "x", rows(target)[0][2], 0)]
 
 
-def test_alias_resolves_wherever_a_queue_is_named(broker: Facade, db_path: Path) -> None:
+def test_alias_resolves_wherever_a_queue_is_named(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "tasks")
     broker.add_alias("d", "done")
     ids = [broker.write("@w", f"task-{i}") for i in range(7)]
-    assert [(q, b) for q, b, _, _ in rows(db_path)] == [("tasks", f"task-{i}") for i in range(7)]
+    assert [(q, b) for q, b, _, _ in rows(target)] == [("tasks", f"task-{i}") for i in range(7)]
     lit = broker.write("w", "literal")  # the plain name is a queue of its own
-    assert rows(db_path, "w") == [("w", "literal", lit, 0)]
+    assert rows(target, "w") == [("w", "literal", lit, 0)]
 
     assert broker.peek("@w") == Message("task-0", ids[0])
     assert broker.claim("@w") == Message("task-0", ids[0])
@@ -140,7 +140,7 @@ def test_alias_resolves_wherever_a_queue_is_named(broker: Facade, db_path: Path)
     assert broker.move("@w", "@d") == Message("task-2", ids[2])
     assert broker.move_many("@w", "@d", 1) == [Message("task-3", ids[3])]
     assert broker.move("tasks", "@d", message_id=ids[0]) == Message("task-0", ids[0])  # claimed: stays claimed
-    assert rows(db_path, "done") == [
+    assert rows(target, "done") == [
         ("done", "task-0", ids[0], 1),
         ("done", "task-2", ids[2], 0),
         ("done", "task-3", ids[3], 0),
@@ -163,72 +163,72 @@ def test_alias_resolves_wherever_a_queue_is_named(broker: Facade, db_path: Path)
     assert not broker.queue_exists("@d")
     assert broker.delete("@w") == 4
     assert broker.queue_exists("w") is True
-    assert rows(db_path) == [("w", "literal", lit, 0)]  # untouched by everything on @w
+    assert rows(target) == [("w", "literal", lit, 0)]  # untouched by everything on @w
 
 
-def test_alias_resolves_on_queue_objects(broker: Facade, db_path: Path) -> None:
+def test_alias_resolves_on_queue_objects(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "tasks")
     broker.add_alias("d", "done")
     q = broker.queue("@w")
     first = q.write("job-a")
     second = q.write("job-b")
     third = q.write("job-c")
-    assert [(qn, b) for qn, b, _, _ in rows(db_path)] == [("tasks", "job-a"), ("tasks", "job-b"), ("tasks", "job-c")]
+    assert [(qn, b) for qn, b, _, _ in rows(target)] == [("tasks", "job-a"), ("tasks", "job-b"), ("tasks", "job-c")]
     assert q.peek() == Message("job-a", first)
     assert q.exists() is True
     assert q.has_pending(after_timestamp=third) is False
     assert q.find_message_ids("job-b") == [second]
     assert q.claim() == Message("job-a", first)
     assert q.move_to("@d") == Message("job-b", second)
-    assert rows(db_path, "done") == [("done", "job-b", second, 0)]
+    assert rows(target, "done") == [("done", "job-b", second, 0)]
     stats = q.stats()
     assert (stats.pending, stats.total) == (1, 2)
     assert q.insert_messages([("old", fixed(1))]) == 1
-    assert rows(db_path, "tasks")[0] == ("tasks", "old", fixed(1), 0)
+    assert rows(target, "tasks")[0] == ("tasks", "old", fixed(1), 0)
     assert q.peek_many(10) == [Message("old", fixed(1)), Message("job-c", third)]
     assert q.delete(message_id=third) is True
     assert list(q.stream(peek=True)) == ["old"]
 
 
-def test_claiming_stream_through_an_alias_gives_back_an_open_batch(broker: Facade, db_path: Path) -> None:
+def test_claiming_stream_through_an_alias_gives_back_an_open_batch(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "tasks")
     ids = broker.write_many("tasks", ["a", "b", "c"])
     stream = broker.stream("@w", commit_interval=2)
     assert next(stream) == Message("a", ids[0])
     stream.close()  # the batch was never committed: delivered again
-    assert claimed_flags(db_path, "tasks") == [0, 0, 0]
+    assert claimed_flags(target, "tasks") == [0, 0, 0]
     assert bodies(list(broker.stream("@w"))) == ["a", "b", "c"]
-    assert claimed_flags(db_path, "tasks") == [1, 1, 1]
+    assert claimed_flags(target, "tasks") == [1, 1, 1]
 
 
-def test_alias_version_bumps_to_the_wall_clock(broker: Facade, db_path: Path) -> None:
-    assert alias_version(db_path) == 0
+def test_alias_version_bumps_to_the_wall_clock(broker: Facade, target: Target) -> None:
+    assert alias_version(target) == 0
     before = time.time_ns()
     broker.add_alias("w", "tasks")
-    added = alias_version(db_path)
+    added = alias_version(target)
     assert before <= added <= time.time_ns()
 
     broker.write("tasks", "x")
     broker.rename_queue("tasks", "jobs", retarget_aliases=False)
-    assert alias_version(db_path) == added  # nothing retargeted
+    assert alias_version(target) == added  # nothing retargeted
     broker.write("other", "y")
     broker.rename_queue("other", "other2")  # no alias points at it
-    assert alias_version(db_path) == added
+    assert alias_version(target) == added
 
     before = time.time_ns()
     broker.add_alias("v", "jobs")
-    with_v = alias_version(db_path)
+    with_v = alias_version(target)
     assert with_v != added
     assert before <= with_v <= time.time_ns()
     before = time.time_ns()
     assert broker.rename_queue("jobs", "work").aliases_retargeted == 1
-    renamed = alias_version(db_path)
+    renamed = alias_version(target)
     assert renamed != with_v
     assert before <= renamed <= time.time_ns()
 
     before = time.time_ns()
     assert broker.remove_alias("v") is True
-    removed = alias_version(db_path)
+    removed = alias_version(target)
     assert removed != renamed
     assert before <= removed <= time.time_ns()
 
@@ -254,7 +254,7 @@ def test_alias_over_a_queue_with_messages_warns(broker: Facade) -> None:
 
 
 # =============================================================== rename_queue
-def test_rename_moves_every_row_and_retargets_aliases(broker: Facade, db_path: Path) -> None:
+def test_rename_moves_every_row_and_retargets_aliases(broker: Facade, target: Target) -> None:
     ids = broker.write_many("tasks", ["a", "b", "c"])
     assert broker.claim("tasks") == Message("a", ids[0])
     broker.add_alias("w", "tasks")
@@ -266,27 +266,27 @@ def test_rename_moves_every_row_and_retargets_aliases(broker: Facade, db_path: P
     assert result == ("tasks", "jobs", 3, 2, True)
     assert (result.old_queue, result.new_queue, result.messages_renamed) == ("tasks", "jobs", 3)
     assert (result.aliases_retargeted, result.renamed) == (2, True)
-    assert rows(db_path, "jobs") == [("jobs", "a", ids[0], 1), ("jobs", "b", ids[1], 0), ("jobs", "c", ids[2], 0)]
-    assert rows(db_path, "tasks") == []
+    assert rows(target, "jobs") == [("jobs", "a", ids[0], 1), ("jobs", "b", ids[1], 0), ("jobs", "c", ids[2], 0)]
+    assert rows(target, "tasks") == []
     assert broker.list_aliases() == [("u", "elsewhere"), ("v", "jobs"), ("w", "jobs")]
     assert broker.resolve_queue("@w") == "jobs"
     assert broker.claim("@w") == Message("b", ids[1])
     assert bodies(broker.peek_many("bystander", 10)) == ["z"]
 
 
-def test_rename_without_retargeting_keeps_aliases(broker: Facade, db_path: Path) -> None:
+def test_rename_without_retargeting_keeps_aliases(broker: Facade, target: Target) -> None:
     broker.write_many("tasks", ["a", "b"])
     broker.add_alias("w", "tasks")
-    version = alias_version(db_path)
+    version = alias_version(target)
     assert broker.rename_queue("tasks", "jobs", retarget_aliases=False) == ("tasks", "jobs", 2, 0, True)
     assert broker.rename_queue("jobs", "tasks2", retarget_aliases=False).renamed is True
     assert broker.list_aliases() == [("w", "tasks")]
     assert broker.resolve_queue("@w") == "tasks"
     assert broker.peek("@w") is None
-    assert alias_version(db_path) == version
+    assert alias_version(target) == version
 
 
-def test_rename_through_aliases_uses_canonical_names(broker: Facade, db_path: Path) -> None:
+def test_rename_through_aliases_uses_canonical_names(broker: Facade, target: Target) -> None:
     ids = broker.write_many("jobs", ["a", "b"])
     broker.add_alias("w", "jobs")
     assert broker.rename_queue("@w", "x") == ("jobs", "x", 2, 1, True)
@@ -294,16 +294,16 @@ def test_rename_through_aliases_uses_canonical_names(broker: Facade, db_path: Pa
     # Renaming INTO an alias: the alias's target (empty) becomes the queue.
     broker.add_alias("e", "empty")
     assert broker.rename_queue("x", "@e") == ("x", "empty", 2, 1, True)
-    assert rows(db_path) == [("empty", "a", ids[0], 0), ("empty", "b", ids[1], 0)]
+    assert rows(target) == [("empty", "a", ids[0], 0), ("empty", "b", ids[1], 0)]
     assert broker.list_aliases() == [("e", "empty"), ("w", "empty")]
 
 
-def test_rename_errors_and_missing_source(broker: Facade, db_path: Path) -> None:
+def test_rename_errors_and_missing_source(broker: Facade, target: Target) -> None:
     broker.write("tasks", "a")
     only_claimed = broker.write("busy", "b")
     assert broker.claim("busy") == Message("b", only_claimed)
     broker.add_alias("w", "tasks")
-    before = rows(db_path)
+    before = rows(target)
 
     for old, new in [("tasks", "tasks"), ("@w", "tasks"), ("tasks", "@w")]:
         exc = raised_by(functools.partial(broker.rename_queue, old, new))
@@ -316,26 +316,26 @@ def test_rename_errors_and_missing_source(broker: Facade, db_path: Path) -> None
     exc = raised_by(lambda: broker.rename_queue("nothere", "busy"))
     assert str(exc) == "Target queue already exists"
     assert isinstance(raised_by(lambda: broker.rename_queue("tasks", "bad name")), QueueNameError)
-    assert rows(db_path) == before
+    assert rows(target) == before
 
     assert broker.rename_queue("nothere", "zz") == ("nothere", "zz", 0, 0, False)
-    assert rows(db_path) == before
+    assert rows(target) == before
     assert broker.list_aliases() == [("w", "tasks")]
 
 
 # ================================================================ keep_newest
-def test_keep_newest_claims_all_but_the_newest_pending(broker: Facade, db_path: Path) -> None:
+def test_keep_newest_claims_all_but_the_newest_pending(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["m1", "m2", "m3", "m4"])
     other = broker.write("other", "o")
     m5 = broker.write("q", "m5", keep_newest=2)
-    assert rows(db_path, "q") == [
+    assert rows(target, "q") == [
         ("q", "m1", ids[0], 1),
         ("q", "m2", ids[1], 1),
         ("q", "m3", ids[2], 1),
         ("q", "m4", ids[3], 0),
         ("q", "m5", m5, 0),
     ]
-    assert rows(db_path, "other") == [("other", "o", other, 0)]
+    assert rows(target, "other") == [("other", "o", other, 0)]
     assert bodies(broker.peek_many("q", 10)) == ["m4", "m5"]
     stats = broker.queue_stats("q")
     assert (stats.pending, stats.claimed, stats.total) == (2, 3, 5)
@@ -345,19 +345,19 @@ def test_keep_newest_claims_all_but_the_newest_pending(broker: Facade, db_path: 
     broker.write("q", "m7", keep_newest=9999)  # more than pending: nothing claimed
     assert bodies(broker.peek_many("q", 10)) == ["m6", "m7"]
     broker.write("q", "m8", keep_newest=None)
-    assert claimed_flags(db_path) == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert claimed_flags(target) == [1, 1, 1, 1, 1, 0, 0, 0]
 
 
-def test_keep_newest_counts_pending_rows_only(broker: Facade, db_path: Path) -> None:
+def test_keep_newest_counts_pending_rows_only(broker: Facade, target: Target) -> None:
     p1, p2, p3 = broker.write_many("q", ["p1", "p2", "p3"])
     assert broker.claim("q", message_id=p3) == Message("p3", p3)  # the newest is already claimed
     p4 = broker.write("q", "p4", keep_newest=2)
     assert broker.peek_many("q", 10) == [Message("p2", p2), Message("p4", p4)]
-    assert claimed_flags(db_path) == [1, 0, 1, 0]
+    assert claimed_flags(target) == [1, 0, 1, 0]
     assert p1 < p2
 
 
-def test_keep_newest_on_queue_objects_and_aliases(broker: Facade, db_path: Path) -> None:
+def test_keep_newest_on_queue_objects_and_aliases(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "q")
     q = broker.queue("@w")
     for i in range(4):
@@ -366,24 +366,24 @@ def test_keep_newest_on_queue_objects_and_aliases(broker: Facade, db_path: Path)
     assert bodies(broker.peek_many("q", 10)) == ["m3", "m4"]
     broker.write("@w", "m5", keep_newest=1)
     assert bodies(broker.peek_many("q", 10)) == ["m5"]
-    assert len(rows(db_path, "q")) == 6
+    assert len(rows(target, "q")) == 6
 
 
-def test_keep_newest_rolls_back_with_its_transaction(broker: Facade, db_path: Path) -> None:
+def test_keep_newest_rolls_back_with_its_transaction(broker: Facade, target: Target) -> None:
     broker.write_many("q", ["a", "b", "c"])
-    before = rows(db_path)
+    before = rows(target)
     with pytest.raises(RuntimeError, match="undo"), broker.transaction():
         broker.write("q", "d", keep_newest=1)
         assert bodies(broker.peek_many("q", 10)) == ["d"]
         raise RuntimeError("undo")
-    assert rows(db_path) == before
+    assert rows(target) == before
     assert bodies(broker.peek_many("q", 10)) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("value", [0, -1, 10000, True, False, "3", 2.0])
-def test_keep_newest_bad_values_write_nothing(broker: Facade, db_path: Path, value: object) -> None:
+def test_keep_newest_bad_values_write_nothing(broker: Facade, target: Target, value: object) -> None:
     broker.write_many("q", ["a", "b", "c"])
-    before = rows(db_path)
+    before = rows(target)
     exc = raised_by(lambda: broker.write("q", "new", keep_newest=value))
     assert isinstance(exc, InvalidInputError), repr(exc)
     assert "keep_newest" in str(exc)
@@ -391,11 +391,11 @@ def test_keep_newest_bad_values_write_nothing(broker: Facade, db_path: Path, val
         assert isinstance(exc, TypeError), repr(exc)
     exc = raised_by(lambda: broker.queue("q").write("new", keep_newest=value))
     assert isinstance(exc, InvalidInputError), repr(exc)
-    assert rows(db_path) == before
+    assert rows(target) == before
 
 
 # ============================================================ order="newest"
-def test_newest_order_on_claims_peeks_and_moves(broker: Facade, db_path: Path) -> None:
+def test_newest_order_on_claims_peeks_and_moves(broker: Facade, target: Target) -> None:
     i = broker.write_many("q", [f"m{n}" for n in range(8)])
     assert broker.peek("q", order="newest") == Message("m7", i[7])
     assert broker.peek_many("q", 3, order="newest") == [Message(f"m{n}", i[n]) for n in (7, 6, 5)]
@@ -416,7 +416,7 @@ def test_newest_order_on_claims_peeks_and_moves(broker: Facade, db_path: Path) -
         Message("m1", i[1]),
     ]
     assert broker.claim("q", message_id=i[3], order="newest") == Message("m3", i[3])
-    assert claimed_flags(db_path) == [0, 1, 1, 1, 1, 1, 1, 1]
+    assert claimed_flags(target) == [0, 1, 1, 1, 1, 1, 1, 1]
     assert broker.peek("q", include_claimed=True, order="newest") == Message("m7", i[7])
     assert broker.peek_many("q", 2, include_claimed=True, order="newest") == [
         Message("m7", i[7]),
@@ -445,9 +445,9 @@ def test_newest_order_on_queue_objects(broker: Facade) -> None:
 
 
 @pytest.mark.parametrize("order", ["latest", "Newest", "", None, 1])
-def test_bad_order_is_refused_before_anything_happens(broker: Facade, db_path: Path, order: object) -> None:
+def test_bad_order_is_refused_before_anything_happens(broker: Facade, target: Target, order: object) -> None:
     broker.write_many("q", ["a", "b"])
-    before = rows(db_path)
+    before = rows(target)
     q = broker.queue("q")
     calls = {
         "claim": lambda: broker.claim("q", order=order),
@@ -466,15 +466,15 @@ def test_bad_order_is_refused_before_anything_happens(broker: Facade, db_path: P
         if not isinstance(exc, InvalidInputError) or str(exc) != "order must be 'oldest' or 'newest'":
             wrong[label] = repr(exc)
     assert wrong == {}
-    assert rows(db_path) == before
+    assert rows(target) == before
 
 
 # ============================================================ insert_messages
-def test_insert_messages_keeps_exact_ids_pending(broker: Facade, db_path: Path) -> None:
+def test_insert_messages_keeps_exact_ids_pending(broker: Facade, target: Target) -> None:
     ahead = future_id(30)
     assert broker.insert_messages("q", [("b", fixed(2)), ("a", str(fixed(1))), ("z", ahead)]) == 3
-    assert rows(db_path, "q") == [("q", "a", fixed(1), 0), ("q", "b", fixed(2), 0), ("q", "z", ahead, 0)]
-    assert int(meta(db_path)["last_ts"]) >= ahead + 1
+    assert rows(target, "q") == [("q", "a", fixed(1), 0), ("q", "b", fixed(2), 0), ("q", "z", ahead, 0)]
+    assert int(meta(target)["last_ts"]) >= ahead + 1
     after = broker.write("q", "next")
     assert after > ahead
     assert broker.claim("q") == Message("a", fixed(1))  # ordered by ID, not by insertion
@@ -488,10 +488,10 @@ def test_insert_messages_keeps_exact_ids_pending(broker: Facade, db_path: Path) 
     assert broker.insert_messages("q", []) == 0
 
 
-def test_insert_messages_refusals_insert_nothing(broker: Facade, db_path: Path) -> None:
+def test_insert_messages_refusals_insert_nothing(broker: Facade, target: Target) -> None:
     existing = broker.write("q", "x")
-    before = rows(db_path)
-    last_ts = meta(db_path)["last_ts"]
+    before = rows(target)
+    last_ts = meta(target)["last_ts"]
 
     exc = raised_by(lambda: broker.insert_messages("q", [("ok", fixed(1)), ("zero", 0)]))
     assert isinstance(exc, InvalidInputError), repr(exc)
@@ -502,8 +502,8 @@ def test_insert_messages_refusals_insert_nothing(broker: Facade, db_path: Path) 
     assert isinstance(exc, IntegrityError), repr(exc)
     assert isinstance(raised_by(lambda: broker.insert_messages("bad name", [("a", fixed(1))])), QueueNameError)
     assert isinstance(raised_by(lambda: broker.insert_messages("q", [("a", "123")])), InvalidInputError)
-    assert rows(db_path) == before
-    assert meta(db_path)["last_ts"] == last_ts
+    assert rows(target) == before
+    assert meta(target)["last_ts"] == last_ts
 
 
 # ========================================================= find_message_ids
@@ -573,28 +573,27 @@ def test_has_pending_counts_unclaimed_rows_after_a_bound(broker: Facade) -> None
 
 
 # ===================================================================== status
-def test_status_counts_every_row_and_reports_last_ts(broker: Facade, db_path: Path) -> None:
+def test_status_counts_every_row_and_reports_last_ts(broker: Facade, target: Target) -> None:
     empty = broker.status()
-    assert (empty.total_messages, empty.last_timestamp) == (0, int(meta(db_path)["last_ts"]))
+    assert (empty.total_messages, empty.last_timestamp) == (0, int(meta(target)["last_ts"]))
     broker.write_many("q", ["a", "b", "c"])
     broker.write("r", "d")
     assert broker.claim("q") is not None
     status = broker.status()
     assert status.total_messages == 4  # claimed rows count until vacuumed
-    assert status.last_timestamp == int(meta(db_path)["last_ts"])
-    ((pages, size),) = query(db_path, "SELECT * FROM pragma_page_count(), pragma_page_size()")
-    assert status.db_size == pages * size
+    assert status.last_timestamp == int(meta(target)["last_ts"])
+    assert status.db_size == target.storage_size()
     assert status == (status.total_messages, status.last_timestamp, status.db_size)
 
     ahead = future_id(20)
     broker.insert_messages("r", [("e", ahead)])
-    assert broker.status().last_timestamp == int(meta(db_path)["last_ts"]) >= ahead + 1
+    assert broker.status().last_timestamp == int(meta(target)["last_ts"]) >= ahead + 1
     broker.vacuum()
     assert broker.status().total_messages == 4
 
 
 # ================================================================== broadcast
-def test_broadcast_to_listed_queues_reaches_only_existing_ones(broker: Facade, db_path: Path) -> None:
+def test_broadcast_to_listed_queues_reaches_only_existing_ones(broker: Facade, target: Target) -> None:
     broker.write("a", "seed")
     broker.write("b", "seed")
     assert broker.claim("b") is not None  # only a claimed row: b still exists
@@ -608,23 +607,23 @@ def test_broadcast_to_listed_queues_reaches_only_existing_ones(broker: Facade, d
     assert broker.broadcast("gen", queues=(q for q in ["c"])) == 1
     assert bodies(broker.peek_many("c", 10)) == ["seed", "gen"]
 
-    before = rows(db_path)
+    before = rows(target)
     exc = raised_by(lambda: broker.broadcast("x", pattern="*", queues=["a"]))
     assert isinstance(exc, InvalidInputError), repr(exc)
     broker.add_alias("w", "a")
     exc = raised_by(lambda: broker.broadcast("x", queues=["@w"]))  # aliases are not resolved here
     assert isinstance(exc, InvalidInputError), repr(exc)
     assert broker.broadcast("x", pattern="@w") == 0
-    assert rows(db_path) == before
+    assert rows(target) == before
 
 
 # ============================================================ return_messages
-def test_return_messages_makes_claims_pending_again(broker: Facade, db_path: Path) -> None:
+def test_return_messages_makes_claims_pending_again(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b", "c"])
     taken = broker.claim_many("q", 2)
-    assert claimed_flags(db_path) == [1, 1, 0]
+    assert claimed_flags(target) == [1, 1, 0]
     assert broker.return_messages("q", taken) is None
-    assert rows(db_path) == [("q", "a", ids[0], 0), ("q", "b", ids[1], 0), ("q", "c", ids[2], 0)]
+    assert rows(target) == [("q", "a", ids[0], 0), ("q", "b", ids[1], 0), ("q", "c", ids[2], 0)]
     assert broker.claim("q") == Message("a", ids[0])
 
     broker.add_alias("w", "q")
@@ -634,12 +633,12 @@ def test_return_messages_makes_claims_pending_again(broker: Facade, db_path: Pat
     assert broker.peek_many("q", 10) == [Message("b", ids[1]), Message("c", ids[2])]
 
 
-def test_return_messages_restores_a_vacuumed_row(broker: Facade, db_path: Path) -> None:
+def test_return_messages_restores_a_vacuumed_row(broker: Facade, target: Target) -> None:
     ids = broker.write_many("q", ["a", "b"])
     taken = broker.claim("q")
     assert taken == Message("a", ids[0])
     broker.vacuum()
-    assert rows(db_path) == [("q", "b", ids[1], 0)]
+    assert rows(target) == [("q", "b", ids[1], 0)]
     broker.return_messages("q", [taken])
-    assert rows(db_path) == [("q", "a", ids[0], 0), ("q", "b", ids[1], 0)]
+    assert rows(target) == [("q", "a", ids[0], 0), ("q", "b", ids[1], 0)]
     assert broker.claim("q") == Message("a", ids[0])

@@ -13,14 +13,13 @@ import functools
 import re
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from sansio_broker import IntegrityError, InvalidInputError, QueueNameError
 from sansio_broker.errors import AliasError, ClockSkewWarning, DumpFormatError
-from tests.contract.contract_support import QUIET, Facade, MakeBroker, raised_by
-from tests.support.rawdb import connect, meta, query, rows
+from tests.contract.contract_support import QUIET, Facade, MakeBroker, Target, meta, raised_by, rows
 
 BASE = 1_700_000_000_000_000_000 & ~0xFFF  # 2023: IDs in the past
 
@@ -57,17 +56,27 @@ TMP = f'{{"body": "x", "id": "{fixed(1)}", "queue": "tmp", "type": "message"}}'
 FULL_DUMP = [HEADER, ALIAS_A, ALIAS_W, JOBS_1, JOBS_2, LOGS_A, TMP]
 
 
+def on(target: Target, lines: list[str]) -> list[str]:
+    """The expected lines of a dump of ``target``: its header names its backend (SimpleBroker's
+    ``sqlite``, simplebroker-pg's ``postgres``); every other line is the same."""
+    return [
+        line.replace('"backend": "sqlite"', f'"backend": "{target.backend}"') if '"type": "header"' in line else line
+        for line in lines
+    ]
+
+
 # ======================================================================= dump
-def test_dump_lines_are_simplebrokers(broker: Facade, db_path: Path) -> None:
+def test_dump_lines_are_simplebrokers(broker: Facade, target: Target) -> None:
     populate(broker)
-    assert int(meta(db_path)["last_ts"]) == fixed(6) + 1
-    assert list(broker.dump()) == FULL_DUMP
+    assert int(meta(target)["last_ts"]) == fixed(6) + 1
+    assert list(broker.dump()) == on(target, FULL_DUMP)
 
 
-def test_dump_of_an_empty_broker_is_its_header(broker: Facade, db_path: Path) -> None:
-    last_ts = int(meta(db_path)["last_ts"])
-    expected = (
-        '{"backend": "sqlite", "format": "simplebroker-dump", "last_ts": "%019d", "type": "header", "version": 1}'
+def test_dump_of_an_empty_broker_is_its_header(broker: Facade, target: Target) -> None:
+    last_ts = int(meta(target)["last_ts"])
+    (expected,) = on(
+        target,
+        ['{"backend": "sqlite", "format": "simplebroker-dump", "last_ts": "%019d", "type": "header", "version": 1}'],
     )
     assert list(broker.dump()) == [expected % last_ts]
     written = broker.write("q", "m")
@@ -89,41 +98,44 @@ def test_dump_of_an_empty_broker_is_its_header(broker: Facade, db_path: Path) ->
         (["*"], ["*"], [HEADER]),
     ],
 )
-def test_dump_include_and_exclude(broker: Facade, include: list[str], exclude: list[str], expected: list[str]) -> None:
+def test_dump_include_and_exclude(
+    broker: Facade, target: Target, include: list[str], exclude: list[str], expected: list[str]
+) -> None:
     populate(broker)
-    assert list(broker.dump(include=include, exclude=exclude)) == expected
+    assert list(broker.dump(include=include, exclude=exclude)) == on(target, expected)
 
 
-def test_dump_can_be_abandoned_midway(broker: Facade) -> None:
+def test_dump_can_be_abandoned_midway(broker: Facade, target: Target) -> None:
     populate(broker)
     lines = broker.dump()
-    assert next(lines) == HEADER
+    assert next(lines) == on(target, [HEADER])[0]
     getattr(lines, "close", lambda: None)()
     del lines
-    assert list(broker.dump(include=["tmp"])) == [HEADER, ALIAS_A, TMP]
+    assert list(broker.dump(include=["tmp"])) == on(target, [HEADER, ALIAS_A, TMP])
 
 
-def test_writes_during_a_dump_land_and_stay_out_of_it(broker: Facade, db_path: Path) -> None:
+def test_writes_during_a_dump_land_and_stay_out_of_it(broker: Facade, target: Target) -> None:
     populate(broker)
     lines = broker.dump()
     got = [next(lines), next(lines)]
     late = broker.write("tmp", "late")  # after the header: beyond its last_ts
     got.extend(lines)
-    assert got == FULL_DUMP
-    assert rows(db_path, "tmp") == [("tmp", "x", fixed(1), 0), ("tmp", "late", late, 0)]
+    assert got == on(target, FULL_DUMP)
+    assert rows(target, "tmp") == [("tmp", "x", fixed(1), 0), ("tmp", "late", late, 0)]
 
 
-def test_dump_stops_at_the_headers_last_ts(broker: Facade, db_path: Path) -> None:
+def test_dump_stops_at_the_headers_last_ts(broker: Facade, target: Target) -> None:
     populate(broker)
-    with connect(db_path) as conn:  # another program's row beyond meta.last_ts
-        conn.execute("INSERT INTO messages (queue, body, ts, claimed) VALUES ('tmp', 'beyond', ?, 0)", (LAST_TS + 1,))
-    assert list(broker.dump()) == FULL_DUMP
+    target.insert_row("tmp", "beyond", LAST_TS + 1)  # another program's row beyond meta.last_ts
+    assert list(broker.dump()) == on(target, FULL_DUMP)
 
 
 # ======================================================================= load
-def test_load_round_trip(broker: Facade, make_broker: MakeBroker, db_path: Path, tmp_path: Path) -> None:
+def test_load_round_trip(
+    broker: Facade, make_broker: MakeBroker, target: Target, make_target: Callable[[], Target]
+) -> None:
     populate(broker)
-    other_path = tmp_path / "other.db"
+    other_path = make_target()
     other = make_broker(other_path)
     result = other.load(broker.dump())
     assert result == (4, 2)
@@ -136,12 +148,12 @@ def test_load_round_trip(broker: Facade, make_broker: MakeBroker, db_path: Path,
     ]
     assert other.list_aliases() == [("a", "tmp"), ("w", "jobs")]
     assert int(meta(other_path)["last_ts"]) == fixed(6) + 1
-    assert list(other.dump()) == FULL_DUMP
+    assert list(other.dump()) == on(target, FULL_DUMP)
     assert other.claim("@w") is not None
     assert other.write("new", "n") > fixed(6) + 1
 
 
-def test_load_accepts_ints_blank_lines_and_extra_keys(broker: Facade, db_path: Path) -> None:
+def test_load_accepts_ints_blank_lines_and_extra_keys(broker: Facade, target: Target) -> None:
     lines = [
         "",
         f'  {{"type": "header", "format": "simplebroker-dump", "version": 1, "last_ts": {fixed(9)}, "x": 1}}  ',
@@ -151,19 +163,19 @@ def test_load_accepts_ints_blank_lines_and_extra_keys(broker: Facade, db_path: P
         '{"type": "alias", "alias": "w", "target": "q"}',
     ]
     assert broker.load(iter(lines)) == (2, 1)
-    assert rows(db_path) == [("q", "a", fixed(2), 0), ("q", "b", fixed(9), 0)]  # loaded pending
-    assert int(meta(db_path)["last_ts"]) == fixed(9) + 1
+    assert rows(target) == [("q", "a", fixed(2), 0), ("q", "b", fixed(9), 0)]  # loaded pending
+    assert int(meta(target)["last_ts"]) == fixed(9) + 1
     assert broker.resolve_queue("@w") == "q"
 
 
-def test_load_header_floor_advances_last_ts(broker: Facade, db_path: Path) -> None:
+def test_load_header_floor_advances_last_ts(broker: Facade, target: Target) -> None:
     header = '{"type": "header", "format": "simplebroker-dump", "version": 1, "last_ts": "%d"}'
     assert broker.load([header % fixed(50)]) == (0, 0)
-    assert int(meta(db_path)["last_ts"]) == fixed(50)
+    assert int(meta(target)["last_ts"]) == fixed(50)
     assert broker.write("q", "m") > fixed(50)
-    before = int(meta(db_path)["last_ts"])
+    before = int(meta(target)["last_ts"])
     assert broker.load([header % fixed(10)]) == (0, 0)  # never moves back
-    assert int(meta(db_path)["last_ts"]) == before
+    assert int(meta(target)["last_ts"]) == before
 
 
 H = f'{{"type": "header", "format": "simplebroker-dump", "version": 1, "last_ts": "{fixed(10)}"}}'
@@ -234,19 +246,19 @@ LOAD_ERRORS: list[tuple[list[str], str]] = [
 ]
 
 
-def test_load_errors_name_the_line(broker: Facade, db_path: Path) -> None:
+def test_load_errors_name_the_line(broker: Facade, target: Target) -> None:
     wrong = []
     for lines, text in LOAD_ERRORS:
         exc = raised_by(functools.partial(broker.load, lines))
         if not isinstance(exc, DumpFormatError) or not isinstance(exc, InvalidInputError) or str(exc) != text:
             wrong.append((lines[:3] if len(str(lines)) < 300 else "<long>", text, repr(exc)[:300]))
     assert wrong == []
-    assert rows(db_path) == []
+    assert rows(target) == []
     assert broker.list_aliases() == []
-    assert int(meta(db_path)["last_ts"]) == 0
+    assert int(meta(target)["last_ts"]) == 0
 
 
-def test_load_alias_and_name_errors(broker: Facade, db_path: Path) -> None:
+def test_load_alias_and_name_errors(broker: Facade, target: Target) -> None:
     broker.add_alias("w", "jobs")
     exc = raised_by(lambda: broker.load([H, '{"type": "alias", "alias": "w", "target": "jobs"}']))
     assert isinstance(exc, AliasError), repr(exc)
@@ -257,17 +269,17 @@ def test_load_alias_and_name_errors(broker: Facade, db_path: Path) -> None:
     exc = raised_by(lambda: broker.load([H, msg(queue="bad name")]))
     assert isinstance(exc, QueueNameError), repr(exc)
     assert broker.list_aliases() == [("w", "jobs")]
-    assert rows(db_path) == []
+    assert rows(target) == []
 
 
-def test_load_refuses_ids_already_present(broker: Facade, db_path: Path) -> None:
+def test_load_refuses_ids_already_present(broker: Facade, target: Target) -> None:
     broker.insert_messages("q", [("there", fixed(3))])
     exc = raised_by(lambda: broker.load([H, msg(body="dup")]))
     assert isinstance(exc, IntegrityError), repr(exc)
-    assert rows(db_path) == [("q", "there", fixed(3), 0)]
+    assert rows(target) == [("q", "there", fixed(3), 0)]
     exc = raised_by(lambda: broker.load([H, msg(ident=f'"{fixed(4)}"'), msg(ident=f'"{fixed(4)}"')]))
     assert isinstance(exc, IntegrityError), repr(exc)
-    assert rows(db_path) == [("q", "there", fixed(3), 0)]
+    assert rows(target) == [("q", "there", fixed(3), 0)]
 
 
 SKEW_TEXT = re.compile(
@@ -285,7 +297,7 @@ def skew_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, ClockSkewWarning)]
 
 
-def test_load_refuses_a_header_far_ahead_unless_forced(broker: Facade, db_path: Path) -> None:
+def test_load_refuses_a_header_far_ahead_unless_forced(broker: Facade, target: Target) -> None:
     last_ts, header = skewed_header(400)
     line = f'{{"type": "message", "queue": "q", "body": "future", "id": "{last_ts}"}}'
     with warnings.catch_warnings(record=True) as caught:
@@ -298,17 +310,17 @@ def test_load_refuses_a_header_far_ahead_unless_forced(broker: Facade, db_path: 
     assert found is not None, text
     assert int(found[1]) == last_ts
     assert 390 < float(found[2]) <= 400
-    assert rows(db_path) == []
+    assert rows(target) == []
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert broker.load([header, line], force=True) == (1, 0)
     assert len(skew_warnings(caught)) == 1  # force bypasses the refusal, not the warning
-    assert rows(db_path) == [("q", "future", last_ts, 0)]
+    assert rows(target) == [("q", "future", last_ts, 0)]
     assert broker.write("q", "after") > last_ts
 
 
-def test_load_small_skew_warns_and_loads(broker: Facade, db_path: Path) -> None:
+def test_load_small_skew_warns_and_loads(broker: Facade, target: Target) -> None:
     _, header = skewed_header(30)
     with pytest.warns(ClockSkewWarning):
         assert broker.load([header]) == (0, 0)
@@ -318,16 +330,19 @@ def test_load_small_skew_warns_and_loads(broker: Facade, db_path: Path) -> None:
     assert skew_warnings(caught) == []
 
 
-def test_load_skew_limit_comes_from_the_config(make_broker: MakeBroker, db_path: Path) -> None:
+def test_load_skew_limit_comes_from_the_config(
+    make_broker: MakeBroker, target: Target, make_target: Callable[[], Target]
+) -> None:
     broker = make_broker(config={**QUIET, "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "1000"})
     last_ts, header = skewed_header(400)
     with pytest.warns(ClockSkewWarning):
         assert broker.load([header]) == (0, 0)
-    assert int(meta(db_path)["last_ts"]) == last_ts
-    strict = make_broker(db_path.with_name("strict.db"), config={**QUIET, "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "0"})
+    assert int(meta(target)["last_ts"]) == last_ts
+    strict_target = make_target()
+    strict = make_broker(strict_target, config={**QUIET, "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "0"})
     _, header = skewed_header(5)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         exc = raised_by(lambda: strict.load([header]))
     assert str(exc) == "invalid dump input at line 1: dump header future skew exceeds configured maximum of 0 seconds"
-    assert query(db_path.with_name("strict.db"), "SELECT COUNT(*) FROM messages") == [(0,)]
+    assert rows(strict_target) == []

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.contract_support import Facade, MakeBroker
-from tests.support.rawdb import rows
+from tests.contract.contract_support import Facade, MakeBroker, Target, rows
 
 AUTO = {"BROKER_AUTO_VACUUM_INTERVAL": "10", "BROKER_VACUUM_THRESHOLD": "50"}
 
 
-def counts(db_path: Path) -> tuple[int, int]:
-    """(total rows, claimed rows) on disk."""
-    stored = rows(db_path)
+def counts(where: Target | Path) -> tuple[int, int]:
+    """(total rows, claimed rows) as stored."""
+    stored = rows(where)
     return len(stored), sum(claimed for *_, claimed in stored)
 
 
@@ -38,74 +37,75 @@ def flock_held(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def test_auto_vacuum_runs_once_interval_passes_and_not_before(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_runs_once_interval_passes_and_not_before(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config=AUTO)
     broker.write_many("q", [f"m{i}" for i in range(10)])  # 10 mutations: check, nothing claimed
-    assert counts(db_path) == (10, 0)
+    assert counts(target) == (10, 0)
     for n in range(1, 10):  # claimed share passes 50 % at n=5, but only 9 mutations so far
         broker.claim("q")
-        assert counts(db_path) == (10, n)
+        assert counts(target) == (10, n)
     last = broker.write("q", "tenth mutation")  # interval reached: 9 of 11 claimed
-    assert counts(db_path) == (2, 0)
-    assert [b for _, b, _, _ in rows(db_path)] == ["m9", "tenth mutation"]
-    assert rows(db_path)[1][2] == last
+    assert counts(target) == (2, 0)
+    assert [b for _, b, _, _ in rows(target)] == ["m9", "tenth mutation"]
+    assert rows(target)[1][2] == last
     assert [m.body for m in broker.claim_all("q")] == ["m9", "tenth mutation"]
 
 
-def test_auto_vacuum_waits_for_threshold(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_waits_for_threshold(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config=AUTO)
     broker.write_many("q", [f"m{i}" for i in range(20)])  # counter back to 0
     for _ in range(9):
         broker.claim("q")
     broker.write("q", "x")  # 10th mutation: 9 claimed of 21 (43 %) < 50 %
-    assert counts(db_path) == (21, 9)
+    assert counts(target) == (21, 9)
     for _ in range(9):  # 19th mutation: 18 of 21 claimed, but the interval restarted
         broker.claim("q")
-    assert counts(db_path) == (21, 18)
+    assert counts(target) == (21, 18)
     broker.claim("q")  # 20th mutation
-    assert counts(db_path) == (2, 0)
+    assert counts(target) == (2, 0)
 
 
-def test_auto_vacuum_exactly_at_threshold(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_exactly_at_threshold(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config=AUTO)
     broker.write_many("q", [f"m{i}" for i in range(20)])
     claimed = broker.claim_many("q", 9)
-    assert counts(db_path) == (20, 9)
+    assert counts(target) == (20, 9)
     broker.claim("q")  # 10 of 20 claimed = 50 %
-    assert counts(db_path) == (10, 0)
-    assert [b for _, b, _, _ in rows(db_path)] == [f"m{i}" for i in range(10, 20)]
+    assert counts(target) == (10, 0)
+    assert [b for _, b, _, _ in rows(target)] == [f"m{i}" for i in range(10, 20)]
     assert len(claimed) == 9
 
 
-def test_auto_vacuum_counts_claims_from_streams_and_transactions(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_counts_claims_from_streams_and_transactions(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config=AUTO)
     broker.write_many("q", [f"m{i}" for i in range(10)])
     with broker.transaction():
         broker.claim_many("q", 4)
-        assert counts(db_path) == (10, 0)
-    assert counts(db_path) == (10, 4)
+        assert counts(target) == (10, 0)
+    assert counts(target) == (10, 4)
     stream = broker.stream("q", commit_interval=3)
     taken = [next(stream) for _ in range(6)]  # second batch asked for: first committed (7 mutations)
-    assert counts(db_path) == (10, 7)
+    assert counts(target) == (10, 7)
     stream.close()
     assert len(taken) == 6
-    assert counts(db_path) == (10, 7)
+    assert counts(target) == (10, 7)
     for _ in range(3):
         broker.claim("q")
-    assert counts(db_path) == (0, 0)
+    assert counts(target) == (0, 0)
 
 
-def test_auto_vacuum_disabled(make_broker: MakeBroker, db_path: Path) -> None:
+def test_auto_vacuum_disabled(make_broker: MakeBroker, target: Target) -> None:
     broker = make_broker(config={**AUTO, "BROKER_AUTO_VACUUM": "0"})
     broker.write_many("q", [f"m{i}" for i in range(10)])
     for _ in range(30):
         broker.write("q", "more")
         broker.claim("q")
-    assert counts(db_path) == (40, 30)
+    assert counts(target) == (40, 30)
     assert broker.vacuum() == 30  # explicit vacuum still works
-    assert counts(db_path) == (10, 0)
+    assert counts(target) == (10, 0)
 
 
+@pytest.mark.sqlite_only("the <db>.vacuum.lock file lock")
 def test_vacuum_skips_while_another_descriptor_holds_the_lock(broker: Facade, db_path: Path) -> None:
     broker.write_many("q", ["a", "b", "c"])
     broker.claim_many("q", 2)
@@ -122,6 +122,7 @@ def test_vacuum_skips_while_another_descriptor_holds_the_lock(broker: Facade, db
         pass
 
 
+@pytest.mark.sqlite_only("the <db>.vacuum.lock file lock")
 def test_vacuum_skips_while_another_process_holds_the_lock(broker: Facade, db_path: Path) -> None:
     broker.write_many("q", ["a", "b", "c"])
     broker.claim_many("q", 2)
@@ -153,6 +154,7 @@ def test_vacuum_skips_while_another_process_holds_the_lock(broker: Facade, db_pa
     assert counts(db_path) == (1, 0)
 
 
+@pytest.mark.sqlite_only("the <db>.vacuum.lock file lock")
 def test_auto_vacuum_skips_while_lock_held(make_broker: MakeBroker, db_path: Path) -> None:
     broker = make_broker(config=AUTO)
     broker.write_many("q", [f"m{i}" for i in range(10)])
@@ -168,18 +170,19 @@ def test_auto_vacuum_skips_while_lock_held(make_broker: MakeBroker, db_path: Pat
     ("threshold", "due"),
     [("5", True), ("5.5", False), ("0.5", True), ("0", True), ("100", False), ("5.0", True)],
 )
-def test_threshold_is_a_percentage(make_broker: MakeBroker, db_path: Path, threshold: str, due: bool) -> None:
+def test_threshold_is_a_percentage(make_broker: MakeBroker, target: Target, threshold: str, due: bool) -> None:
     config = {"BROKER_AUTO_VACUUM_INTERVAL": "5", "BROKER_VACUUM_THRESHOLD": threshold}
     broker = make_broker(config=config)
     broker.write_many("q", [f"m{i}" for i in range(19)])  # counter 19 % 5 = 4, nothing claimed
-    assert counts(db_path) == (19, 0)
+    assert counts(target) == (19, 0)
     broker.claim("q")  # 5th mutation: 1 of 19 claimed = 5.26 %
-    assert counts(db_path) == ((18, 0) if due else (19, 1))
+    assert counts(target) == ((18, 0) if due else (19, 1))
 
 
 EVERY_COMMIT = {"BROKER_AUTO_VACUUM_INTERVAL": "1", "BROKER_VACUUM_THRESHOLD": "0"}
 
 
+@pytest.mark.sqlite_only("a <db>.vacuum.lock that cannot be opened (a directory)")
 def test_a_failing_auto_vacuum_never_fails_the_operation_that_committed(
     make_broker: MakeBroker, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -432,6 +432,7 @@ def stop_server() -> None:
     global _server
     with _lock:
         server, _server = _server, None
+    close_admin()
     if server is not None and server.cluster is not None:
         server.cluster.stop()
 
@@ -445,30 +446,68 @@ def require_server() -> PgServer:
     unavailable(reason)  # outside the except block: no chained traceback in the report
 
 
+_admin_lock = threading.Lock()
+_admin: dict[str, Any] = {}  # dsn -> the process's autocommit connection for set-up and looks
+
+
+def admin_query(dsn: str, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the process's own autocommit connection to ``dsn``
+    (opened once, reopened if it broke); every row it returns (none: ``[]``).
+
+    Schema set-up and tests' looks at what a broker stored go through it, so
+    they cost a round trip, not a connection each.
+    """
+    import psycopg
+
+    with _admin_lock:
+        conn = _admin.get(dsn)
+        if conn is None or conn.closed or conn.broken:
+            conn = _admin[dsn] = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+            # A bounded wait: a connection a test leaked inside a transaction
+            # must turn into an error here (e.g. dropping its schema), not a hang.
+            conn.execute("SET lock_timeout = '10s'")
+        cursor = conn.execute(sql, params or None)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def close_admin() -> None:
+    with _admin_lock:
+        conns = list(_admin.values())
+        _admin.clear()
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def new_schema_name(prefix: str = "t") -> str:
+    """A unique, valid schema name (nothing is created)."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    if not _SCHEMA_NAME.match(name):
+        raise ValueError(f"bad schema prefix {prefix!r}")
+    return name
+
+
+def drop_schema(dsn: str, name: str) -> None:
+    """Drop the schema and everything in it, if it exists."""
+    admin_query(dsn, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 @contextlib.contextmanager
 def fresh_schema(dsn: str, *, prefix: str = "t", create: bool = True) -> Iterator[str]:
     """A uniquely named schema for one test, dropped with everything in it afterwards.
 
     ``create=False`` only reserves the name (for code that must create the
-    schema itself); it is still dropped at the end if it exists. The name is
-    lower case and a valid SimpleBroker schema name (never ``public``).
+    schema itself, as a broker does on first open: one round trip less); it
+    is still dropped at the end if it exists. The name is lower case and a
+    valid SimpleBroker schema name (never ``public``).
     """
-    import psycopg
-
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    if not _SCHEMA_NAME.match(name):
-        raise ValueError(f"bad schema prefix {prefix!r}")
+    name = new_schema_name(prefix)
     if create:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{name}"')
+        admin_query(dsn, f'CREATE SCHEMA "{name}"')
     try:
         yield name
     finally:
-        # A bounded wait: a connection a test leaked inside a transaction must
-        # turn into an error here, not a hung session.
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("SET lock_timeout = '10s'")
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        drop_schema(dsn, name)
 
 
 # ---------------------------------------------------------------- fixtures
