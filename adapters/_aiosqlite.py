@@ -201,23 +201,12 @@ class AiosqliteWorker:
 _Job = tuple["asyncio.Future[Any] | None", Callable[[], Any]] | None
 
 
-class Closeable(Protocol):
-    def close(self) -> None: ...
-
-
-K = TypeVar("K", bound=Closeable)
-
-
-class ThreadWorker(Generic[K]):
-    """The fallback: a thread of our own, run as aiosqlite runs its worker.
-
-    It serves other backends too (a PostgreSQL driver: ``K``), whose
-    connections aiosqlite cannot host.
-    """
+class ThreadWorker:
+    """The fallback: a thread of our own, run as aiosqlite runs its worker."""
 
     __slots__ = ("_jobs", "_running", "_thread", "sqlite")
 
-    sqlite: K  # what the connector made (a sqlite3 connection, or a driver)
+    sqlite: sqlite3.Connection
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -225,11 +214,11 @@ class ThreadWorker(Generic[K]):
         self._thread = threading.Thread(target=_connection_worker_thread, args=(self._jobs,), daemon=True)
 
     @classmethod
-    async def open(cls, connector: Callable[[], K]) -> ThreadWorker[K]:
-        worker: ThreadWorker[K] = cls()
+    async def open(cls, connector: Callable[[], sqlite3.Connection]) -> ThreadWorker:
+        worker = cls()
         worker._thread.start()
         worker._running = True
-        made: list[K] = []
+        made: list[sqlite3.Connection] = []
         try:
             worker.sqlite = await worker.submit(lambda: _append(made, connector()))
         except BaseException:  # a failed connector, or our caller cancelled while it ran
@@ -255,12 +244,12 @@ class ThreadWorker(Generic[K]):
         await done
 
 
-def _append(made: list[K], connection: K) -> K:
+def _append(made: list[sqlite3.Connection], connection: sqlite3.Connection) -> sqlite3.Connection:
     made.append(connection)
     return connection
 
 
-def _close_all(made: list[Any]) -> None:
+def _close_all(made: list[sqlite3.Connection]) -> None:
     for connection in made:
         connection.close()
 

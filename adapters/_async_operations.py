@@ -560,8 +560,8 @@ class AsyncOperations:
     async def _dump(self, selection: dump_format.Selection) -> AsyncIterator[str]:
         from sansio_broker import dump as dump_format
 
-        last_ts = await self._engine.run(lambda s: s.last_id())
-        yield dump_format.header_line(last_ts)
+        header, last_ts = await self._engine.run(lambda s: s.dump_header())
+        yield header
         for alias, target in await self.list_aliases():
             if selection.alias(alias, target):
                 yield dump_format.alias_line(alias, target)

@@ -30,7 +30,23 @@ MAX_CACHE_MB = INT32_MAX // 1024  # cache_size is set as -(MB * 1024) KiB
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Broker settings. Defaults are SimpleBroker's, so shared files behave alike."""
+    """Broker settings. Defaults are SimpleBroker's, so shared files behave alike.
+
+    ``relaxed_order`` (``BROKER_RELAXED_ORDER=1``; off by default) trades the
+    order in which concurrent consumers receive messages for throughput, on
+    PostgreSQL: claims and moves run ``SELECT ... FOR UPDATE SKIP LOCKED``, so
+    a claim passes over the messages other claims or moves are taking at
+    that moment instead of waiting for them to commit. Each message is still
+    delivered once, and one consumer's messages still come oldest first
+    unless another's claim rolls back (a cancelled transaction): the message
+    it held is pending again and older than what others took meanwhile. A
+    claim may also come back empty while others hold the last pending
+    messages (claims that have yet to commit). Off, every claim takes the
+    oldest pending message, waiting for a concurrent claim of it to end,
+    exactly as simplebroker-pg does. SQLite ignores it: its write
+    transactions take the database's one write lock up front, so claims
+    never overlap and there is no locked row to skip.
+    """
 
     busy_timeout_ms: int = 5000
     cache_mb: int = 10
@@ -53,6 +69,8 @@ class Config:
     # The PostgreSQL schema a ``postgresql://`` target uses (SimpleBroker's key
     # and default); the dialect refuses ``public`` and names outside its pattern.
     backend_schema: str = "simplebroker_pg_v1"
+    # Opt-in, PostgreSQL only: claims and moves skip rows others hold (see the class docstring).
+    relaxed_order: bool = False
 
     def __post_init__(self) -> None:
         # Typed construction gets the same checks as parsing from strings.
@@ -194,9 +212,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[Any], str]]] 
     "watch_jitter": ("BROKER_JITTER_FACTOR", _fraction, repr),
     "load_max_future_skew_seconds": ("BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS", _int(0), str),
     "backend_schema": ("BROKER_BACKEND_SCHEMA", _text, str),
+    "relaxed_order": ("BROKER_RELAXED_ORDER", _only_one_enables, lambda v: "1" if v else "0"),
 }
 
 CONFIG_KEYS = tuple(key for key, _, _ in _FIELDS.values())
+# Keys of this broker's own, which SimpleBroker does not read (it ignores them).
+OWN_KEYS = ("BROKER_RELAXED_ORDER",)
 
 # Every key SimpleBroker 8.7.2 reads (``simplebroker._constants.DEFAULT_CONFIG``,
 # prefixed): accepted in an explicit mapping, since one mapping may serve both.

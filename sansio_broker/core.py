@@ -29,6 +29,7 @@ from .commands import (
     ROLLBACK,
     SEAL_GROUP,
     Begin,
+    Command,
     Execute,
     ExecuteMany,
     Fetch,
@@ -134,6 +135,8 @@ class BrokerCore:
         self.config = config if config is not None else Config()
         self.dialect = dialect
         self.begin_write = Begin(dialect.BEGIN_WRITE)
+        # Config.relaxed_order: claims and moves pass over rows others hold.
+        self.skip_locked = self.config.relaxed_order
         self.retry = retry
         # A hint only: the compare-and-advance on meta.last_ts is the authority.
         # Touched only inside write transactions (see the class docstring).
@@ -160,7 +163,7 @@ class BrokerCore:
         if statement is None:
             check_queue_name(queue)
             where = self.dialect.where(by_id=False, unclaimed_only=True, after=False, before=False)
-            statement = Execute(self.dialect.claim(where), (queue, 1), Fetch.ALL, queue)
+            statement = Execute(self.dialect.claim(where, skip_locked=self.skip_locked), (queue, 1), Fetch.ALL, queue)
             cache = self._plain_claims
             if len(cache) >= PLAIN_CLAIM_CACHE_SIZE:
                 # Replaced, never cleared in place: another thread inserting
@@ -547,9 +550,11 @@ class Session:
         return self._write_transaction(lambda: self._insert_keeping(queue, body, keep), _one, resync_ids=True)
 
     def _insert_keeping(self, queue: str, body: str, keep: int) -> Operation[int]:
-        message_id = yield from self._insert(queue, (body,))
+        ids = yield from self._allocate_ids(1)
+        yield from _each(self.dialect.LOCK_KEEP_NEWEST)  # meta row locked: now the table
+        yield Execute(self.dialect.INSERT_MESSAGE, (queue, body, ids[0]))
         yield Execute(self.dialect.CLAIM_OLDER_PENDING, (queue, queue, keep - 1))
-        return message_id
+        return ids[0]
 
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
         """Append messages in order, in one transaction; returns their IDs."""
@@ -599,6 +604,7 @@ class Session:
         return self._write_transaction(lambda: self._broadcast(body, pattern, chosen), _same)
 
     def _broadcast(self, body: str, pattern: str | None, chosen: frozenset[str] | None = None) -> Operation[int]:
+        yield from _each(self.dialect.LOCK_BROADCAST)  # no queue appears or goes until COMMIT
         rows = yield Execute(self.dialect.LIST_QUEUES, (), Fetch.ALL)
         targets = [
             r[0] for r in rows if (pattern is None or fnmatchcase(r[0], pattern)) and (chosen is None or r[0] in chosen)
@@ -783,7 +789,7 @@ class Session:
             by_id=mid is not None, unclaimed_only=True, after=lo is not None, before=hi is not None
         )
         params = (*self.dialect.where_params(queue, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.dialect.claim(where, newest), params, Fetch.ALL, queue)
+        return Execute(self.dialect.claim(where, newest, skip_locked=self.core.skip_locked), params, Fetch.ALL, queue)
 
     def select(self, statement: Execute, newest: bool = False) -> Operation[list[Message]]:
         """Run a statement returning ``(body, ts)`` rows, as messages in ID
@@ -901,7 +907,7 @@ class Session:
             by_id=mid is not None, unclaimed_only=require_unclaimed, after=lo is not None, before=hi is not None
         )
         params = (destination, *self.dialect.where_params(source, message_id=mid, after=lo, before=hi), limit)
-        return Execute(self.dialect.move(where, newest), params, Fetch.ALL)
+        return Execute(self.dialect.move(where, newest, skip_locked=self.core.skip_locked), params, Fetch.ALL)
 
     # ----------------------------------------------------------------- peeks
     def peek(
@@ -970,19 +976,13 @@ class Session:
     def delete_messages(self, queue: str, message_ids: Iterable[int | str]) -> Operation[int]:
         """Remove the listed messages of ``queue`` (claimed or not); returns how many existed."""
         check_queue_name(queue)
-        ids = [(m,) for m in check_id_list(message_ids)]
+        ids = check_id_list(message_ids)
         return self._write_transaction(lambda: self._delete_listed(queue, ids))
 
-    def _delete_listed(self, queue: str, ids: list[tuple[int]]) -> Operation[int]:
+    def _delete_listed(self, queue: str, ids: list[int]) -> Operation[int]:
         if not ids:
             return 0
-        dialect = self.dialect
-        yield Execute(dialect.CREATE_DELETE_IDS_TABLE)
-        yield Execute(dialect.CLEAR_DELETE_IDS)
-        yield ExecuteMany(dialect.INSERT_DELETE_ID, ids)
-        deleted: int = yield Execute(dialect.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
-        yield Execute(dialect.CLEAR_DELETE_IDS)
-        return deleted
+        return (yield from self.dialect.delete_ids(queue, ids))
 
     # ------------------------------------------------------------ inspection
     def list_queues(self) -> Operation[list[str]]:
@@ -1041,6 +1041,7 @@ class Session:
         return self._write_transaction(lambda: self._add_alias(alias, target))
 
     def _add_alias(self, alias: str, target: str) -> Operation[bool]:
+        yield from _each(self.dialect.LOCK_ALIASES)  # before the checks read the aliases
         current = dict((yield from self._list_aliases()))
         aliases.check_against(alias, target, current)
         shadows = yield from self._exists(alias)
@@ -1055,6 +1056,7 @@ class Session:
         return self._write_transaction(lambda: self._remove_alias(alias))
 
     def _remove_alias(self, alias: str) -> Operation[bool]:
+        yield from _each(self.dialect.LOCK_ALIASES)
         removed = yield Execute(self.dialect.DELETE_ALIAS, (alias,), Fetch.ROWCOUNT)
         if removed:
             yield from self._bump_alias_version()
@@ -1074,6 +1076,7 @@ class Session:
         return self._write_transaction(lambda: self._rename(old, new, bool(retarget_aliases)))
 
     def _rename(self, old: str, new: str, retarget: bool) -> Operation[RenameResult]:
+        yield from _each(self.dialect.LOCK_RENAME)  # before anything is read
         source = yield from self.resolve_queue(old)
         target = yield from self.resolve_queue(new)
         if source == target:
@@ -1083,6 +1086,7 @@ class Session:
         renamed = yield Execute(self.dialect.RENAME_QUEUE, (target, source), Fetch.ROWCOUNT)
         if not renamed:
             return RenameResult(source, target, 0, 0, False)
+        yield from _each(self.dialect.change_notification((source, target)))
         retargeted = 0
         if retarget:
             retargeted = yield Execute(self.dialect.RETARGET_ALIASES, (target, source), Fetch.ROWCOUNT)
@@ -1104,11 +1108,12 @@ class Session:
     def _insert_exact(self, rows: list[tuple[str, str, int]], top: int) -> Operation[int]:
         if not rows:
             return 0
+        # meta.last_ts first, then the messages (the lock order of every writer).
+        yield Execute(self.dialect.RAISE_LAST_TS, (top, top))
         start, size = 0, INSERT_CHUNK_ROWS
         while start < len(rows):
             yield ExecuteMany(self.dialect.INSERT_EXACT, rows[start : start + size])
             start, size = start + size, min(2 * size, MAX_INSERT_CHUNK_ROWS)
-        yield Execute(self.dialect.RAISE_LAST_TS, (top, top))
         return len(rows)
 
     def raise_last_id(self, value: int | str) -> Operation[None]:
@@ -1152,6 +1157,13 @@ class Session:
         last = yield from self.last_id()
         (size,) = yield Execute(self.dialect.DATABASE_SIZE, (), Fetch.ONE)
         return BrokerStatus(int(total), last, int(size))
+
+    def dump_header(self) -> Operation[tuple[str, int]]:
+        """A dump's first line (this engine's name, ``meta.last_ts``) and that ``last_ts``."""
+        from . import dump  # json, only when a dump is made
+
+        last = yield from self.last_id()
+        return dump.header_line(last, self.dialect.BACKEND_NAME), last
 
     def dump_page(self, last_ts: int, after: tuple[str, int], limit: int) -> Operation[list[tuple[str, str, int]]]:
         """Pending ``(queue, body, id)`` rows with IDs up to ``last_ts``, by
@@ -1251,6 +1263,14 @@ class _Seal:
 
 def _claimed(results: list[Message | None]) -> int:
     return sum(1 for m in results if m is not None)
+
+
+def _each(commands: tuple[Command, ...]) -> Operation[None]:
+    """Run commands whose answers nobody reads (none at all: a dialect step
+    with nothing to do); a ``yield from`` of the tuple itself would fail on
+    a driver answering with a value."""
+    for command in commands:  # noqa: UP028 (see the docstring)
+        yield command
 
 
 def _run_many(statement: ExecuteMany) -> Operation[None]:

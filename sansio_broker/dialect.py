@@ -33,11 +33,15 @@ class Dialect(Protocol):
 
     DATABASE_NOUN: str
     """How refusals name a file of this engine ("an SQLite database")."""
+    BACKEND_NAME: str
+    """SimpleBroker's name of the backend, as dump headers carry it ("sqlite", "postgres")."""
 
     # --- transactions and limits --------------------------------------------
     BEGIN_WRITE: str
     """Starts a write transaction that holds the write lock up to COMMIT (the
-    ``Begin`` command carries it), so IDs allocated inside are serialized."""
+    ``Begin`` command carries it) or from its first ID allocation on (the
+    allocation's compare-and-advance locks ``meta.last_ts``), so IDs
+    allocated inside are serialized."""
     NO_LIMIT: int | None
     """The ``LIMIT ?`` parameter meaning "every row"."""
 
@@ -93,15 +97,33 @@ class Dialect(Protocol):
     """Params ``(queue, body, ts)``: pending again, re-inserted if vacuumed meanwhile."""
     DELETE_QUEUE: str
     DELETE_ALL: str
-    CREATE_DELETE_IDS_TABLE: str
-    CLEAR_DELETE_IDS: str
-    INSERT_DELETE_ID: str
-    DELETE_LISTED_IDS: str
+
+    def delete_ids(self, queue: str, ids: list[int]) -> Operation[int]:
+        """Inside a write transaction: delete the listed messages (``ids``: at
+        least one, no repeats needed) of ``queue``; returns how many existed."""
+        ...
+
     QUEUE_STATS: str
     ALL_QUEUE_STATS: str
     QUEUE_EXISTS: str
     OVERALL_STATS: str
     """One row ``(claimed, total)`` over every queue."""
+
+    # --- lock order -------------------------------------------------------------
+    # Commands run first in the operations that change many queues or the
+    # aliases, so every program sharing the database takes its locks in one
+    # order (the aliases, then meta.last_ts, then the messages table) and none
+    # deadlocks another. Empty where the write lock serializes every writer
+    # anyway (SQLite): the core then runs nothing.
+    LOCK_ALIASES: tuple[Command, ...]
+    """First in ``add_alias`` and ``remove_alias``."""
+    LOCK_BROADCAST: tuple[Command, ...]
+    """First in ``broadcast``, before it lists the queues."""
+    LOCK_RENAME: tuple[Command, ...]
+    """First in ``rename_queue``."""
+    LOCK_KEEP_NEWEST: tuple[Command, ...]
+    """In ``write(keep_newest=)``, after the ID allocation locked ``meta.last_ts``
+    and before the INSERT."""
 
     # --- selections: claim, move, peek -------------------------------------
     def where(self, *, by_id: bool, unclaimed_only: bool, after: bool, before: bool) -> str:
@@ -112,12 +134,15 @@ class Dialect(Protocol):
         self, queue: str, *, message_id: int | None, after: int | None, before: int | None
     ) -> tuple[int | str, ...]: ...
 
-    def claim(self, where: str, newest: bool = False) -> str:
+    def claim(self, where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
         """Params: the filter's, then the limit; returns the claimed rows
-        (the oldest, or with ``newest`` the newest, ``limit`` of them)."""
+        (the oldest, or with ``newest`` the newest, ``limit`` of them).
+        ``skip_locked`` (``Config.relaxed_order``): pass over rows another
+        claim or move holds instead of waiting for it, where the engine
+        has row locks (ignored otherwise)."""
         ...
 
-    def move(self, where: str, newest: bool = False) -> str:
+    def move(self, where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
         """Params: the destination, the filter's, then the limit; returns the moved rows."""
         ...
 
@@ -130,6 +155,7 @@ class Dialect(Protocol):
 
     # --- exact-ID inserts ---------------------------------------------------
     INSERT_EXACT: str
+    """Params ``(queue, body, ts)``; run after RAISE_LAST_TS (the lock order)."""
     RAISE_LAST_TS: str
     """Params ``(value, value)``: ``meta.last_ts`` raised to ``value`` if below it."""
 
@@ -142,7 +168,7 @@ class Dialect(Protocol):
     RETARGET_ALIASES: str
     """Params ``(new, old)``; rowcount."""
     RENAME_QUEUE: str
-    """Params ``(new, old)``; rowcount."""
+    """Params ``(new, old)``; rowcount. Then :meth:`change_notification` of both names."""
 
     # --- search, overview, dump -------------------------------------------------
     def find_ids(self, *, include_claimed: bool, after: bool, before: bool) -> str:
@@ -185,6 +211,9 @@ class Dialect(Protocol):
     # --- change notification -------------------------------------------------
     def change_notification(self, queues: Sequence[str]) -> tuple[Command, ...]:
         """Commands a write transaction to ``queues`` runs before COMMIT so
-        waiters in other processes learn of it (a hook for waiting on new
-        messages, not called yet): a PostgreSQL ``NOTIFY``; none for SQLite, whose waiters poll."""
+        waiters in other processes learn of it: a PostgreSQL ``NOTIFY``;
+        none for SQLite, whose waiters poll. Statements that make messages
+        pending (INSERT_MESSAGE, INSERT_EXACT, RETURN_CLAIMED, UNCLAIM_BY_ID,
+        ``move``) notify by themselves where the engine can; the core adds
+        these only after RENAME_QUEUE (both names)."""
         ...

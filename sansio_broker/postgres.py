@@ -20,9 +20,10 @@ the text simplebroker-pg itself builds. The deliberate differences:
   because its runner has no rowcount. Those wrappers are here too
   (``*_COUNT``), for a core that reads one row instead;
 * ``peek`` has no ``OFFSET ?`` (the core never skips rows);
-* ``DELETE_CLAIMED_BATCH`` re-checks ``claimed = TRUE`` on the row it deletes:
-  at READ COMMITTED a message made pending again (``RETURN_CLAIMED``) while the
-  vacuum waited for its row lock would otherwise be deleted;
+* ``DELETE_CLAIMED_BATCH`` locks its rows ``FOR UPDATE SKIP LOCKED`` (a
+  vacuum that waited for rows could deadlock with claims) and re-checks
+  ``claimed = TRUE`` on the row it deletes: at READ COMMITTED a message made
+  pending again (``RETURN_CLAIMED``) meanwhile would otherwise be deleted;
 * ``DATABASE_SIZE`` and ``LIST_TABLES`` carry the schema as a literal (the
   core binds nothing to them); ``LIST_TABLES`` must not use
   ``current_schema()``, which is ``public`` while the schema does not exist;
@@ -424,6 +425,7 @@ class PostgresDialect:
     """simplebroker-pg 4.7.2's statements for one schema (see the module docstring)."""
 
     DATABASE_NOUN = "a PostgreSQL schema"
+    BACKEND_NAME = "postgres"  # simplebroker's backend name (its dump header says so)
 
     # --- transactions and limits --------------------------------------------
     # simplebroker-pg's literal BEGIN, at the server's default isolation (READ
@@ -439,6 +441,9 @@ class PostgresDialect:
     """*Proposed*: what the listener connection runs (autocommit, any search path)."""
     SETUP_LOCK_KEY: int
     ALIASES_LOCK_KEY: int
+    LOCK_ALIASES: tuple[Command, ...]
+    LOCK_BROADCAST: tuple[Command, ...]
+    LOCK_RENAME: tuple[Command, ...]
     VACUUM_LOCK_KEY: int
     SEARCH_PATH: str
     LIST_TABLES: str
@@ -452,6 +457,10 @@ class PostgresDialect:
         self.SETUP_LOCK_KEY = advisory_lock_key("schema-setup", schema)
         self.ALIASES_LOCK_KEY = advisory_lock_key("aliases", schema)
         self.VACUUM_LOCK_KEY = advisory_lock_key("vacuum", schema)
+        # The lock order: the aliases advisory lock, the meta row, the table.
+        self.LOCK_ALIASES = (Execute(ADVISORY_XACT_LOCK, (self.ALIASES_LOCK_KEY,)),)
+        self.LOCK_BROADCAST = (Execute(self.LOCK_META_ROW), Execute(self.LOCK_MESSAGES))
+        self.LOCK_RENAME = self.LOCK_ALIASES + self.LOCK_BROADCAST
         self.SEARCH_PATH = f"SET search_path TO {quote_ident(schema)}, public"
         # The schema as a literal: current_schema() would be ``public`` while
         # the broker's schema does not exist yet.
@@ -604,7 +613,22 @@ FROM inserted
 
     # --- group operations (ours: simplebroker-pg has no group commit) --------
     DELETE_BY_ID = "DELETE FROM messages WHERE ts = %s"
-    UNCLAIM_BY_ID = "UPDATE messages SET claimed = FALSE WHERE ts = %s"
+    # A group claim's messages for readers that withdrew, pending again in
+    # the claiming transaction: others saw them pending all along, but a
+    # relaxed-order claim (SKIP LOCKED) may have passed over them, so waiters are told.
+    UNCLAIM_BY_ID = f"""
+WITH unclaimed AS (
+    UPDATE messages
+    SET claimed = FALSE
+    WHERE ts = %s
+    RETURNING queue
+)
+SELECT pg_notify(
+    {_CHANNEL_SQL},
+    queue
+)
+FROM unclaimed
+"""
     # Pending again, re-inserted if vacuumed meanwhile; waiters are told.
     RETURN_CLAIMED = f"""
 WITH returned AS (
@@ -639,12 +663,14 @@ FROM returned
         return params
 
     # Row locks taken before the update, so each row is claimed once at READ
-    # COMMITTED (the SQLite text would deliver some twice). A claim may return
-    # fewer rows than its LIMIT while others claim: rows it waited for and
-    # found claimed are dropped, newer rows are not in its snapshot.
+    # COMMITTED (the SQLite text would deliver some twice). A row a claim
+    # waited for and then found claimed fails the re-check and the scan goes
+    # on to the next row (LockRows sits below Limit since PostgreSQL 9.0), so
+    # a claim returns fewer rows than its LIMIT only when fewer were pending
+    # (tests/postgres_blocking/test_pg_claims.py checks it under contention).
     @staticmethod
     def claim(where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
-        """``skip_locked`` (*proposed*): the relaxed-order mode, not simplebroker-pg's."""
+        """``skip_locked``: ``Config.relaxed_order``, not simplebroker-pg's."""
         return _claim(where, newest, skip_locked)
 
     @staticmethod
@@ -774,15 +800,6 @@ WITH deleted AS (
 )
 SELECT COUNT(*) FROM deleted
 """
-    # The protocol's temporary-table steps (a session's temp table lives in pg_temp).
-    CREATE_DELETE_IDS_TABLE = (
-        "CREATE TEMP TABLE IF NOT EXISTS simplebroker_delete_message_ids (\n    ts BIGINT PRIMARY KEY\n)"
-    )
-    CLEAR_DELETE_IDS = "DELETE FROM simplebroker_delete_message_ids"
-    INSERT_DELETE_ID = "INSERT INTO simplebroker_delete_message_ids (ts) VALUES (%s) ON CONFLICT DO NOTHING"
-    DELETE_LISTED_IDS = (
-        "DELETE FROM messages\nWHERE queue = %s\nAND ts IN (SELECT ts FROM simplebroker_delete_message_ids)"
-    )
     DELETE_IDS_COUNT = """
 WITH ids(ts) AS MATERIALIZED (
     SELECT DISTINCT unnest(%s::bigint[])
@@ -796,7 +813,12 @@ deleted AS (
 )
 SELECT COUNT(*) FROM deleted
 """
-    """*Proposed*: simplebroker-pg's one statement, params ``(list_of_ids, queue)``; one row ``(count,)``."""
+    """simplebroker-pg's one statement, params ``(list_of_ids, queue)``; one row ``(count,)``."""
+
+    def delete_ids(self, queue: str, ids: list[int]) -> Operation[int]:
+        # One statement, the IDs as one array parameter (no temporary table).
+        (deleted,) = yield Execute(self.DELETE_IDS_COUNT, (ids, queue), Fetch.ONE)
+        return int(deleted)
 
     # --- inspection ---------------------------------------------------------
     QUEUE_STATS = """
@@ -834,27 +856,20 @@ FROM messages
     LOCK_META_ROW = "SELECT last_ts FROM meta WHERE singleton = TRUE FOR UPDATE"
     LOCK_MESSAGES = "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE"
 
-    def lock_aliases(self) -> Operation[None]:
-        """*Proposed*: first in an alias change (add, remove, rename)."""
-        yield Execute(ADVISORY_XACT_LOCK, (self.ALIASES_LOCK_KEY,))
-
-    def lock_broadcast(self) -> Operation[None]:
-        """*Proposed*: first in a broadcast, before listing queues: the meta row, then the table."""
-        yield Execute(self.LOCK_META_ROW, (), Fetch.ONE)
-        yield Execute(self.LOCK_MESSAGES)
-
-    def lock_rename(self) -> Operation[None]:
-        """*Proposed*: first in a rename: aliases, meta row, table."""
-        yield from self.lock_aliases()
-        yield from self.lock_broadcast()
-
-    def lock_keep_newest(self) -> Operation[None]:
-        """*Proposed*: in ``write(keep_newest=)``, after ADVANCE_LAST_TS locked the
-        meta row and before the INSERT touches ``messages``."""
-        yield Execute(self.LOCK_MESSAGES)
+    # (simplebroker-pg's prepare_alias_mutation, prepare_broadcast and
+    # prepare_queue_operation "rename" / "write_keep", statement for statement;
+    # built per schema in __init__: LOCK_ALIASES, LOCK_BROADCAST, LOCK_RENAME.)
+    LOCK_KEEP_NEWEST: tuple[Command, ...] = (Execute(LOCK_MESSAGES),)
 
     # --- vacuum -------------------------------------------------------------
     ANY_CLAIMED = "SELECT EXISTS(SELECT 1 FROM messages WHERE claimed = TRUE LIMIT 1)"
+    # The batch locks its rows first and passes over rows others hold, so a
+    # vacuum never waits for anyone and can be in no deadlock: a claim keeps
+    # the lock of every claimed row it waited for and skipped (the re-check
+    # failed) up to its COMMIT, while it waits for the next row; a vacuum
+    # deleting in its own order would wait for such a row and deadlock
+    # (seen on the server against simplebroker-pg's claims). Skipped rows
+    # go in a later batch or vacuum.
     DELETE_CLAIMED_BATCH = """
 DELETE FROM messages
 WHERE claimed = TRUE
@@ -864,6 +879,7 @@ WHERE claimed = TRUE
     WHERE claimed = TRUE
     ORDER BY ts
     LIMIT %s
+    FOR UPDATE SKIP LOCKED
 )
 """
     DELETE_CLAIMED_BATCH_COUNT = """
@@ -921,11 +937,14 @@ SELECT COUNT(*) FROM deleted
 
     # --- change notification -------------------------------------------------
     NOTIFY = f"SELECT pg_notify({_CHANNEL_SQL}, %s)"
+    NOTIFY_EACH = f"SELECT pg_notify({_CHANNEL_SQL}, queue) FROM unnest(%s::text[]) AS queue"
 
     def change_notification(self, queues: Sequence[str]) -> tuple[Command, ...]:
-        """One ``pg_notify`` per queue (sent at COMMIT, dropped on rollback).
-        INSERT_MESSAGE, RETURN_CLAIMED and move notify by themselves."""
-        return tuple(Execute(self.NOTIFY, (queue,)) for queue in dict.fromkeys(queues))
+        """One statement notifying each queue once, in order (sent at COMMIT,
+        dropped on rollback). INSERT_MESSAGE, INSERT_EXACT, RETURN_CLAIMED,
+        UNCLAIM_BY_ID and move notify by themselves."""
+        names = list(dict.fromkeys(queues))
+        return (Execute(self.NOTIFY_EACH, (names,)),) if names else ()
 
 
 if TYPE_CHECKING:  # the protocol is met as it stands (checked by mypy)

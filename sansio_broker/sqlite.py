@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from .commands import LOCK_VACUUM_FILE, UNLOCK_VACUUM_FILE, Command, Execute, Fetch, Operation
+from .commands import LOCK_VACUUM_FILE, UNLOCK_VACUUM_FILE, Command, Execute, ExecuteMany, Fetch, Operation
 from .config import Config
 from .errors import (
     BusyError,
@@ -59,6 +59,7 @@ class SQLiteDialect:
     """SQLite statements; methods build the few statements that vary."""
 
     DATABASE_NOUN = "an SQLite database"
+    BACKEND_NAME = "sqlite"
 
     # --- transactions and limits --------------------------------------------
     # BEGIN IMMEDIATE takes the write lock up front, so an ID allocated inside
@@ -177,7 +178,9 @@ WHERE claimed = 0"""
 
     @staticmethod
     @cache
-    def claim(where: str, newest: bool = False) -> str:
+    def claim(where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
+        # skip_locked is ignored: SQLite has no row locks; BEGIN IMMEDIATE
+        # already runs one claim at a time.
         return (
             "UPDATE messages\nSET claimed = 1\nWHERE ts IN (\n"
             f"    SELECT ts FROM messages\n    WHERE {where}\n"
@@ -196,7 +199,7 @@ WHERE claimed = 0"""
 
     @staticmethod
     @cache
-    def move(where: str, newest: bool = False) -> str:
+    def move(where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
         # The claimed flag is kept, as SimpleBroker 8 does.
         return (
             "UPDATE messages\nSET queue = ?\nWHERE ts IN (\n"
@@ -217,6 +220,12 @@ WHERE claimed = 0"""
         "    SELECT ts\n    FROM messages\n    WHERE queue = ? AND claimed = 0\n"
         "    ORDER BY ts DESC\n    LIMIT 1 OFFSET ?\n)"
     )
+
+    # --- lock order: nothing to add, BEGIN IMMEDIATE serializes every writer
+    LOCK_ALIASES: tuple[Command, ...] = ()
+    LOCK_BROADCAST: tuple[Command, ...] = ()
+    LOCK_RENAME: tuple[Command, ...] = ()
+    LOCK_KEEP_NEWEST: tuple[Command, ...] = ()
 
     # --- exact-ID inserts (dump load): the ID high-water mark follows ------
     # params (max_id + 1, max_id + 1), as SimpleBroker advances it.
@@ -359,6 +368,16 @@ WHERE claimed = 0"""
                 raise IncompatibleDatabaseError(f"{label}: index {name} does not have the canonical shape")
         return missing
 
+    def delete_ids(self, queue: str, ids: list[int]) -> Operation[int]:
+        # SimpleBroker's way: the IDs go through a temporary table (no limit
+        # on the number of bound variables), emptied again afterwards.
+        yield Execute(self.CREATE_DELETE_IDS_TABLE)
+        yield Execute(self.CLEAR_DELETE_IDS)
+        yield ExecuteMany(self.INSERT_DELETE_ID, [(i,) for i in ids])
+        deleted: int = yield Execute(self.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
+        yield Execute(self.CLEAR_DELETE_IDS)
+        return deleted
+
     def lock_vacuum(self) -> Operation[bool]:
         # ``<db>.vacuum.lock``, as SimpleBroker takes it: one vacuum across both programs.
         acquired: bool = yield LOCK_VACUUM_FILE
@@ -394,7 +413,7 @@ WHERE claimed = 0"""
             return NotADatabaseDriverError(message, primary)
         return DatabaseError(message, primary)
 
-    # --- change notification (not called yet) --------------------------------
+    # --- change notification ------------------------------------------------
     @staticmethod
     def change_notification(queues: Sequence[str]) -> tuple[Command, ...]:
         # SQLite has no notification channel: other processes poll

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sansio_broker import Config, ConfigError, InvalidTypeError
-from sansio_broker.config import CONFIG_KEYS, KNOWN_KEYS, SIMPLEBROKER_ONLY_KEYS
+from sansio_broker.config import CONFIG_KEYS, KNOWN_KEYS, OWN_KEYS, SIMPLEBROKER_ONLY_KEYS
 from sansio_broker.sqlite import SQLITE
 
 DEFAULTS = {
@@ -29,6 +29,7 @@ DEFAULTS = {
     "watch_jitter": 0.15,
     "load_max_future_skew_seconds": 300,
     "backend_schema": "simplebroker_pg_v1",
+    "relaxed_order": False,
 }
 
 
@@ -72,6 +73,7 @@ def test_config_keys() -> None:
         "BROKER_JITTER_FACTOR",
         "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS",
         "BROKER_BACKEND_SCHEMA",
+        "BROKER_RELAXED_ORDER",
     )
 
 
@@ -104,6 +106,8 @@ def test_config_keys() -> None:
         ("BROKER_BURST_SLEEP", "watch_burst_sleep", "1e-05", 1e-05),
         ("BROKER_JITTER_FACTOR", "watch_jitter", "0", 0.0),
         ("BROKER_BACKEND_SCHEMA", "backend_schema", "jobs_v2", "jobs_v2"),
+        ("BROKER_RELAXED_ORDER", "relaxed_order", "1", True),
+        ("BROKER_RELAXED_ORDER", "relaxed_order", "0", False),
     ],
 )
 def test_every_key_parses_from_strings(key: str, field: str, text: str, value: Any) -> None:
@@ -276,8 +280,10 @@ def test_to_mapping_renders_every_key_as_text() -> None:
         "BROKER_JITTER_FACTOR": "0.15",
         "BROKER_LOAD_MAX_FUTURE_SKEW_SECONDS": "300",
         "BROKER_BACKEND_SCHEMA": "simplebroker_pg_v1",
+        "BROKER_RELAXED_ORDER": "0",
     }
     assert Config(auto_vacuum=False).to_mapping()["BROKER_AUTO_VACUUM"] == "0"
+    assert Config(relaxed_order=True).to_mapping()["BROKER_RELAXED_ORDER"] == "1"
 
 
 @settings(max_examples=80, deadline=None, database=None)
@@ -386,9 +392,11 @@ def test_strict_mapping_accepts_every_key_of_ours_and_of_simplebroker() -> None:
     assert set(SIMPLEBROKER_ONLY_KEYS).isdisjoint(CONFIG_KEYS)
 
 
-def test_known_keys_are_simplebrokers_keys() -> None:
+def test_known_keys_are_simplebrokers_keys_and_our_own() -> None:
     constants = pytest.importorskip("simplebroker._constants")
-    assert {"BROKER_" + name for name in constants.DEFAULT_CONFIG} == KNOWN_KEYS
+    theirs = {"BROKER_" + name for name in constants.DEFAULT_CONFIG}
+    assert theirs | set(OWN_KEYS) == KNOWN_KEYS
+    assert not theirs & set(OWN_KEYS)
 
 
 @pytest.mark.parametrize(

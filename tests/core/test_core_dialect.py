@@ -61,6 +61,7 @@ class FakeDialect:
     """A second engine: same operations, different text and rules."""
 
     DATABASE_NOUN = "a fake database"
+    BACKEND_NAME = "fake"
     BEGIN_WRITE = TAG + "START TRANSACTION READ WRITE"
     NO_LIMIT: int | None = None  # LIMIT NULL
 
@@ -87,6 +88,10 @@ class FakeDialect:
     )
     DELETE_QUEUE = fake(SQLITE.DELETE_QUEUE)
     DELETE_ALL = fake(SQLITE.DELETE_ALL)
+    LOCK_ALIASES: tuple[Command, ...] = ()
+    LOCK_BROADCAST: tuple[Command, ...] = ()
+    LOCK_RENAME: tuple[Command, ...] = ()
+    LOCK_KEEP_NEWEST: tuple[Command, ...] = ()
     CREATE_DELETE_IDS_TABLE = TAG + "CREATE TEMP TABLE IF NOT EXISTS delete_ids (ts BIGINT PRIMARY KEY)"
     CLEAR_DELETE_IDS = TAG + "DELETE FROM delete_ids"
     INSERT_DELETE_ID = TAG + "INSERT INTO delete_ids(ts) VALUES (%s) ON CONFLICT DO NOTHING"
@@ -153,11 +158,18 @@ class FakeDialect:
     ) -> tuple[int | str, ...]:
         return SQLITE.where_params(queue, message_id=message_id, after=after, before=before)
 
-    def claim(self, where: str, newest: bool = False) -> str:
-        return fake(SQLITE.claim(where, newest))
+    def claim(self, where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
+        return fake(SQLITE.claim(where, newest)) + (" /* skip locked */" if skip_locked else "")
 
-    def move(self, where: str, newest: bool = False) -> str:
-        return fake(SQLITE.move(where, newest))
+    def move(self, where: str, newest: bool = False, *, skip_locked: bool = False) -> str:
+        return fake(SQLITE.move(where, newest)) + (" /* skip locked */" if skip_locked else "")
+
+    def delete_ids(self, queue: str, ids: list[int]) -> Operation[int]:
+        yield Execute(self.CREATE_DELETE_IDS_TABLE)
+        yield Execute(self.CLEAR_DELETE_IDS)
+        yield ExecuteMany(self.INSERT_DELETE_ID, [(i,) for i in ids])
+        deleted: int = yield Execute(self.DELETE_LISTED_IDS, (queue,), Fetch.ROWCOUNT)
+        return deleted
 
     def peek(self, where: str, newest: bool = False) -> str:
         return fake(SQLITE.peek(where, newest))
@@ -378,9 +390,25 @@ def test_deletes_use_the_dialect_text() -> None:
         Execute(FakeDialect.CLEAR_DELETE_IDS),
         ExecuteMany(FakeDialect.INSERT_DELETE_ID, [(1,), (2,)]),
         Execute(FakeDialect.DELETE_LISTED_IDS, ("q",), Fetch.ROWCOUNT),
-        Execute(FakeDialect.CLEAR_DELETE_IDS),
     ]
     assert_all_fake(commands)
+
+
+def test_relaxed_order_reaches_every_claim_and_move() -> None:
+    """Config.relaxed_order asks the dialect for its skip-locked claims and moves."""
+    session = fake_session(relaxed_order=True)
+    for operation in (
+        session.claim("q"),
+        session.claim("q", order="newest"),
+        session.claim_many("q", 5),
+        session.move("q", "r"),
+        session.move_many("q", "r", 5),
+    ):
+        _, commands = run(operation)
+        selections = [c.sql for c in commands if isinstance(c, Execute) and "UPDATE messages" in c.sql]
+        assert selections and all(sql.endswith("/* skip locked */") for sql in selections)
+    _, commands = run(fake_session().claim("q"))
+    assert not any("skip locked" in c.sql for c in commands if isinstance(c, Execute))
 
 
 def test_groups_and_give_backs_use_the_dialect_text() -> None:

@@ -441,8 +441,9 @@ def test_insert_messages_inserts_exact_ids_pending_and_raises_last_ts() -> None:
     assert result == 2
     assert commands == [
         Begin(),
+        # later IDs stay above the largest; meta first, as every writer locks it before messages
+        Execute(RAISE_LAST_TS, (ID2 + 1, ID2 + 1)),
         ExecuteMany(INSERT_EXACT, [("jobs", "j1", ID2), ("tmp", "x", ID1)]),
-        Execute(RAISE_LAST_TS, (ID2 + 1, ID2 + 1)),  # later IDs stay above the largest
         Commit(),
     ]
     assert session.core.mutations == 2
@@ -453,7 +454,7 @@ def test_insert_messages_needs_the_same_last_ts_as_simplebroker() -> None:
     records: list[tuple[str, str, int | str]] = [("a", "x", 5), ("b", "y", "0000000000000000009"), ("a", "z", 7)]
     _, required = normalize_insert_records(records, validate_queue_name=accept, validate_message_size=accept)
     _, commands = run_scripted(make_session().insert_messages(records), [None] * 4)
-    assert commands[2] == Execute(RAISE_LAST_TS, (required, required)) == Execute(RAISE_LAST_TS, (10, 10))
+    assert commands[1] == Execute(RAISE_LAST_TS, (required, required)) == Execute(RAISE_LAST_TS, (10, 10))
 
 
 def test_insert_messages_of_nothing_runs_an_empty_transaction() -> None:
@@ -467,13 +468,13 @@ def test_insert_messages_sends_growing_chunks() -> None:
     assert result == 1000
     chunks = [len(c.rows) for c in commands if isinstance(c, ExecuteMany)]
     assert chunks == [25, 50, 100, 200, 400, 225]
-    assert commands[-2] == Execute(RAISE_LAST_TS, (1001, 1001))
+    assert commands[1] == Execute(RAISE_LAST_TS, (1001, 1001))
 
 
 def test_insert_messages_takes_ids_up_to_the_largest_minus_one() -> None:
     top = 2**63 - 2
     _, commands = run_scripted(make_session().insert_messages([("q", "m", top)]), [None] * 4)
-    assert commands[2] == Execute(RAISE_LAST_TS, (top + 1, top + 1))
+    assert commands[1] == Execute(RAISE_LAST_TS, (top + 1, top + 1))
     with pytest.raises(InvalidInputError, match=r"^insert high-water timestamp exceeds the largest message ID$"):
         make_session().insert_messages([("q", "m", 2**63 - 1)])
 
@@ -518,6 +519,7 @@ def test_insert_messages_checks_a_record_in_simplebrokers_order(records: list[tu
 def test_an_id_already_stored_rolls_the_whole_batch_back() -> None:
     step = Stepper(make_session().insert_messages([("q", "m", ID1)]))
     step.start()
+    assert step.send(None) == Execute(RAISE_LAST_TS, (ID1 + 1, ID1 + 1))
     assert step.send(None) == ExecuteMany(INSERT_EXACT, [("q", "m", ID1)])
     # Not the write path's resync-and-retry: an exact ID is the caller's to choose.
     assert step.throw(IntegrityError("UNIQUE constraint failed: messages.ts")) == Rollback()
@@ -551,5 +553,17 @@ def test_a_whole_load_in_operations() -> None:
     ]
     _, inserted = run_scripted(make_session().insert_messages(rows), [None] * 4)
     _, raised = run_scripted(make_session().raise_last_id(last_ts), [None] * 3)
-    assert inserted[1:3] == [ExecuteMany(INSERT_EXACT, rows), Execute(RAISE_LAST_TS, (ID2 + 1, ID2 + 1))]
+    assert inserted[1:3] == [Execute(RAISE_LAST_TS, (ID2 + 1, ID2 + 1)), ExecuteMany(INSERT_EXACT, rows)]
     assert raised[1] == Execute(RAISE_LAST_TS, (LAST, LAST))
+
+
+def test_dump_header_names_the_engine_and_carries_last_ts() -> None:
+    from sansio_broker.driver import BrokerCore
+    from sansio_broker.postgres import postgres_dialect
+
+    header, last = run_scripted(make_session().dump_header(), [(LAST,)])[0]
+    assert last == LAST
+    assert header == fmt.header_line(LAST) and '"backend": "sqlite"' in header
+    pg_session = BrokerCore(dialect=postgres_dialect("s")).session()
+    header, last = run_scripted(pg_session.dump_header(), [None])[0]  # no meta row yet
+    assert (last, header) == (0, fmt.header_line(0, "postgres"))

@@ -41,12 +41,12 @@ from sansio_broker import (
     SchemaVersionError,
 )
 from sansio_broker import postgres as pg
-from sansio_broker.commands import Begin, Commit, Execute, Fetch, ReadClock
+from sansio_broker.commands import Begin, Commit, Execute, ExecuteMany, Fetch, ReadClock
 from sansio_broker.dialect import Dialect
 from sansio_broker.driver import BrokerCore
 from sansio_broker.errors import InvalidTypeError, StatementInterruptedError
 from sansio_broker.postgres import PostgresDialect, advisory_lock_key, notification_channel, postgres_dialect
-from sansio_broker.testing import run_scripted
+from sansio_broker.testing import run_scripted, run_with
 from tests.core.core_testkit import NOW
 
 SCHEMA = "sb_app"
@@ -200,6 +200,7 @@ def test_count_free_dml_is_the_statement_inside_simplebroker_pgs_count() -> None
     assert norm(D.RENAME_QUEUE) in sb(pg_sql.RENAME_QUEUE_MESSAGES_COUNT)
     # Ours re-checks claimed on the deleted row; the selection is theirs.
     batch = norm(D.DELETE_CLAIMED_BATCH).replace("WHERE claimed = TRUE AND ts IN", "WHERE ts IN")
+    batch = batch.replace(" FOR UPDATE SKIP LOCKED", "")
     assert batch in sb(pg_sql.DELETE_CLAIMED_BATCH_COUNT)
 
 
@@ -338,18 +339,53 @@ def test_bootstrap_refuses_a_missing_meta_row() -> None:
 @pytest.mark.parametrize(
     ("ours", "theirs"),
     [
-        (D.lock_broadcast, lambda p, r: p.prepare_broadcast(r)),
-        (D.lock_rename, lambda p, r: p.prepare_queue_operation(r, operation="rename", queue="q")),
-        (D.lock_keep_newest, lambda p, r: p.prepare_queue_operation(r, operation="write_keep", queue="q")),
-        (D.lock_aliases, lambda p, r: p.prepare_alias_mutation(r)),
+        (D.LOCK_BROADCAST, lambda p, r: p.prepare_broadcast(r)),
+        (D.LOCK_RENAME, lambda p, r: p.prepare_queue_operation(r, operation="rename", queue="q")),
+        (D.LOCK_KEEP_NEWEST, lambda p, r: p.prepare_queue_operation(r, operation="write_keep", queue="q")),
+        (D.LOCK_ALIASES, lambda p, r: p.prepare_alias_mutation(r)),
     ],
     ids=["broadcast", "rename", "keep_newest", "aliases"],
 )
-def test_locks_are_taken_in_simplebroker_pgs_order(ours: Callable[[], Any], theirs: Callable[[Any, Any], None]) -> None:
+def test_locks_are_taken_in_simplebroker_pgs_order(ours: tuple[Any, ...], theirs: Callable[[Any, Any], None]) -> None:
     runner = Recorder(answer=lambda sql: [(0,)])
     theirs(pg_plugin.PostgresBackendPlugin(), runner)
-    _, commands = run_scripted(ours(), itertools.repeat(None))
-    assert statements(commands) == runner.calls
+    assert statements(ours) == runner.calls
+
+
+def test_the_core_takes_the_locks_first() -> None:
+    """Broadcast, rename and alias changes lock before they read; keep_newest
+    between the ID allocation (the meta row) and the INSERT."""
+    core = BrokerCore(dialect=D)
+
+    def run(operation: Any, answers: dict[str, Any]) -> list[Any]:
+        def respond(command: Any) -> Any:
+            if isinstance(command, ReadClock):
+                return NOW
+            return answers.get(getattr(command, "sql", None))
+
+        return statements(run_with(operation, respond)[1])
+
+    lock_alias, (lock_meta, lock_table) = statements(D.LOCK_ALIASES)[0], statements(D.LOCK_BROADCAST)
+    advance = norm(D.ADVANCE_LAST_TS)
+    seen = run(core.session().broadcast("b"), {D.LIST_QUEUES: [("q",)], D.ADVANCE_LAST_TS: (NOW,)})
+    assert seen[1:4] == [lock_meta, lock_table, (norm(D.LIST_QUEUES), ())]
+    kept = run(core.session().write("q", "x", keep_newest=2), {D.ADVANCE_LAST_TS: (NOW,)})
+    assert [s[0] for s in kept[1:5]] == [advance, lock_table[0], norm(D.INSERT_MESSAGE), norm(D.CLAIM_OLDER_PENDING)]
+    renamed = run(
+        core.session().rename_queue("a", "b"),
+        {D.QUEUE_EXISTS: (False,), D.RENAME_QUEUE: 3, D.RETARGET_ALIASES: 0},
+    )
+    assert renamed[1:4] == [lock_alias, lock_meta, lock_table]
+    for operation in (core.session().add_alias("al", "q"), core.session().remove_alias("al")):
+        answers = {D.LIST_ALIASES: [], D.QUEUE_EXISTS: (False,), D.DELETE_ALIAS: 0}
+        assert run(operation, answers)[1] == lock_alias
+
+
+def test_exact_inserts_raise_last_ts_before_inserting() -> None:
+    session = BrokerCore(dialect=D).session()
+    top = NOW + 8
+    _, commands = run_scripted(session.insert_messages([("q", "x", NOW + 7)]), itertools.repeat(None))
+    assert commands[1:3] == [Execute(D.RAISE_LAST_TS, (top, top)), ExecuteMany(D.INSERT_EXACT, [("q", "x", NOW + 7)])]
 
 
 def test_claims_and_moves_take_no_extra_lock_in_simplebroker_pg() -> None:
@@ -440,8 +476,10 @@ def test_listen_and_notify_use_simplebroker_pgs_channel() -> None:
     assert norm(D.NOTIFY) == f"SELECT pg_notify({channel}, %s)"
     expression = f"pg_notify( {channel}, queue )"
     assert norm(D.RETURN_CLAIMED).count(expression) == 1
-    commands = D.change_notification(["a", "b", "a"])
-    assert commands == (Execute(D.NOTIFY, ("a",)), Execute(D.NOTIFY, ("b",)))
+    assert norm(D.UNCLAIM_BY_ID).count(expression) == 1
+    # every queue once, in order, in one statement
+    assert D.change_notification(["a", "b", "a"]) == (Execute(D.NOTIFY_EACH, (["a", "b"],)),)
+    assert f"pg_notify({channel}, queue) FROM unnest(%s::text[])" in D.NOTIFY_EACH
     assert D.change_notification([]) == ()
 
 
@@ -613,3 +651,12 @@ def test_the_core_writes_and_claims_with_the_postgres_text() -> None:
     assert message == Message("x", NOW)
     where = D.where(by_id=False, unclaimed_only=True, after=False, before=False)
     assert commands == [Begin("BEGIN"), Execute(D.claim(where), ("q", 1), Fetch.ALL, "q"), Commit()]
+
+
+def test_delete_by_ids_is_simplebroker_pgs_one_statement() -> None:
+    session = BrokerCore(dialect=D).session()
+    count, commands = run_scripted(session.delete_messages("q", [5, 7, 5]), [None, (2,), None])
+    assert count == 2
+    assert commands == [Begin("BEGIN"), Execute(D.DELETE_IDS_COUNT, ([5, 7, 5], "q"), Fetch.ONE), Commit()]
+    # an empty list runs no statement
+    assert run_scripted(session.delete_messages("q", []), [None, None])[1] == [Begin("BEGIN"), Commit()]

@@ -462,8 +462,8 @@ def test_the_fake_dialect_renders_the_new_statements() -> None:
     assert commands[-1] == Execute(TAG + "SELECT pg_database_size(current_database())", (), Fetch.ONE)
     _, commands = fake_run(session.insert_messages([("q", "m", 5), ("q", "n", 6)]))
     assert commands[1:3] == [
-        ExecuteMany(FAKE.INSERT_EXACT, [("q", "m", 5), ("q", "n", 6)]),
         Execute(FAKE.RAISE_LAST_TS, (7, 7)),
+        ExecuteMany(FAKE.INSERT_EXACT, [("q", "m", 5), ("q", "n", 6)]),
     ]
     _, commands = fake_run(session.find_message_ids("q", "err", include_claimed=True))
     assert commands == [

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from sansio_broker import DatabaseError, IntegrityError, InvalidInputError, Message
-from sansio_broker.adapters._pgsync import describe
+from sansio_broker.adapters._pg import describe
 from sansio_broker.adapters.blocking import Broker
 from tests.support import pgserver
 from tests.support.workers import clean_env
