@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sansio_broker import OperationCancelled
 from sansio_broker.driver import Command, Commit, Rollback, UnlockVacuumFile
 
-from ._sync import no_withdrawals
+from ._ledger import no_withdrawals
 
 
 class Flight:

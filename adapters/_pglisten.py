@@ -31,7 +31,8 @@ from sansio_broker import Config
 from sansio_broker.postgres import PostgresDialect
 
 from ._news import News
-from ._pgsync import connect, describe
+from ._pg import describe
+from ._pgsync import connect
 from ._signals import LOG, signal_named
 from ._watcher import JOIN_TIMEOUT, _WakePipe
 

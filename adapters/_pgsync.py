@@ -1,73 +1,37 @@
-"""The synchronous driver on one psycopg 3 connection to PostgreSQL.
-
-Imported only when a broker opens a ``postgresql://`` (or ``postgres://``)
-target: a SQLite broker never imports psycopg. The run loop and its
-bookkeeping are :class:`~._sync.Driver`'s; this module supplies the
-connection's primitives. The connection is in autocommit mode, so the core's
-own ``BEGIN``/``COMMIT``/``ROLLBACK`` open and end transactions; its first
-statement (the dialect's ``connection_setup``) sets the search path to the
-broker's schema, then ``public``, as simplebroker-pg's pool does.
-"""
+"""The synchronous driver on one psycopg connection: GENERATED from
+``_pgasync.py`` by ``tools/unasync.py``; do not edit (a test fails if
+this file drifts from its source)."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
 
 from sansio_broker import Config, errors
-from sansio_broker.driver import Commit, Execute, ExecuteMany, Fetch, Session
-from sansio_broker.postgres import PostgresDialect
+from sansio_broker.driver import Execute, ExecuteMany, Fetch, Session
 
-from ._sync import Driver, opened
-
-IDLE = TransactionStatus.IDLE
-ACTIVE = TransactionStatus.ACTIVE
-
-
-def translate(exc: psycopg.Error) -> errors.DatabaseError:
-    """A psycopg error as the core's error type (classified by its SQLSTATE),
-    with the original as its cause."""
-    translated = PostgresDialect.classify_error(str(exc), exc.sqlstate)
-    translated.__cause__ = exc
-    return translated
-
-
-def describe(dsn: str, schema: str) -> str:
-    """How errors name a target: the URL without its password, and the schema."""
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(dsn)
-        if parts.password is not None:
-            user = parts.username or ""
-            host = parts.hostname or ""
-            if ":" in host:
-                host = f"[{host}]"
-            port = f":{parts.port}" if parts.port is not None else ""
-            dsn = urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-    return f"{dsn} (schema {schema})"
+from ._driver import Driver, opened
+from ._pg import ACTIVE, CANCEL_TIMEOUT, IDLE, cannot_connect, check_committed, describe, translate
 
 
 def connect(dsn: str, label: str) -> psycopg.Connection[Any]:
     """A connection in autocommit mode: the core issues BEGIN/COMMIT itself."""
     try:
-        return psycopg.connect(dsn, autocommit=True)
+        return psycopg.Connection.connect(dsn, autocommit=True)
     except psycopg.Error as exc:
-        error = PostgresDialect.classify_error(f"cannot connect to {label}: {exc}", exc.sqlstate)
-        raise error from exc
+        raise cannot_connect(label, exc) from exc
 
 
-def open_pg_driver(dsn: str, config: Config, session: Session, first: bool) -> PgSyncDriver:
+def open_pg_driver(dsn: str, config: Config, session: Session, first: bool) -> PgDriver:
     """A new connection to ``dsn``, set up (and the schema admitted or
     created: ``first``), in a driver; closed again if that fails."""
     label = describe(dsn, config.backend_schema)
-    return opened(PgSyncDriver(connect(dsn, label)), session, label, first)
+    return opened(PgDriver(connect(dsn, label)), session, label, first)
 
 
-class PgSyncDriver(Driver):
+class PgDriver(Driver):
     """The driver on one psycopg connection (autocommit)."""
 
     ERRORS = psycopg.Error
@@ -75,6 +39,7 @@ class PgSyncDriver(Driver):
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         super().__init__()
         self.connection = connection
+        self.cancelling: object = None  # a cancel request on its way (asyncio: its task)
 
     @staticmethod
     def translate(exc: Any) -> errors.DatabaseError:
@@ -88,12 +53,7 @@ class PgSyncDriver(Driver):
 
     def _send(self, sql: str) -> object:
         cursor = self.connection.execute(sql)
-        if sql == Commit.sql and cursor.statusmessage == "ROLLBACK":
-            # COMMIT of a transaction a failed statement aborted: the server
-            # rolls back and says so only in the command tag.
-            raise pg_errors.InFailedSqlTransaction(
-                "COMMIT rolled back instead: an earlier statement of the transaction failed"
-            )
+        check_committed(sql, cursor.statusmessage)
         return None
 
     def _execute(self, command: Execute) -> Any:
@@ -110,12 +70,16 @@ class PgSyncDriver(Driver):
 
     def interrupt(self) -> None:
         """Cancel the statement running now, if any (a cancel request opens a
-        connection of its own: never sent for an idle one)."""
+        connection of its own: never sent for an idle one). Called by whoever
+        gives up on the operation, which never waits for the request."""
         connection = self.connection
         if connection.closed or connection.info.transaction_status is not ACTIVE:
             return
+        self._cancel()
+
+    def _cancel(self) -> None:
         with contextlib.suppress(psycopg.Error):
-            connection.cancel_safe(timeout=5.0)
+            self.connection.cancel_safe(timeout=CANCEL_TIMEOUT)
 
     def close(self) -> None:
         # A session-level vacuum lock dies with the connection.

@@ -23,6 +23,7 @@ from sansio_broker import BrokerClosedError, Config, Message, OutcomeUnknownErro
 from sansio_broker.driver import BrokerCore, Command, Operation, Session, Stream
 from sansio_broker.driver import State as SessionState
 
+from ._driver import Driver
 from ._flight import NO_ANSWER, Flight
 from ._group import (
     LEAD,
@@ -40,7 +41,7 @@ from ._group import (
     wake,
     write_group,
 )
-from ._sync import LOG, Backend, Driver, written_ids
+from ._sync import LOG, Backend, written_ids
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 
 T = TypeVar("T")
@@ -83,12 +84,28 @@ def run_in_thread(driver: Driver, operation: Operation[T], flight: Supervisor) -
         flight.finish()
 
 
+class DriverState(Protocol):
+    """What the engine reads of a connection's driver, sync or async (its
+    operations run elsewhere: in a worker thread, or a task of their own)."""
+
+    claimed: list[tuple[str, int]] | None
+    claim_queue: str
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def interrupt(self) -> None: ...
+    def committed(self) -> bool: ...
+    def committed_claims(self) -> list[Message]: ...
+
+
 class Connection(Protocol):
     """What the engine needs of a runtime's connection."""
 
     session: Session
-    driver: Driver
     busy: Flight | None  # an operation its caller abandoned
+
+    @property
+    def driver(self) -> DriverState: ...
 
 
 def left_open(connection: Connection) -> bool:

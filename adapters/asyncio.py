@@ -41,20 +41,23 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sansio_broker import BrokerClosedError, Config, OutcomeUnknownError
 from sansio_broker.driver import BrokerCore, Operation, Session
 from sansio_broker.validation import check_path, check_positive
 
-from ._aiosqlite import PoolClosedError, ThreadWorker, Worker, make_pool, open_worker
+from ._aiosqlite import PoolClosedError, Worker, make_pool, open_worker
 from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations, AsyncWatch
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, Supervisor, give_up, left_open, opened, run_in_thread
-from ._sync import LOG, Backend, Driver, SyncDriver, backend, connect, open_driver, prepare
+from ._sync import LOG, AsyncOpener, Backend, SyncDriver, backend, connect, prepare
 from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
+
+if TYPE_CHECKING:  # psycopg is imported only when a PostgreSQL target is opened
+    from ._pgasync import AsyncPgDriver
 
 T = TypeVar("T")
 
@@ -74,7 +77,7 @@ class _Connection:
     does work when an abandoned transaction must be rolled back.
     """
 
-    def __init__(self, aio: Worker | ThreadWorker[Driver], driver: Driver, session: Session) -> None:
+    def __init__(self, aio: Worker, driver: SyncDriver, session: Session) -> None:
         self.aio = aio
         self.driver = driver
         self.session = session
@@ -103,6 +106,95 @@ class _Connection:
             await self.aio.close()
         finally:
             self.driver.forget_vacuum_lock()
+
+    def start(self, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+        # The job hands its end straight to the loop: one loop iteration, as
+        # an awaited operation takes (aiosqlite's own future is left unused).
+        self.aio.submit(_run_group, asyncio.get_running_loop(), self.driver, operation, group, done)
+
+
+class _LoopConnection:
+    """A connection whose driver is async (psycopg's ``AsyncConnection`` on
+    PostgreSQL): its operations run as tasks of this loop, no thread.
+
+    As with a worker thread, each operation runs in a task of its own, one
+    at a time in order, and its caller only awaits it: a caller cancelled
+    midway leaves, and the operation stops at its next command (or its
+    statement is cancelled), never in the middle of the connection's
+    protocol. The same pool object as :class:`_Connection`.
+    """
+
+    def __init__(self, driver: AsyncPgDriver, session: Session) -> None:
+        self.driver = driver
+        self.session = session
+        self.busy: Flight | None = None  # an operation its caller abandoned
+        self.closing = False
+        self._turn = asyncio.Lock()  # jobs in the order they came (FIFO)
+        self._jobs: set[asyncio.Task[Any]] = set()  # running: kept from the garbage collector
+
+    def _job(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(self._in_turn(work))
+        self._jobs.add(task)
+        task.add_done_callback(self._job_done)
+        return task
+
+    def _job_done(self, task: asyncio.Task[Any]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that left gets its outcome from the flight, as from a thread
+
+    async def _in_turn(self, work: Coroutine[Any, Any, T]) -> T:
+        async with self._turn:
+            # A cancel request sent for an earlier job must reach the server
+            # first: it is ignored by an idle connection, but one still on its
+            # way could cancel this job's statement.
+            cancelling = self.driver.cancelling
+            if isinstance(cancelling, asyncio.Future) and not cancelling.done():
+                await asyncio.wait([cancelling])
+            return await work
+
+    def submit(self, operation: Operation[T], flight: Supervisor) -> asyncio.Future[T]:
+        # Shielded: cancelling the caller's wait leaves the operation running.
+        return asyncio.shield(self._job(run_in_loop(self.driver, operation, flight)))
+
+    async def execute(self, *args: Any, **kwargs: Any) -> None:
+        """aiosqlitepool's health check: nothing to check."""
+
+    async def rollback(self) -> None:
+        """aiosqlitepool's reset before reuse: roll back only what was left open."""
+        if left_open(self):
+            await self._job(self.driver.run(self.session.reset()))
+
+    async def close(self) -> None:
+        if self.closing:  # once only (see _Connection.close)
+            return
+        self.closing = True
+        await self._job(self.driver.close())
+
+    def start(self, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+        self._job(_run_group_in_loop(self.driver, operation, group, done))
+
+
+async def run_in_loop(driver: AsyncPgDriver, operation: Operation[T], flight: Supervisor) -> T:
+    """The job of an operation on a :class:`_LoopConnection` (``run_in_thread``'s counterpart)."""
+    try:
+        flight.answer = answer = await driver.run(operation, flight.guard, flight.seal)
+        return answer
+    finally:
+        flight.finish()
+
+
+async def _run_group_in_loop(driver: AsyncPgDriver, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+    answers: Any = None
+    error: BaseException | None = None
+    try:
+        answers = await run_in_loop(driver, operation, group)
+    except BaseException as exc:
+        error = exc
+    done(answers, error)
+
+
+Pooled = _Connection | _LoopConnection
 
 
 class AsyncBroker(AsyncOperations):
@@ -138,7 +230,6 @@ class _Runtime:
         self.backend = chosen
         self.label = chosen.label  # names the database in errors (a URL without its password)
         self._core = core
-        self._opener = chosen.open
         self._pool = make_pool(self._new_connection, pool_size)
         self._opened = False
         self.closed = False
@@ -146,15 +237,15 @@ class _Runtime:
         # Clean connections between operations. They stay checked out of
         # aiosqlitepool, so taking and returning one never suspends; the pool
         # gets them back whenever a task is waiting on it (``_waiting``).
-        self._idle: list[_Connection] = []
+        self._idle: list[Pooled] = []
         self._waiting = 0
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----------------------------------------------------------- connections
-    async def _new_connection(self) -> _Connection:
+    async def _new_connection(self) -> Pooled:
         # The pool calls this under its own lock: one connection at a time.
-        if self._opener is not open_driver:
-            return await self._new_driver()
+        if self.backend.open_async is not None:
+            return await self._new_loop_connection(self.backend.open_async)
         aio = await open_worker(lambda: connect(self.path, self.config))
         connection = _Connection(aio, SyncDriver(aio.sqlite, self.path), self._core.session())
         try:
@@ -165,16 +256,13 @@ class _Runtime:
             raise
         return connection
 
-    async def _new_driver(self) -> _Connection:
-        """A connection of another backend (PostgreSQL): its driver opened,
-        set up and run in a thread of our own, as SQLite's is in aiosqlite's."""
+    async def _new_loop_connection(self, open_async: AsyncOpener) -> _LoopConnection:
         session = self._core.session()
-        opening = partial(self._opener, self.path, self.config, session, not self._opened)
-        aio: ThreadWorker[Driver] = await ThreadWorker.open(opening)
+        driver = await open_async(self.path, self.config, session, not self._opened)
         self._opened = True
-        return _Connection(aio, aio.sqlite, session)
+        return _LoopConnection(driver, session)
 
-    async def acquire(self, internal: bool = False) -> _Connection:
+    async def acquire(self, internal: bool = False) -> Pooled:
         if self.closed and not internal:
             raise BrokerClosedError(f"the broker on {self.label} is closed")
         if self._idle:
@@ -204,7 +292,7 @@ class _Runtime:
         if not acquisition.cancelled() and acquisition.exception() is None:
             self.in_background(self._pool.release(acquisition.result()))
 
-    def release(self, connection: _Connection) -> None:
+    def release(self, connection: Pooled) -> None:
         """Give a connection back, without ever suspending.
 
         So no cancellation can strike while a connection (or an operation's
@@ -226,7 +314,7 @@ class _Runtime:
             connection.busy = None
             self._idle.append(connection)
 
-    async def _release_when_ready(self, connection: _Connection) -> None:
+    async def _release_when_ready(self, connection: Pooled) -> None:
         await _settled(connection)
         await self._pool.release(connection)  # rolls back what was left open
 
@@ -242,7 +330,7 @@ class _Runtime:
         if not task.cancelled() and (error := task.exception()) is not None:
             LOG.error("background work of the broker on %s failed: %r", self.label, error, exc_info=error)
 
-    async def call(self, connection: _Connection, operation: Operation[T], flight: Flight) -> T:
+    async def call(self, connection: Pooled, operation: Operation[T], flight: Flight) -> T:
         future = connection.submit(operation, flight)
         try:
             return await future
@@ -279,7 +367,7 @@ class _Runtime:
             else:
                 await asyncio.sleep(0.001)  # a flight in a worker thread reports soon
 
-    async def flight_ended(self, connection: _Connection) -> None:
+    async def flight_ended(self, connection: Pooled) -> None:
         await _settled(connection)
 
     async def shield(self, work: Awaitable[T]) -> T:
@@ -324,10 +412,10 @@ class _Runtime:
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
 
-    def start(self, connection: _Connection, operation: Operation[Any], group: Group[Any], done: Done) -> None:
+    def start(self, connection: Pooled, operation: Operation[Any], group: Group[Any], done: Done) -> None:
         # The job hands its end straight to the loop: one loop iteration, as
         # an awaited operation takes (aiosqlite's own future is left unused).
-        connection.aio.submit(_run_group, asyncio.get_running_loop(), connection.driver, operation, group, done)
+        connection.start(operation, group, done)
 
     def outcome_unknown(self, what: str, message_ids: tuple[int, ...] = ()) -> BaseException:
         return CommitOutcomeUnknown(f"cancelled {what}", message_ids)
@@ -352,7 +440,7 @@ class _Waiter:
 
 
 def _run_group(
-    loop: asyncio.AbstractEventLoop, driver: Driver, operation: Operation[Any], group: Group[Any], done: Done
+    loop: asyncio.AbstractEventLoop, driver: SyncDriver, operation: Operation[Any], group: Group[Any], done: Done
 ) -> None:
     """In the worker thread: run a group operation, then ``done`` in the loop."""
     answers: Any = None
@@ -365,7 +453,7 @@ def _run_group(
         loop.call_soon_threadsafe(done, answers, error)
 
 
-async def _settled(connection: _Connection) -> None:
+async def _settled(connection: Pooled) -> None:
     """Wait until an operation abandoned on ``connection`` has ended."""
     busy = connection.busy
     if busy is not None:

@@ -37,6 +37,7 @@ from sansio_broker import (
 from sansio_broker.driver import BrokerCore, Operation, Session, State, Stream
 from sansio_broker.validation import check_path
 
+from ._driver import Driver
 from ._group import (
     LEAD,
     Combiner,
@@ -53,7 +54,8 @@ from ._group import (
 from ._group import (
     State as MemberState,
 )
-from ._sync import LOG, NOT_LANDED, Driver, Seal, Settled, backend, no_withdrawals, written_ids
+from ._ledger import NOT_LANDED, Seal, Settled, no_withdrawals
+from ._sync import LOG, backend, written_ids
 from ._sync_operations import MessageStream, Operations, QueueOperations, Watch
 from ._waiting import CLOSED, TIMED_OUT, Listener, Waits, received
 

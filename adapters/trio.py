@@ -47,10 +47,11 @@ from sansio_broker.driver import BrokerCore, Operation, Session
 from sansio_broker.validation import check_path, check_positive
 
 from ._async_operations import AsyncMessageStream, AsyncOperations, AsyncQueueOperations, AsyncWatch
+from ._driver import Driver
 from ._flight import Flight
 from ._group import Group
 from ._pooled import AsyncWaiter, Done, PooledEngine, give_up, left_open, opened, run_in_thread
-from ._sync import LOG, Backend, Driver, backend
+from ._sync import LOG, Backend, backend
 from ._waiting import TIMED_OUT
 from .blocking import DEFAULT_PATH, resolve_config
 

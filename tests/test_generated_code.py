@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sansio_broker.adapters import _async_operations, _sync_operations
 from sansio_broker.adapters.asyncio import AsyncBroker, AsyncQueue
 from sansio_broker.adapters.blocking import Broker, Queue
@@ -28,21 +30,33 @@ def test_the_generated_file_matches_its_source() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_check_fails_when_the_generated_file_drifts(tmp_path: Path) -> None:
-    # A copy of the tool and its two files, the generated one edited by hand.
+@pytest.mark.parametrize(
+    ("generated", "edit"),
+    [("_sync_operations.py", ("def claim_many", "def claim_lots")), ("_driver.py", ("def settle", "def settled"))],
+)
+def test_the_check_fails_when_a_generated_file_drifts(tmp_path: Path, generated: str, edit: tuple[str, str]) -> None:
+    # A copy of the tool and its files, one generated file edited by hand.
     (tmp_path / "tools").mkdir()
     (tmp_path / "adapters").mkdir()
     (tmp_path / "tools" / "unasync.py").write_text((ROOT / "tools" / "unasync.py").read_text())
-    (tmp_path / "adapters" / "_async_operations.py").write_text(
-        (ROOT / "adapters" / "_async_operations.py").read_text()
-    )
-    edited = (ROOT / "adapters" / "_sync_operations.py").read_text().replace("def claim_many", "def claim_lots")
-    (tmp_path / "adapters" / "_sync_operations.py").write_text(edited)
+    for name in ("_async_operations.py", "_sync_operations.py", "_async_driver.py", "_driver.py"):
+        text = (ROOT / "adapters" / name).read_text()
+        (tmp_path / "adapters" / name).write_text(text.replace(*edit) if name == generated else text)
     result = subprocess.run(
         [sys.executable, "tools/unasync.py", "--check"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
-    assert "out of date" in result.stderr
+    assert f"{generated} is out of date" in result.stderr
+
+
+def test_the_driver_loop_is_the_same_code_in_both_forms() -> None:
+    """The generated loop differs from its source only in the async spelling."""
+    source = (ROOT / "adapters" / "_async_driver.py").read_text()
+    generated = (ROOT / "adapters" / "_driver.py").read_text()
+    for name in ("run", "_control", "settle", "rollback_if_open", "committed_claims"):
+        assert f"async def {name}(" in source or f"    def {name}(" in source
+        assert f"    def {name}(" in generated
+    assert "await" not in generated and "asyncio" not in generated
 
 
 def _public_signatures(cls: type) -> dict[str, tuple[Any, ...]]:
