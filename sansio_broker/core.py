@@ -44,6 +44,7 @@ from .errors import (
     IntegrityError,
     InvalidInputError,
     InvalidTypeError,
+    MessageError,
     OperationCancelled,
     TimestampError,
 )
@@ -174,7 +175,18 @@ class BrokerCore:
 
     def check_write(self, queue: str, body: str) -> tuple[str, str]:
         """Validate one write before it joins a group: bad input fails its caller alone."""
-        return check_queue_name(queue), check_body(body, self.config.max_message_size)
+        return check_queue_name(queue), self.check_body(body)
+
+    def check_body(self, body: object) -> str:
+        """``body`` if the database can store it: a str within ``max_message_size``
+        bytes of UTF-8, and without U+0000 where the dialect's text cannot hold it."""
+        checked = check_body(body, self.config.max_message_size)
+        if not self.dialect.TEXT_ALLOWS_NUL and "\0" in checked:
+            raise MessageError(
+                "message body contains a NUL character (U+0000), which text in "
+                f"{self.dialect.DATABASE_NOUN} cannot hold"
+            )
+        return checked
 
     def session(self) -> Session:
         """A new session for one fresh connection."""
@@ -542,7 +554,7 @@ class Session:
         transaction: a bounded queue of the latest values.
         """
         check_queue_name(queue)
-        check_body(body, self.core.config.max_message_size)
+        self.core.check_body(body)
         keep = check_keep_newest(keep_newest)
         self.note_change(queue)
         if keep is None:
@@ -559,8 +571,8 @@ class Session:
     def write_many(self, queue: str, bodies: Iterable[str]) -> Operation[list[int]]:
         """Append messages in order, in one transaction; returns their IDs."""
         check_queue_name(queue)
-        limit = self.core.config.max_message_size
-        items = tuple(check_body(b, limit) for b in check_bodies(bodies))
+        check = self.core.check_body
+        items = tuple(check(b) for b in check_bodies(bodies))
         self.note_change(queue)
         return self._write_transaction(lambda: self._insert_many(queue, items), len, resync_ids=True)
 
@@ -590,7 +602,7 @@ class Session:
     ) -> Operation[int]:
         """Write ``body`` to every existing queue (or those matching a glob, or
         those of ``queues`` that exist), atomically; returns how many got it."""
-        check_body(body, self.core.config.max_message_size)
+        self.core.check_body(body)
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidTypeError(f"pattern must be a str glob, not {type(pattern).__name__}")
         chosen: frozenset[str] | None = None
@@ -1100,7 +1112,7 @@ class Session:
         """Insert ``(queue, body, id)`` rows as pending with their exact IDs
         (a dump being loaded), in one transaction; ``meta.last_ts`` follows
         the largest so new IDs stay above them. A duplicate ID inserts nothing."""
-        rows, top = _exact_rows(records, self.core.config.max_message_size)
+        rows, top = _exact_rows(records, self.core.check_body)
         for queue in {row[0] for row in rows}:
             self.note_change(queue)
         return self._write_transaction(lambda: self._insert_exact(rows, top), _same)
@@ -1303,7 +1315,9 @@ def _same(count: int) -> int:
     return count
 
 
-def _exact_rows(records: Iterable[tuple[str, str, int | str]], max_size: int) -> tuple[list[tuple[str, str, int]], int]:
+def _exact_rows(
+    records: Iterable[tuple[str, str, int | str]], check: Callable[[object], str]
+) -> tuple[list[tuple[str, str, int]], int]:
     """Checked ``(queue, body, id)`` rows and the ``last_ts`` they need."""
     if isinstance(records, str | bytes):
         raise InvalidTypeError("records must be an iterable of (queue, body, id) tuples")
@@ -1313,7 +1327,7 @@ def _exact_rows(records: Iterable[tuple[str, str, int | str]], max_size: int) ->
         if not isinstance(record, tuple | list) or len(record) != 3:
             raise InvalidTypeError("insert records must be (queue, message, message_id) tuples")
         queue, body, raw_id = record
-        checked = (check_queue_name(queue), check_body(body, max_size))  # SimpleBroker's order: name, size, ID
+        checked = (check_queue_name(queue), check(body))  # SimpleBroker's order: name, size, ID
         message_id = check_message_id(raw_id)
         if message_id == 0:
             raise InvalidInputError("message_id 0 is reserved; use a positive compatible SimpleBroker message ID")

@@ -35,6 +35,8 @@ class Dialect(Protocol):
     """How refusals name a file of this engine ("an SQLite database")."""
     BACKEND_NAME: str
     """SimpleBroker's name of the backend, as dump headers carry it ("sqlite", "postgres")."""
+    TEXT_ALLOWS_NUL: bool
+    """Whether a message body may contain U+0000 (PostgreSQL's text cannot: refused before any I/O)."""
 
     # --- transactions and limits --------------------------------------------
     BEGIN_WRITE: str

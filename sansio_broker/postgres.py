@@ -426,6 +426,7 @@ class PostgresDialect:
 
     DATABASE_NOUN = "a PostgreSQL schema"
     BACKEND_NAME = "postgres"  # simplebroker's backend name (its dump header says so)
+    TEXT_ALLOWS_NUL = False  # "invalid byte sequence": text cannot hold U+0000
 
     # --- transactions and limits --------------------------------------------
     # simplebroker-pg's literal BEGIN, at the server's default isolation (READ

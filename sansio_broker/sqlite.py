@@ -60,6 +60,7 @@ class SQLiteDialect:
 
     DATABASE_NOUN = "an SQLite database"
     BACKEND_NAME = "sqlite"
+    TEXT_ALLOWS_NUL = True
 
     # --- transactions and limits --------------------------------------------
     # BEGIN IMMEDIATE takes the write lock up front, so an ID allocated inside

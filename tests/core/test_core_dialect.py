@@ -62,6 +62,7 @@ class FakeDialect:
 
     DATABASE_NOUN = "a fake database"
     BACKEND_NAME = "fake"
+    TEXT_ALLOWS_NUL = False
     BEGIN_WRITE = TAG + "START TRANSACTION READ WRITE"
     NO_LIMIT: int | None = None  # LIMIT NULL
 
@@ -314,6 +315,21 @@ def test_write_many_and_broadcast_use_the_dialect_insert() -> None:
     count, commands = run(fake_session().broadcast("hi"), respond)
     assert count == 2
     assert_all_fake(commands)
+
+
+def test_a_dialect_whose_text_cannot_hold_nul_refuses_such_bodies_before_any_command() -> None:
+    session = fake_session()
+    for start in (
+        lambda: session.write("q", "a\0b"),
+        lambda: session.write("q", "a\0b", keep_newest=1),
+        lambda: session.write_many("q", ["fine", "a\0b"]),
+        lambda: session.broadcast("a\0b"),
+        lambda: session.insert_messages([("q", "a\0b", 1)]),
+    ):
+        with pytest.raises(sansio_broker.MessageError, match=r"NUL character \(U\+0000\).*a fake database"):
+            start()
+    # SQLite stores it, as SimpleBroker does.
+    assert SQLITE.TEXT_ALLOWS_NUL and BrokerCore().check_body("a\0b") == "a\0b"
 
 
 def test_claim_uses_the_dialect_literals_and_no_limit() -> None:
