@@ -480,11 +480,13 @@ class PostgresDialect:
         return f"postgres_dialect({self.schema!r})"
 
     # --- connection set-up (per connection, nothing persisted) -------------
-    # simplebroker-pg's pool ``configure``: unqualified table names and the
-    # notify channel (current_schema()) both follow the search path. No
-    # statement_timeout or lock_timeout, as simplebroker-pg sets none.
+    # simplebroker-pg's pool ``configure`` (unqualified table names and the
+    # notify channel, current_schema(), both follow the search path), then
+    # Config.busy_timeout_ms as lock_timeout: a writer that waits that long
+    # for the meta row or a table lock gets 55P03, a BusyError the core
+    # retries, as SQLite's busy timeout does (simplebroker-pg waits forever).
     def connection_setup(self, config: Config) -> tuple[str, ...]:
-        return (self.SEARCH_PATH,)
+        return (self.SEARCH_PATH, f"SET lock_timeout = {int(config.busy_timeout_ms)}")
 
     # --- schema: reads on open, then creation or repair ---------------------
     SERVER_VERSION_NUM = "SHOW server_version_num"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sansio_broker import BusyError, Message, TransactionError
@@ -165,24 +163,22 @@ def test_streams_stopped_early_inside_a_transaction_leave_it_open(broker: Facade
     ]
 
 
-@pytest.mark.sqlite_only(
-    "SQLite's database-wide write lock and BROKER_BUSY_TIMEOUT; a PostgreSQL writer waits on the meta row"
-)
 def test_another_broker_gets_busy_error_while_a_transaction_holds_the_lock(
-    make_broker: MakeBroker, db_path: Path
+    make_broker: MakeBroker, target: Target
 ) -> None:
+    """SQLite: the database's write lock; PostgreSQL: the meta row (lock_timeout). Both after BROKER_BUSY_TIMEOUT."""
     holder = make_broker()
     other = make_broker(config={**QUIET, "BROKER_BUSY_TIMEOUT": "10"})
     holder.write("q", "x")
     with holder.transaction():
         holder.write("q", "in transaction")
-        before = snapshot(db_path)
+        before = snapshot(target)
         with pytest.raises(BusyError, match="gave up after"):
             other.write("q", "blocked")
-        assert snapshot(db_path) == before
+        assert snapshot(target) == before
         assert [m.body for m in other.peek_many("q", 10)] == ["x"]  # reads never wait
     assert other.write("q", "after") > 0
-    assert [b for _, b, _, _ in rows(db_path)] == ["x", "in transaction", "after"]
+    assert [b for _, b, _, _ in rows(target)] == ["x", "in transaction", "after"]
 
 
 def test_keyboard_interrupt_rolls_back(broker: Facade, target: Target) -> None:

@@ -463,7 +463,9 @@ def test_connection_setup_is_simplebroker_pgs_pool_configure(monkeypatch: pytest
     connection = FakeConnection()
     captured["configure"](connection)
     assert connection.autocommit is True  # the core's BEGIN/COMMIT are explicit
-    assert D.connection_setup(Config()) == tuple(captured["executed"])
+    ours = D.connection_setup(Config(busy_timeout_ms=250))
+    assert ours[: len(captured["executed"])] == tuple(captured["executed"])
+    assert ours[len(captured["executed"]) :] == ("SET lock_timeout = 250",)  # BROKER_BUSY_TIMEOUT, in ms
 
 
 def test_listen_and_notify_use_simplebroker_pgs_channel() -> None:

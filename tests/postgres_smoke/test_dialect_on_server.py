@@ -28,6 +28,7 @@ from sansio_broker.commands import (
     SealGroup,
     Sleep,
 )
+from sansio_broker.config import Config
 from sansio_broker.driver import BrokerCore, Session
 from sansio_broker.postgres import PostgresDialect, advisory_lock_key, postgres_dialect
 from tests.support import pgserver
@@ -88,7 +89,7 @@ def schema(pg_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def conn(pg_dsn: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(pg_dsn, autocommit=True) as connection:
-        for statement in postgres_dialect(schema).connection_setup(None):  # type: ignore[arg-type]
+        for statement in postgres_dialect(schema).connection_setup(Config()):
             connection.execute(statement)
         yield connection
 
