@@ -82,6 +82,7 @@ from sansio_broker import (
     QueueNameTypeError,
 )
 
+from ._sync import POSTGRES_SCHEMES
 from .blocking import Broker
 
 DeliveryGuarantee = Literal["exactly_once", "at_least_once"]
@@ -352,14 +353,20 @@ def _default_path(paths: Mapping[str, str]) -> str:
             raise InvalidInputError(f"Unsupported {toml} version {data.get('version')!r}; expected 1")
         if data.get("backend") != "sqlite":
             raise NotImplementedError(
-                f"{toml} selects the {data.get('backend')!r} backend: sansio_broker stores queues in SQLite only"
+                f"{toml} selects the {data.get('backend')!r} backend: this Queue reads only SQLite project "
+                "files; for PostgreSQL pass db_path='postgresql://...' and BROKER_BACKEND_SCHEMA in config"
             )
         target = data.get("target")
         if not isinstance(target, str) or not target:
             raise InvalidInputError(f"{toml} requires a non-empty string 'target'")
         return str((toml.parent / target).expanduser().resolve())
+    if backend == "postgres":  # the schema is BROKER_BACKEND_SCHEMA, read into Config
+        target = paths.get("BROKER_BACKEND_TARGET", "")
+        if not target.startswith(POSTGRES_SCHEMES):
+            raise InvalidInputError("BROKER_BACKEND=postgres needs BROKER_BACKEND_TARGET, a postgresql:// URL")
+        return target
     if backend != "sqlite":
-        raise NotImplementedError(f"BROKER_BACKEND={backend!r}: sansio_broker stores queues in SQLite only")
+        raise NotImplementedError(f"BROKER_BACKEND={backend!r}: sansio_broker stores queues in SQLite or PostgreSQL")
     name = Path(paths.get("BROKER_DEFAULT_DB_NAME") or DEFAULT_DB_NAME)
     return str((name if name.is_absolute() else root / name).resolve())
 
@@ -368,6 +375,8 @@ def _resolve_path(db_path: object) -> str:
     text = os.fspath(cast(Any, db_path)) if hasattr(db_path, "__fspath__") else db_path
     if not isinstance(text, str):
         raise InvalidTypeError(f"db_path must be a str or an os.PathLike of str, not {type(db_path).__name__}")
+    if text.startswith(POSTGRES_SCHEMES):  # a server, not a file (schema: BROKER_BACKEND_SCHEMA)
+        return text
     path = Path(text).expanduser()
     try:
         return str(path.resolve())

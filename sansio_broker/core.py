@@ -494,7 +494,8 @@ class Session:
 
     # ------------------------------------------------------------------ IDs
     def _allocate_ids(self, count: int) -> Operation[range]:
-        """Reserve ``count`` IDs by compare-and-advance of meta.last_ts.
+        """Reserve ``count`` IDs by compare-and-advance of meta.last_ts; after a
+        lost race, read it locked (``LOCK_LAST_TS``), so the next try wins.
 
         Must run inside the inserting transaction, so the high-water mark and
         the rows become visible in the same commit.
@@ -520,7 +521,7 @@ class Session:
             if row is not None:
                 self.core.last_id = block[-1]
                 return block
-            row = yield Execute(dialect.READ_LAST_TS, (), Fetch.ONE)
+            row = yield Execute(dialect.LOCK_LAST_TS, (), Fetch.ONE)
             if row is None:
                 raise TimestampError("meta.last_ts is missing")
             last = int(row[0])

@@ -85,6 +85,10 @@ class Dialect(Protocol):
 
     # --- message IDs -------------------------------------------------------
     READ_LAST_TS: str
+    LOCK_LAST_TS: str
+    """``READ_LAST_TS`` that also locks meta.last_ts to the end of the write
+    transaction, so the next ``ADVANCE_LAST_TS`` of this writer cannot lose
+    to another (SQLite: the same text; ``BEGIN IMMEDIATE`` already holds the lock)."""
     ADVANCE_LAST_TS: str
     """Params ``(new_value, must_be_greater_than)``; returns a row if it advanced."""
     MAX_TS: str

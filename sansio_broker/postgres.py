@@ -588,6 +588,10 @@ WHERE singleton = TRUE
 
     # --- message IDs: compare-and-advance inside the write transaction -----
     READ_LAST_TS = "SELECT last_ts FROM meta WHERE singleton = TRUE"
+    # simplebroker-pg's LOCK_LAST_TS_ROW: a writer whose compare-and-advance
+    # lost (another writer advanced meanwhile) waits its turn here once, then
+    # advances from the value it holds, instead of queueing again per attempt.
+    LOCK_LAST_TS = "SELECT last_ts FROM meta WHERE singleton = TRUE FOR UPDATE"
     # Params (new_value, must_be_greater_than). Locks the meta row to COMMIT:
     # every writer serializes here, before touching messages (the lock order).
     ADVANCE_LAST_TS = """

@@ -139,6 +139,7 @@ WHERE claimed = 0"""
 
     # --- message IDs: compare-and-advance inside the write transaction -----
     READ_LAST_TS = "SELECT value FROM meta WHERE key = 'last_ts'"
+    LOCK_LAST_TS = READ_LAST_TS
     # params (new_value, must_be_greater_than): a batch advances once.
     ADVANCE_LAST_TS = "UPDATE meta SET value = ? WHERE key = 'last_ts' AND value < ? RETURNING value"
 

@@ -77,6 +77,7 @@ class FakeDialect:
     COLUMNS = TAG + "SELECT column_name FROM information_schema.columns WHERE table_name = 'messages'"
 
     READ_LAST_TS = fake(SQLITE.READ_LAST_TS)
+    LOCK_LAST_TS = fake(SQLITE.LOCK_LAST_TS)
     ADVANCE_LAST_TS = fake(SQLITE.ADVANCE_LAST_TS)
     MAX_TS = fake(SQLITE.MAX_TS)
     INSERT_MESSAGE = fake(SQLITE.INSERT_MESSAGE)

@@ -141,6 +141,7 @@ SAME_TEXT = [
     ("ENSURE_META_ROW", pg_schema.ENSURE_META_ROW),
     ("V6_SHAPE", pg_schema.POSTGRES_V6_SHAPE_SQL),
     ("READ_LAST_TS", pg_sql.GET_LAST_TS),
+    ("LOCK_LAST_TS", pg_sql.LOCK_LAST_TS_ROW),
     ("MAX_TS", pg_sql.GET_MAX_MESSAGE_TS),
     ("INSERT_MESSAGE", pg_sql.INSERT_MESSAGE),
     ("INSERT_EXACT", pg_sql.INSERT_MESSAGE),
