@@ -23,8 +23,10 @@ Deliberate differences from ``broker`` (the issue asks for them):
    while printing): it ends with rc 0 having claimed exactly what it
    printed. broker loses that message. ``watch`` does the same for a
    consumed message it could not print.
-3. ``BROKER_BACKEND=postgres`` resolves a target (DSN and schema) but is
-   refused with one clear error until the PostgreSQL backend lands.
+3. On PostgreSQL (``BROKER_BACKEND=postgres``, see ``_postgres.py``), a
+   target that does not answer fails at once ("cannot connect to ...");
+   broker's ``write``, ``broadcast``, ``load``, ``--status`` and
+   ``--vacuum`` retry its pool for 30 s first, logging each attempt.
 4. Warnings (a newline in a plain-mode body, an alias shadowing a queue) are
    one ``simplebroker: warning: ...`` line, not Python's warning format.
 

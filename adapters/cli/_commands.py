@@ -43,18 +43,29 @@ def dispatch(
     message_id: int | None,
 ) -> int:
     """Open the broker on ``target`` and run the command; broker errors become reported failures."""
-    assert target.path is not None
-    if inv.command == "init":
-        return init(inv, target.path, config)
-    if inv.vacuum and not os.path.exists(target.path):
-        if not inv.quiet:
-            _io.err(f"Database not found: {target.path}")
-        return 0
+    if target.backend == "postgres":
+        from . import _postgres
+
+        location = _postgres.broker_location(target)
+        config = _postgres.broker_config(target, config)
+        if inv.command == "init":
+            return _report(inv, _postgres.init(target, lambda: _open_and_close(location, config)))
+        if inv.command not in (None, "write", "broadcast", "load"):
+            _postgres.admit(target)  # broker's _validate_command_target: the schema must be initialised
+    else:
+        assert target.path is not None
+        location = target.path
+        if inv.command == "init":
+            return init(inv, target.path, config)
+        if inv.vacuum and not os.path.exists(target.path):
+            if not inv.quiet:
+                _io.err(f"Database not found: {target.path}")
+            return 0
     if inv.command == "load" and sys.stdin.isatty():
         _io.err("broker load: reads a dump from stdin into a fresh broker (e.g. `broker load < backup.ndjson`)")
         return 1
     try:
-        with Broker(target.path, config=config) as broker:
+        with Broker(location, config=config) as broker:
             if inv.vacuum:
                 return vacuum(inv, broker)
             if inv.status:
@@ -456,6 +467,27 @@ def init(inv: Invocation, path: str, config: Config) -> int:
     if not inv.quiet:
         _io.err(f"Initialized SimpleBroker database: {path}")
     return 0
+
+
+def _open_and_close(location: str, config: Config) -> None:
+    try:
+        Broker(location, config=config).open().close()
+    except BrokerError as exc:
+        raise Failure(str(exc), "ERROR") from None
+
+
+def _report(inv: Invocation, text: str) -> int:
+    """A root action's one status line on stderr (none with ``-q``); rc 0."""
+    if not inv.quiet:
+        _io.err(text)
+    return 0
+
+
+def cleanup_schema(inv: Invocation, target: Target) -> int:
+    """``--cleanup`` on PostgreSQL: drop the SimpleBroker schema (broker's simplebroker-pg ``cleanup_target``)."""
+    from . import _postgres
+
+    return _report(inv, _postgres.cleanup(target))
 
 
 def cleanup(inv: Invocation, target: Target, display: str) -> int:

@@ -25,10 +25,6 @@ NEWEST_WITH_ALL = (
     "--newest cannot be used with --all; remove --newest for ascending all-message traversal "
     "or remove --all for newest-first bounded selection"
 )
-POSTGRES_NOT_YET = (
-    "the PostgreSQL backend is not available yet in sansio-broker (BROKER_BACKEND=postgres, target {dsn}, "
-    "schema {schema}); unset BROKER_BACKEND to use a SQLite file"
-)
 
 
 class Failure(Exception):
@@ -125,17 +121,17 @@ def run(inv: Invocation, config: Config, settings: Settings, cwd: str) -> int:
                 check_directory(expanded(inv.dir), Files())
             return _print_help(settings)
         target = resolve(inv, settings, cwd)
-        if target.backend != "sqlite":
-            raise Failure(POSTGRES_NOT_YET.format(dsn=_redacted(target.dsn or ""), schema=target.schema), "ERROR")
         from . import _commands
 
         if inv.cleanup:
+            if target.backend == "postgres":
+                return _commands.cleanup_schema(inv, target)
             return _commands.cleanup(inv, target, _display(inv, settings, cwd))
         return _commands.dispatch(inv, target, config, settings, keep, after, before, message_id)
     except Failure as exc:
         return fail(inv, str(exc), exc.code)
     except TargetError as exc:
-        code = "ERROR" if str(exc).startswith("File is not a valid SQLite") else "INVALID_ARGUMENT"
+        code = "ERROR" if str(exc).startswith("File is not a valid SQLite") else exc.code
         return fail(inv, str(exc), code)
 
 
@@ -151,15 +147,6 @@ def _display(inv: Invocation, settings: Settings, cwd: str) -> str:
     """How broker names the file in ``--cleanup`` messages: ``dir / file``, unresolved."""
     directory = inv.dir if inv.dir is not None else default_dir(settings, cwd)
     return join(directory, inv.file if inv.file is not None else settings.default_db_name)
-
-
-def _redacted(dsn: str) -> str:
-    """A DSN without its password, for an error message."""
-    if "://" in dsn and "@" in dsn:
-        scheme, rest = dsn.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
-    return dsn
 
 
 def cwd() -> str:

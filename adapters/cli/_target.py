@@ -11,8 +11,9 @@ Paths are strings spelled as :mod:`pathlib` spells them (broker's messages
 print ``Path`` objects): :func:`spelled`, :func:`join`, :func:`parent`.
 Importing ``pathlib`` would cost start-up time (it loads ``urllib.parse``).
 
-A ``postgres`` target is resolved (DSN and schema) but not run yet: the
-runner refuses it with one clear error, the seam a later issue fills in.
+A ``postgres`` target is resolved and checked as simplebroker-pg checks it
+(schema name, target syntax, ``BROKER_BACKEND_PASSWORD`` merged in) by
+:mod:`._postgres`, imported only then (it loads psycopg).
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ HEADER_CHECKED = frozenset({"read", "peek", "exists", "move", "list", "stats"})
 
 
 class TargetError(Exception):
-    """A target that cannot be used; the text is broker's."""
+    """A target that cannot be used; the text is broker's (``code``: its JSON error code)."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class BackendError(TargetError):
+    """A backend target broker refuses with a ``DatabaseError`` (JSON code ``ERROR``)."""
+
+    code = "ERROR"
 
 
 class SettingError(Exception):
@@ -149,7 +158,7 @@ def settings(env: Mapping[str, str]) -> Settings:
 
 
 class Target(NamedTuple):
-    """Where a command runs: a SQLite file, or (a later issue) a PostgreSQL DSN and schema."""
+    """Where a command runs: a SQLite file, or a PostgreSQL target (libpq URI or conninfo) and schema."""
 
     backend: str
     path: str | None = None  # sqlite: the file
@@ -343,21 +352,60 @@ def _toml_target(path: str, s: Settings, files: Files) -> Target:
         resolved = os.path.realpath(expanded(join(parent(path), target)))
         return Target("sqlite", resolved, display=resolved)
     options = data.get("backend_options", {})
-    schema = options.get("schema", s.backend_schema) if isinstance(options, dict) else s.backend_schema
-    return _named_backend(backend, target, str(schema))
+    # The project file owns the schema: its backend_options.schema, else simplebroker-pg's default
+    # (BROKER_BACKEND_SCHEMA is not consulted for a project target, as in broker).
+    schema = options.get("schema", DEFAULT_SCHEMA) if isinstance(options, dict) else DEFAULT_SCHEMA
+    return _named_backend(backend, target, schema, s)
+
+
+DEFAULT_SCHEMA = "simplebroker_pg_v1"
 
 
 def _backend_target(s: Settings) -> Target | None:
     if s.backend == "sqlite":
         return None
-    dsn = s.backend_target or (
-        f"postgresql://{s.backend_user}{':' + s.backend_password if s.backend_password else ''}"
-        f"@{s.backend_host}:{s.backend_port}/{s.backend_database}"
-    )
-    return _named_backend(s.backend, dsn, s.backend_schema)
+    return _named_backend(s.backend, None, s.backend_schema, s)
 
 
-def _named_backend(backend: str, dsn: str, schema: str) -> Target:
+def _named_backend(backend: str, dsn: str | None, schema: object, s: Settings) -> Target:
+    """simplebroker-pg's ``verify_env``: schema first, then the target (or its parts), password merged in."""
     if backend != "postgres":
-        raise TargetError(f"Requested backend '{backend}' is not available.")
-    return Target("postgres", dsn=dsn, schema=schema, display=schema)
+        raise BackendError(f"Requested backend '{backend}' is not available.")
+    from . import _postgres
+
+    if _postgres.psycopg_missing():
+        raise BackendError(
+            "Requested backend 'postgres' is not available: install psycopg (pip install 'sansio-broker[postgres]')"
+        )
+    checked_schema = _postgres.check_schema(schema)
+    if dsn is None and s.backend_target.strip():
+        dsn = s.backend_target.strip()
+    if dsn is None:
+        dsn = _parts_url(s)
+        password = ""  # already in the URL
+    else:
+        password = s.backend_password
+    return Target(
+        "postgres", dsn=_postgres.checked_target(dsn, password), schema=checked_schema, display=checked_schema
+    )
+
+
+def _parts_url(s: Settings) -> str:
+    """``postgresql://user[:password]@host:port/database`` from ``BROKER_BACKEND_*`` (quoted as broker quotes)."""
+    from urllib.parse import quote
+
+    def text(name: str, value: str) -> str:
+        if not value.strip():
+            raise BackendError(f"{name} must be a non-empty string")
+        return value.strip()
+
+    host = text("BROKER_BACKEND_HOST", s.backend_host)
+    raw_port = s.backend_port.strip()
+    if not re.fullmatch(r"[+-]?\d+", raw_port) or not 1 <= int(raw_port) <= 65535:
+        raise BackendError("BROKER_BACKEND_PORT must be an integer between 1 and 65535")
+    user = quote(text("BROKER_BACKEND_USER", s.backend_user), safe="")
+    database = quote(text("BROKER_BACKEND_DATABASE", s.backend_database), safe="")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    secret = f":{quote(s.backend_password, safe='')}" if s.backend_password else ""
+    return f"postgresql://{user}{secret}@{host}:{int(raw_port)}/{database}"
