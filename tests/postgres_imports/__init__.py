@@ -1,0 +1,1 @@
+"""Nothing PostgreSQL-related is imported for SQLite targets."""
