@@ -89,6 +89,8 @@ def run_on_schema(
 
 # Python's warning format (broker's) and sansio-broker's one line say the same thing.
 PY_WARNING = re.compile(r"^\S+:\d+: \w*Warning: (.*)\n(?:  .*\n)?", re.MULTILINE)
+
+
 def _mask(text: str, schema: str) -> str:
     return PY_WARNING.sub(r"simplebroker: warning: \1\n", text.replace(schema, "<SCHEMA>"))
 
