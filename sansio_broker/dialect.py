@@ -223,3 +223,16 @@ class Dialect(Protocol):
         ``move``) notify by themselves where the engine can; the core adds
         these only after RENAME_QUEUE (both names)."""
         ...
+
+
+def where_params(queue: str, *, message_id: int | None, after: int | None, before: int | None) -> tuple[int | str, ...]:
+    """The parameters of a ``where(...)`` filter in the order both dialects'
+    text takes them: an exact ID and its queue, else the queue, then the bounds."""
+    if message_id is not None:
+        return (message_id, queue)
+    params: tuple[int | str, ...] = (queue,)
+    if after is not None:
+        params += (after,)
+    if before is not None:
+        params += (before,)
+    return params

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from .commands import Command, Execute, Fetch, Operation
 from .config import Config
+from .dialect import where_params
 from .errors import (
     BusyError,
     DatabaseError,
@@ -322,18 +323,23 @@ def _lock_clause(skip_locked: bool) -> str:
     return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
 
 
-@cache
-def _claim(where: str, newest: bool, skip_locked: bool) -> str:
-    direction = _direction(newest)
-    return f"""
-WITH selected AS MATERIALIZED (
+def _selected(where: str, direction: str, skip_locked: bool) -> str:
+    """The rows a claim or move takes, locked first (the CTE both share)."""
+    return f"""selected AS MATERIALIZED (
     SELECT ts
     FROM messages
     WHERE {where}
     ORDER BY ts {direction}
     LIMIT %s
     {_lock_clause(skip_locked)}
-),
+)"""
+
+
+@cache
+def _claim(where: str, newest: bool, skip_locked: bool) -> str:
+    direction = _direction(newest)
+    return f"""
+WITH {_selected(where, direction, skip_locked)},
 updated AS (
     UPDATE messages AS m
     SET claimed = TRUE
@@ -357,14 +363,7 @@ def _move(where: str, newest: bool, skip_locked: bool) -> str:
 WITH target_queue AS (
     SELECT %s AS queue_name
 ),
-selected AS MATERIALIZED (
-    SELECT ts
-    FROM messages
-    WHERE {where}
-    ORDER BY ts {direction}
-    LIMIT %s
-    {_lock_clause(skip_locked)}
-),
+{_selected(where, direction, skip_locked)},
 updated AS (
     UPDATE messages AS m
     SET queue = (SELECT queue_name FROM target_queue)
@@ -656,18 +655,7 @@ FROM returned
     def where(*, by_id: bool, unclaimed_only: bool, after: bool, before: bool) -> str:
         return _where(by_id=by_id, unclaimed_only=unclaimed_only, after=after, before=before)
 
-    @staticmethod
-    def where_params(
-        queue: str, *, message_id: int | None, after: int | None, before: int | None
-    ) -> tuple[int | str, ...]:
-        if message_id is not None:
-            return (message_id, queue)
-        params: tuple[int | str, ...] = (queue,)
-        if after is not None:
-            params += (after,)
-        if before is not None:
-            params += (before,)
-        return params
+    where_params = staticmethod(where_params)
 
     # Row locks taken before the update, so each row is claimed once at READ
     # COMMITTED (the SQLite text would deliver some twice). A row a claim

@@ -15,6 +15,7 @@ from typing import Any
 
 from .commands import LOCK_VACUUM_FILE, UNLOCK_VACUUM_FILE, Command, Execute, ExecuteMany, Fetch, Operation
 from .config import Config
+from .dialect import where_params
 from .errors import (
     BusyError,
     DatabaseError,
@@ -164,19 +165,7 @@ WHERE claimed = 0"""
                 parts.append("ts < ?")
         return " AND ".join(parts)
 
-    @staticmethod
-    def where_params(
-        queue: str, *, message_id: int | None, after: int | None, before: int | None
-    ) -> tuple[int | str, ...]:
-        """Parameters in the order :meth:`where` expects them."""
-        if message_id is not None:
-            return (message_id, queue)
-        params: tuple[int | str, ...] = (queue,)
-        if after is not None:
-            params += (after,)
-        if before is not None:
-            params += (before,)
-        return params
+    where_params = staticmethod(where_params)
 
     @staticmethod
     @cache

@@ -379,3 +379,50 @@ class TrioKit(Kit):
 
 
 KITS: dict[str, Kit] = {"asyncio": AsyncioKit(), "trio": TrioKit()}
+
+
+async def cancel_mixed_operations(
+    kit: Kit, broker: Any, style: str, rng: random.Random, tasks: int, max_delay: float
+) -> tuple[dict[int, str], int]:
+    """``tasks`` tasks, writers (5 writes each) and claim-and-write
+    transactions (on ``tx_jobs``) alternately, each cancelled after a random
+    delay; returns the writes that returned an ID, and how many writers
+    ended outcome-unknown."""
+    written: dict[int, str] = {}
+    write_unknown = 0
+
+    async def writer(n: int) -> None:
+        for i in range(5):
+            body = f"w{n}-{i}"
+            written[await broker.write("written", body)] = body
+
+    async def transactor() -> None:
+        while True:
+            async with broker.transaction():
+                message = await broker.claim("tx_jobs")
+                if message is None:
+                    return
+                await broker.write("results", message.body)
+
+    async def one(n: int) -> None:
+        nonlocal write_unknown
+        call = (lambda: writer(n)) if n % 2 else transactor
+        ended = await kit.run_cancelled(call, style, after=rng.uniform(0, max_delay))
+        write_unknown += n % 2 and ended.kind == "unknown"
+
+    async with anyio.create_task_group() as group:
+        for n in range(tasks):
+            group.start_soon(one, n)
+    return written, write_unknown
+
+
+def check_mixed_operations(
+    stored: list[tuple[str, str, int, Any]], written: dict[int, str], write_unknown: int
+) -> None:
+    """Every write that returned an ID is stored with its body (others only
+    if outcome-unknown); a job is claimed exactly when its result exists."""
+    in_written = {ts: b for q, b, ts, _ in stored if q == "written"}
+    assert written.items() <= in_written.items()
+    assert len(in_written) - len(written) <= write_unknown
+    tx_claimed = sorted(b for q, b, _, c in stored if q == "tx_jobs" and c)
+    assert tx_claimed == sorted(b for q, b, _, _ in stored if q == "results")

@@ -25,7 +25,9 @@ from tests.async_adapters.kit import (
     Kit,
     Outcomes,
     assert_clean,
+    cancel_mixed_operations,
     check_claim_accounting,
+    check_mixed_operations,
     open_transactions,
     settle,
     slow_commit,
@@ -309,41 +311,10 @@ async def test_mixed_operations_cancelled_at_random_points(kit: Kit, cancel_styl
     async with kit.open_broker(db_path, pool_size=5, config=QUIET) as broker:
         await broker.write_many("tx_jobs", [f"t{i}" for i in range(150)])
         await warm(broker)
-        written: dict[int, str] = {}
-        write_unknown = 0
-
-        async def writer(n: int) -> None:
-            for i in range(5):
-                body = f"w{n}-{i}"
-                written[await broker.write("written", body)] = body
-
-        async def transactor() -> None:
-            while True:
-                async with broker.transaction():
-                    message = await broker.claim("tx_jobs")
-                    if message is None:
-                        return
-                    await broker.write("results", message.body)
-
-        async def one(n: int) -> None:
-            nonlocal write_unknown
-            call = (lambda: writer(n)) if n % 2 else transactor
-            ended = await kit.run_cancelled(call, cancel_style, after=rng.uniform(0, 0.15))
-            write_unknown += n % 2 and ended.kind == "unknown"
-
-        async with anyio.create_task_group() as group:
-            for n in range(120):
-                group.start_soon(one, n)
+        written, write_unknown = await cancel_mixed_operations(kit, broker, cancel_style, rng, 120, 0.15)
         await settle(broker)
         assert not any(open_transactions(broker))
-        stored = rows(db_path)
-        # Every write that returned an ID is there with its body; others only if unknown.
-        in_written = {ts: b for q, b, ts, _ in stored if q == "written"}
-        assert written.items() <= in_written.items()
-        assert len(in_written) - len(written) <= write_unknown
-        # Transactions: a job is claimed exactly when its result exists.
-        tx_claimed = sorted(b for q, b, _, c in stored if q == "tx_jobs" and c == 1)
-        assert tx_claimed == sorted(b for q, b, _, _ in stored if q == "results")
+        check_mixed_operations(rows(db_path), written, write_unknown)
         await assert_clean(broker)
 
 

@@ -12,13 +12,11 @@ waits for every give-back), read with psycopg, never through the broker.
 from __future__ import annotations
 
 import random
-from typing import Any
 
-import anyio
 import pytest
 
 from sansio_broker import Config
-from tests.async_adapters.kit import Kit, Outcomes
+from tests.async_adapters.kit import Kit, Outcomes, cancel_mixed_operations, check_mixed_operations
 from tests.support import pgserver
 from tests.support.pgserver import pg_dsn, pg_schema, pg_server
 
@@ -79,37 +77,8 @@ async def test_mixed_operations_cancelled_at_random_points_on_postgres(
 ) -> None:
     """Writes and claim-and-write transactions, each cancelled at a random moment."""
     rng = random.Random(f"mixed-{kit.name}-{cancel_style}")
-    written: dict[int, str] = {}
-    write_unknown = 0
     config = Config(backend_schema=pg_schema, auto_vacuum=False)  # claimed rows stay for the check
     async with kit.open_broker(pg_dsn, pool_size=5, config=config) as broker:
         await broker.write_many("tx_jobs", [f"t{i}" for i in range(100)])
-
-        async def writer(n: int) -> None:
-            for i in range(5):
-                body = f"w{n}-{i}"
-                written[await broker.write("written", body)] = body
-
-        async def transactor() -> None:
-            while True:
-                async with broker.transaction():
-                    message = await broker.claim("tx_jobs")
-                    if message is None:
-                        return
-                    await broker.write("results", message.body)
-
-        async def one(n: int) -> None:
-            nonlocal write_unknown
-            call: Any = (lambda: writer(n)) if n % 2 else transactor
-            ended = await kit.run_cancelled(call, cancel_style, after=rng.uniform(0, 0.1))
-            write_unknown += n % 2 and ended.kind == "unknown"
-
-        async with anyio.create_task_group() as group:
-            for n in range(80):
-                group.start_soon(one, n)
-    rows = stored(pg_dsn, pg_schema)
-    in_written = {ts: body for q, body, ts, _ in rows if q == "written"}
-    assert written.items() <= in_written.items()  # every write that returned an ID is there
-    assert len(in_written) - len(written) <= write_unknown
-    tx_claimed = sorted(body for q, body, _, claimed in rows if q == "tx_jobs" and claimed)
-    assert tx_claimed == sorted(body for q, body, _, _ in rows if q == "results")
+        written, write_unknown = await cancel_mixed_operations(kit, broker, cancel_style, rng, 80, 0.1)
+    check_mixed_operations(stored(pg_dsn, pg_schema), written, write_unknown)
