@@ -563,32 +563,18 @@ def asyncio_sigint_consumer(workdir: Path, scale: float = 1.0, seed_value: int |
         messages = bodies(per_run, start=run * per_run)
         result.seeded.extend(messages)
         seed(path, messages, result)
-        proc = subprocess.Popen(
-            _child_command(["asyncio-consumer", str(path)]),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-            cwd=workdir,
-        )
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        hung = False
+        proc = _start_unbuffered(_child_command(["asyncio-consumer", str(path)]), cwd=workdir)
+        first = _first_line(proc)
         if first.strip() == "ready":
             time.sleep(rng.uniform(0.02, 0.15))
             proc.send_signal(signal.SIGINT)
-            try:
-                out, err = proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                hung = True
-                proc.kill()
-                out, err = proc.communicate()
+            out, err, hung = _rest_of_output(proc, timeout=20)
         else:
-            out, err = proc.communicate(timeout=60)
+            out, err, hung = _rest_of_output(proc, timeout=60)
             result.problems.append(f"run {run}: the consumer did not start: {first!r} {err[-500:]}")
         before = len(result.received)
-        _read_child_lines([first, *out.splitlines()], result)
-        unknown += sum(line.startswith("U ") for line in out.splitlines())
+        _read_child_lines([first, *out], result)
+        unknown += sum(line.startswith("U ") for line in out)
         pending = pending_bodies(path)
         result.pending.extend(pending)
         got = set(result.received[before:]) | set(pending)
@@ -702,6 +688,38 @@ def _run_child(args: Sequence[str], timeout: float) -> tuple[list[str], str, int
         proc.kill()
         out, err = proc.communicate()
         return out.splitlines(), err, proc.returncode, True
+
+
+def _start_unbuffered(command: Sequence[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """A child whose stdout the parent reads unbuffered, for :func:`_first_line`."""
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=_child_env(), cwd=cwd
+    )
+
+
+def _first_line(proc: subprocess.Popen[bytes]) -> str:
+    """The child's first line, and not a byte more.
+
+    An unbuffered pipe's ``readline`` reads a byte at a time. A buffered (or
+    text) one takes whatever the pipe holds, the lines printed right after
+    this one too, and ``communicate()`` reads the pipe itself, never that
+    buffer: bodies the child received would be counted as lost.
+    """
+    assert proc.stdout is not None
+    return proc.stdout.readline().decode(errors="replace")
+
+
+def _rest_of_output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[list[str], str, bool]:
+    """Wait for the child (killed past ``timeout``): the stdout lines after
+    :func:`_first_line`, its stderr, and whether it hung."""
+    hung = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        hung = True
+        proc.kill()
+        out, err = proc.communicate()
+    return out.decode(errors="replace").splitlines(), err.decode(errors="replace"), hung
 
 
 def _read_child_lines(lines: Sequence[str], result: StormResult) -> dict[str, Any]:

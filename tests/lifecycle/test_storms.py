@@ -9,6 +9,7 @@ is the storm's summary line (``python -m tests.lifecycle.storms --only NAME
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,20 @@ def test_storm_loses_nothing(tmp_path: Path, name: str) -> None:
     assert duplicated == 0, f"{duplicated} messages delivered twice: {context}"
     assert foreign == 0, f"bodies nobody wrote: {context}"
     assert problems == 0, f"{problems} problems: {context}"
+
+
+def test_the_sigint_storm_counts_lines_printed_right_after_ready(tmp_path: Path) -> None:
+    """The lines a child printed before the parent read its "ready" are
+    counted: they were once taken into a read buffer ``communicate()`` never
+    sees, and bodies the consumer received were reported lost."""
+    bodies = [f"m{i:06d}" for i in range(5)]
+    script = "print('ready', flush=True)\n" + "".join(f"print('R', {b!r}, flush=True)\n" for b in bodies)
+    proc = storms._start_unbuffered([sys.executable, "-c", script], cwd=tmp_path)
+    assert proc.wait(timeout=60) == 0  # every line is in the pipe before the parent reads one
+    first = storms._first_line(proc)
+    out, err, hung = storms._rest_of_output(proc, timeout=60)
+    result = storms.StormResult("asyncio-sigint", bodies)
+    storms._read_child_lines([first, *out], result)
+    assert (first, err, hung) == ("ready\n", "", False)
+    assert result.received == bodies
+    assert result.lost == []
