@@ -1,10 +1,10 @@
 """The PostgreSQL dialect: simplebroker-pg 4.7.2's schema and statements, for one schema.
 
-Groundwork for issue 13, not wired in yet: nothing imports this module, and
-it imports no driver. :func:`postgres_dialect` validates the schema name and
-returns a :class:`PostgresDialect`, which provides every member of
-:class:`~sansio_broker.dialect.Dialect` as it stands, with psycopg's ``%s``
-placeholders. The storage is simplebroker-pg's, so both programs can share
+Pure, as the rest of the core: it imports no driver (the adapters import it
+when a broker opens a ``postgresql://`` target). :func:`postgres_dialect`
+validates the schema name and returns a :class:`PostgresDialect`, which
+provides every member of :class:`~sansio_broker.dialect.Dialect`, with
+psycopg's ``%s`` placeholders. The storage is simplebroker-pg's, so both programs can share
 one schema at once: the same tables, index names, singleton ``meta`` row,
 advisory lock keys (:func:`advisory_lock_key`), LISTEN channel
 (:func:`notification_channel`, the queue name as payload) and lock order.
@@ -32,10 +32,6 @@ the text simplebroker-pg itself builds. The deliberate differences:
 * statements simplebroker-pg has no counterpart for (group commit, shared
   claims, ``ALIAS_TARGET``, ``ANY_CLAIMED``, the delete-IDs temporary table)
   are this project's, in the same style.
-
-What the protocol and the core must gain or change for PostgreSQL is listed
-in ``/work/notes/issue13_plan.md``, section "Dialect gaps (postgres.py)"; the
-members marked *proposed* below are the PostgreSQL side of those changes.
 """
 
 from __future__ import annotations
@@ -438,7 +434,7 @@ class PostgresDialect:
     channel: str
     """The LISTEN/NOTIFY channel (``LISTEN`` it quoted: :attr:`LISTEN`)."""
     LISTEN: str
-    """*Proposed*: what the listener connection runs (autocommit, any search path)."""
+    """What the listener connection runs (autocommit, any search path)."""
     SETUP_LOCK_KEY: int
     ALIASES_LOCK_KEY: int
     LOCK_ALIASES: tuple[Command, ...]
@@ -518,9 +514,9 @@ SELECT magic, schema_version, last_ts, alias_version
 FROM meta
 WHERE singleton = TRUE
 """
-    """*Proposed*: the singleton row, typed (what simplebroker-pg reads on open)."""
+    """The singleton row, typed (what simplebroker-pg reads on open)."""
     ENSURE_META_ROW = ENSURE_META_ROW
-    """*Proposed*: params ``(magic, schema_version)``; the row, new or kept."""
+    """Params ``(magic, schema_version)``; the row, new or kept."""
     V6_SHAPE = V6_SHAPE
     V6_SHAPE_DETAILS = V6_SHAPE_DETAILS
     REPAIR_V6_INDEXES: tuple[str, ...] = (CREATE_QUEUE_TS_INDEX, CREATE_PENDING_QUEUE_TS_INDEX)
@@ -745,7 +741,7 @@ SELECT
 FROM renamed_count
 CROSS JOIN (SELECT COUNT(*) AS count FROM notified) AS notification_count
 """
-    """*Proposed*: simplebroker-pg's rename, params ``(new, old, old, new)``; one row
+    """simplebroker-pg's rename, params ``(new, old, old, new)``; one row
     ``(renamed, notifications)``; notifies both names in the same statement."""
 
     # --- search, overview, dump --------------------------------------------

@@ -287,11 +287,11 @@ def test_fork_while_parent_holds_write_lock_refuses_clearly_in_child(db_path: Pa
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork semantics tested on Linux")
 def test_fork_during_vacuum_does_not_keep_vacuum_lock(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sansio_broker.adapters import _sync
+    from sansio_broker.adapters import _driver
 
     children: list[int] = []
     release_read, release_write = os.pipe()
-    real_sleep = _sync._sleep
+    real_sleep = _driver._sleep
 
     def sleep_and_fork(command: object) -> None:
         # Runs between vacuum batches, while the driver holds <db>.vacuum.lock.
@@ -303,7 +303,7 @@ def test_fork_during_vacuum_does_not_keep_vacuum_lock(db_path: Path, monkeypatch
             children.append(pid)
         real_sleep(command)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_sync, "_sleep", sleep_and_fork)
+    monkeypatch.setattr(_driver, "_sleep", sleep_and_fork)
     broker = Broker(db_path, config=QUIET)
     try:
         broker.write_many("q", ["a", "b", "c"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import simplebroker
 
-from sansio_broker import ConfigError
+from sansio_broker import ConfigError, InvalidInputError
 from sansio_broker.adapters import compat
 from sansio_broker.adapters.blocking import Broker
 
@@ -75,7 +75,7 @@ def test_project_file_is_found_in_the_current_directory(tmp_path: Path, monkeypa
     (tmp_path / ".broker.toml").write_text('version = 1\nbackend = "sqlite"\ntarget = "team.db"\n')
     assert compat.Queue("q").db_target == their_target(simplebroker.Queue("q")) == str(tmp_path / "team.db")
     (tmp_path / ".broker.toml").write_text('version = 1\nbackend = "postgres"\ntarget = "postgresql://x/y"\n')
-    with pytest.raises(NotImplementedError, match="SQLite only"):
+    with pytest.raises(NotImplementedError, match="reads only SQLite project files"):
         compat.Queue("q")
 
 
@@ -83,8 +83,10 @@ def test_what_it_refuses(tmp_path: Path) -> None:
     path = str(tmp_path / "x.db")
     with pytest.raises(NotImplementedError, match="runner= is not supported"):
         compat.Queue("q", db_path=path, runner=object())
-    with pytest.raises(NotImplementedError, match="SQLite only"):
+    with pytest.raises(InvalidInputError, match="needs BROKER_BACKEND_TARGET"):
         compat.Queue("q", config={"BROKER_BACKEND": "postgres"})
+    with pytest.raises(NotImplementedError, match="SQLite or PostgreSQL"):
+        compat.Queue("q", config={"BROKER_BACKEND": "redis"})
     with pytest.raises(ConfigError, match="BROKER_BUSY_TIMOUT"):
         compat.Queue("q", db_path=path, config={"BROKER_BUSY_TIMOUT": 5})
     queue = compat.Queue("q", db_path=path)

@@ -1,7 +1,6 @@
 """The PostgreSQL dialect's statements on a real server, read back by simplebroker-pg.
 
-Groundwork for issue 13: no adapter drives PostgreSQL yet, so a few lines of
-plain psycopg here run the core's operations (``BrokerCore`` with
+Without any adapter: a few lines of plain psycopg here run the core's operations (``BrokerCore`` with
 :func:`~sansio_broker.postgres.postgres_dialect`), answering each command as a
 driver would: bootstrap a fresh schema, write (meta advanced, then the insert
 with its notify), claim, move, rename, vacuum. simplebroker-pg 4.7.2 then

@@ -11,8 +11,25 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.async_adapters.conftest import anyio_backend, kit, pytest_pyfunc_call
-from tests.contract.conftest import _no_thread_outlives_the_test, adapter, broker, db_path, make_broker
+from tests.contract.conftest import (
+    _no_thread_outlives_the_test,
+    adapter,
+    broker,
+    db_path,
+    make_broker,
+    make_target,
+    target,
+)
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite files (waiting on PostgreSQL: tests/postgres_waiting)."""
+    return "sqlite"
+
 
 __all__ = [
     "_no_thread_outlives_the_test",
@@ -22,5 +39,7 @@ __all__ = [
     "db_path",
     "kit",
     "make_broker",
+    "make_target",
     "pytest_pyfunc_call",
+    "target",
 ]
