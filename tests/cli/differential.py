@@ -451,8 +451,12 @@ def run_steps(programs: Mapping[str, str], sc: Scenario, root: Path) -> list[Res
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(content)
     norm, results = Normaliser(root), list[Result]()
-    for s in sc.steps:
-        argv = [norm.substitute(a, root) for a in s.argv]
+    for i, s in enumerate(sc.steps):
+        try:
+            argv = [norm.substitute(a, root) for a in s.argv]
+        except KeyError as exc:  # a step names an ID no earlier step printed: say what ran
+            ran = "\n".join(f"  {r.argv} rc={r.rc} out={r.stdout!r} err={r.stderr!r}" for r in results)
+            raise AssertionError(f"{sc.name} {dict(programs)} step {i} {s.argv}: {exc}; so far:\n{ran}") from None
         env = base_env({k: norm.substitute(v, root) for k, v in s.env.items()})
         data = results[s.stdin_from].stdout if s.stdin_from is not None else s.stdin
         if data is not None and s.stdin_from is None:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.cli.differential import BROKER, SANSIO, Normaliser, Result, Scenario, base_env, compare, run_step
+from tests.cli.differential import BROKER, SANSIO, Result, Scenario, compare, run_steps
 from tests.support.pgserver import fresh_schema
 
 Setup = Callable[[str, str], None]
@@ -46,32 +46,6 @@ def on_schema(sc: Scenario, dsn: str, schema: str) -> Scenario:
     )
     files = {name: _fill(content.decode(), dsn, schema).encode() for name, content in sc.files.items()}
     return dataclasses.replace(sc, steps=steps, files=files)
-
-
-def run_steps(programs: Mapping[str, str], sc: Scenario, root: Path) -> list[Result]:
-    """``differential.run_steps``, saying what ran so far when a step names an ID no earlier step printed."""
-    for d in sc.dirs:
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for name, content in sc.files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(content)
-    norm, results = Normaliser(root), list[Result]()
-    for i, s in enumerate(sc.steps):
-        try:
-            argv = [norm.substitute(a, root) for a in s.argv]
-        except KeyError as exc:
-            ran = "\n".join(f"  {r.argv} rc={r.rc} out={r.stdout!r} err={r.stderr!r}" for r in results)
-            raise AssertionError(f"{sc.name} {dict(programs)} step {i} {s.argv}: {exc}; so far:\n{ran}") from None
-        env = base_env({k: norm.substitute(v, root) for k, v in s.env.items()})
-        data = results[s.stdin_from].stdout if s.stdin_from is not None else s.stdin
-        if data is not None and s.stdin_from is None:
-            data = norm.substitute(data.decode("utf-8", "surrogateescape"), root).encode("utf-8", "surrogateescape")
-        rc, out, err = run_step(programs[s.program], argv, root / s.cwd, env, data, s.tty)
-        r = Result(argv, rc, out, err)
-        r.norm_stdout = norm(out.decode("utf-8", "replace"))
-        r.norm_stderr = norm(err.decode("utf-8", "replace"))
-        results.append(r)
-    return results
 
 
 def run_on_schema(
