@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sansio_broker import Config, errors
 from sansio_broker.driver import (
@@ -35,9 +35,6 @@ from ._news import Deliver, News, file_news
 
 if TYPE_CHECKING:  # imported only where an async driver is opened (asyncio on PostgreSQL)
     from ._pgasync import AsyncPgDriver
-
-T = TypeVar("T")
-D = TypeVar("D", bound="Driver")
 
 LOG = logging.getLogger("sansio_broker")
 """Where background failures go (vacuum, give-backs): never into a caller's operation."""

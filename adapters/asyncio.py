@@ -198,7 +198,7 @@ Pooled = _Connection | _LoopConnection
 
 
 class AsyncBroker(AsyncOperations):
-    """A broker on one SQLite file for asyncio; every operation of the core.
+    """A broker on one SQLite file or PostgreSQL schema for asyncio; every operation of the core.
 
     Use :func:`async_broker` to open one. Operations of one task inside
     :meth:`transaction` share that transaction's connection; all others
@@ -221,8 +221,9 @@ class AsyncBroker(AsyncOperations):
 
 
 class _Runtime:
-    """asyncio's side of :class:`~._pooled.PooledEngine`: aiosqlitepool
-    connections, each with its worker thread, and tasks of this loop."""
+    """asyncio's side of :class:`~._pooled.PooledEngine`: aiosqlitepool-pooled
+    connections (SQLite's each with its worker thread, PostgreSQL's run by
+    tasks of this loop), and tasks of this loop."""
 
     def __init__(self, path: str, config: Config, pool_size: int, core: BrokerCore, chosen: Backend) -> None:
         self.path = path

@@ -970,7 +970,7 @@ class _Stream(Generic[R]):
 
 
 class Broker(Operations):
-    """A broker on one SQLite file; every operation of the core, blocking.
+    """A broker on one SQLite file or PostgreSQL schema; every operation of the core, blocking.
 
     ``config=None`` reads ``BROKER_*`` environment variables. The file is
     created (schema v6) or checked when the broker is constructed, so a

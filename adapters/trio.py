@@ -158,7 +158,7 @@ class _Worker:
 
 
 class TrioBroker(AsyncOperations):
-    """A broker on one SQLite file for trio; every operation of the core.
+    """A broker on one SQLite file or PostgreSQL schema for trio; every operation of the core.
 
     Open it with :func:`trio_broker` (inside ``trio.run``). Operations of one
     task inside :meth:`transaction` share that transaction's connection; all
