@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from sansio_broker import Config
+from sansio_broker import Config, DatabaseError
 from sansio_broker.postgres import PostgresDialect
 
 from ._news import News
@@ -120,7 +120,7 @@ class PgListener:
             try:
                 self._listen_once()
                 failures = 0
-            except psycopg.Error as exc:
+            except (psycopg.Error, DatabaseError) as exc:  # DatabaseError: connecting failed (see _pgsync.connect)
                 connection, self._connection = self._connection, None
                 if connection is not None:
                     connection.close()

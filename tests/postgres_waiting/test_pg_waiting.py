@@ -183,6 +183,38 @@ def test_the_listener_reconnects_after_its_connection_is_killed(pg_dsn: str, pg_
         assert got == ("jobs", "after")
 
 
+def test_the_listener_keeps_trying_while_the_server_cannot_be_reached(pg_dsn: str, pg_schema: str) -> None:
+    """Connecting fails (a core DatabaseError, as _pgsync.connect raises it)
+    twice; the listener keeps its thread, connects, and hears a write."""
+    from sansio_broker import DatabaseError
+    from sansio_broker.adapters._pgsync import connect
+    from sansio_broker.postgres import PostgresDialect
+
+    heard: list[frozenset[str] | None] = []
+    attempts = 0
+
+    def flaky_connect() -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:
+            raise DatabaseError("cannot connect: the server is down (simulated)")
+        return connect(pg_dsn, "test")
+
+    listener = _pglisten.PgListener(flaky_connect, PostgresDialect(pg_schema).LISTEN, heard.append, "test")
+    listener.start()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not heard and time.monotonic() < deadline:  # connected: its first "anything changed"
+            time.sleep(0.01)
+        assert heard == [None] and attempts == 3
+        write_from_another_process("sansio-broker", pg_dsn, pg_schema, "jobs", "x")
+        while len(heard) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert heard[1] == frozenset({"jobs"})
+    finally:
+        listener.stop()
+
+
 def test_close_wakes_a_waiting_getter_and_stops_the_listener(pg_dsn: str, pg_schema: str) -> None:
     b = Broker(pg_dsn, config=config(pg_schema))
     outcome: list[BaseException | object] = []
